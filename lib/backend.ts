@@ -1,0 +1,50 @@
+/**
+ * A backend carries traffic between hosts. The agent gives it the underlay and the
+ * config, tells it our lease and every peer lease as they come and go; the backend
+ * knows nothing of etcd. Each type lives in its own file under lib/backends/.
+ *
+ * MTU terms: the underlay MTU is the wire MTU of the host interface; the device MTU is
+ * what containers see, underlay MTU minus the encapsulation overhead:
+ *   udp   28 = 20 (outer IPv4) + 8 (UDP)
+ *   vxlan 50 = 20 (outer IPv4) + 8 (UDP) + 8 (VXLAN) + 14 (inner Ethernet)
+ *   host-gw 0 (no encapsulation)
+ */
+import type { BackendConfig, BackendType, NetworkConfig } from "./config.ts";
+import type { Lease } from "./lease.ts";
+import type { Underlay } from "./underlay.ts";
+
+export const ENCAPSULATION_OVERHEAD: Record<BackendType, number> = {
+  "udp": 28,
+  "vxlan": 50,
+  "host-gw": 0,
+};
+
+export interface Backend {
+  readonly type: BackendType;
+  /** The device MTU published in the subnet file. */
+  readonly mtu: number;
+  /** The lease's BackendData; undefined when the type carries none (udp). */
+  readonly backendData?: Record<string, unknown>;
+  /** The device this backend owns, which --health checks is present. */
+  readonly device?: string;
+  /** Which data path is active, for health and status ("control-plane only", "udp batched", …). */
+  readonly dataPath: string;
+  /** Sets up forwarding for our own lease. */
+  start(own: Lease): Promise<void>;
+  /** A peer's lease appeared or changed. */
+  addPeer(peer: Lease): void;
+  /** A peer's lease was deleted or expired. */
+  removePeer(peer: Lease): void;
+  /** Stops forwarding. Devices stay for a fast restart. */
+  stop(): Promise<void>;
+}
+
+export interface BackendContext {
+  readonly config: NetworkConfig;
+  readonly underlay: Underlay;
+}
+
+/** The device MTU for a backend on an underlay. */
+export function deviceMtu(backend: BackendConfig, underlayMtu: number): number {
+  return backend.mtu ?? underlayMtu - ENCAPSULATION_OVERHEAD[backend.type];
+}

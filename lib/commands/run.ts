@@ -1,0 +1,68 @@
+/** `overlay run`: the daemon's flags turned into options. */
+import { runDaemon } from "../daemon.ts";
+import { ETCD_FLAGS, etcdOptionsFrom } from "../etcd.ts";
+import { UsageError } from "../errors.ts";
+import {
+  durationFlag,
+  type FlagName,
+  helpText,
+  ipFlag,
+  LOCATOR_FLAGS,
+  parseFlags,
+  portFlag,
+  stringFlag,
+} from "../flags.ts";
+import { setLogLevel } from "../log.ts";
+
+const FLAGS: FlagName[] = [
+  ...ETCD_FLAGS,
+  "iface",
+  "public-ip",
+  ...LOCATOR_FLAGS,
+  "ip-masq",
+  "healthz-ip",
+  "healthz-port",
+  "subnet-lease-ttl",
+  "subnet-lease-renew-margin",
+  "log-level",
+];
+
+export const RUN_HELP = helpText(
+  "overlay run [flags]",
+  `Run the agent: lease this host's subnet in etcd, keep it renewed, follow the peers,
+write the subnet file and report health. Stops on SIGINT/SIGTERM (the lease is kept,
+so a restart reuses the subnet); exits 1 if the lease is lost.`,
+  FLAGS,
+);
+
+export async function runCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags("overlay run", args, FLAGS);
+  if (values.help) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  const level = stringFlag(values, "log-level");
+  if (!setLogLevel(level)) {
+    throw new UsageError(
+      `--log-level ${JSON.stringify(level)} is not a level (use debug, info, warn or error)`,
+    );
+  }
+  const leaseTtlMs = durationFlag(values, "subnet-lease-ttl");
+  if (leaseTtlMs < 2000) {
+    throw new UsageError(`--subnet-lease-ttl must be at least 2s`);
+  }
+  const healthzPort = portFlag(values, "healthz-port", true);
+  return await runDaemon({
+    etcd: etcdOptionsFrom(values),
+    iface: (values.iface as string | undefined) || undefined,
+    publicIp: ipFlag(values, "public-ip"),
+    subnetFile: stringFlag(values, "subnet-file"),
+    stateDir: stringFlag(values, "state-dir"),
+    ipMasq: values["ip-masq"] === true,
+    healthz: healthzPort > 0
+      ? { hostname: stringFlag(values, "healthz-ip"), port: healthzPort }
+      : undefined,
+    leaseTtlMs,
+    renewMarginMs: durationFlag(values, "subnet-lease-renew-margin", "m"),
+  });
+}

@@ -1,0 +1,243 @@
+/**
+ * `overlay run`: the agent. It wires the pieces together and owns their lifecycle:
+ * config → underlay → backend → lease → data path → subnet file → ready, then keeps
+ * the lease renewed and the peers current until it is stopped or loses its lease.
+ */
+import type { Backend } from "./backend.ts";
+import { createBackend } from "./backends/factory.ts";
+import { connectEtcd, describeEtcdError, etcdFailure, type EtcdOptions } from "./etcd.ts";
+import {
+  type DaemonState,
+  describeState,
+  HEARTBEAT_MS,
+  processStartTime,
+  serveHealth,
+  statePath,
+  writeState,
+} from "./health.ts";
+import { formatIp4, formatIp4Net, netGateway } from "./ip.ts";
+import { describeLease, type Lease, leaseKey } from "./lease.ts";
+import { LeaseManager } from "./lease_manager.ts";
+import { log } from "./log.ts";
+import { type LeaseEvent, SubnetRegistry } from "./registry.ts";
+import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
+import { describeUnderlay, detectUnderlay } from "./underlay.ts";
+
+export interface DaemonOptions {
+  readonly etcd: EtcdOptions;
+  readonly iface?: string;
+  readonly publicIp?: number;
+  readonly subnetFile: string;
+  readonly stateDir: string;
+  readonly ipMasq: boolean;
+  readonly healthz?: { readonly hostname: string; readonly port: number };
+  readonly leaseTtlMs: number;
+  readonly renewMarginMs: number;
+}
+
+/** How often a failed renewal is retried while etcd is unreachable. */
+const RENEW_RETRY_MS = 1_000;
+
+/** Runs the agent until SIGINT/SIGTERM (exit 0) or until the lease is lost (exit 1). */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const client = connectEtcd(options.etcd);
+  const registry = new SubnetRegistry(client, options.etcd.prefix);
+  const stop = new AbortController();
+  const stateFile = statePath(options.stateDir, options.subnetFile);
+  let wroteState = false;
+  let backend: Backend | undefined;
+  try {
+    const config = await registry.getConfig().catch((e) => {
+      throw etcdFailure(e, options.etcd);
+    });
+    const underlay = detectUnderlay({ iface: options.iface, publicIp: options.publicIp });
+    log.info("underlay", {
+      iface: describeUnderlay(underlay),
+      publicIp: formatIp4(underlay.publicIp),
+    });
+    backend = createBackend({ config, underlay });
+    const manager = new LeaseManager(registry, {
+      attrs: {
+        publicIp: underlay.publicIp,
+        backendType: backend.type,
+        backendData: backend.backendData,
+      },
+      ttlMs: options.leaseTtlMs,
+      renewMarginMs: options.renewMarginMs,
+      previousSubnet: await readPreviousSubnet(options.subnetFile),
+    });
+
+    const pidStart = processStartTime(Deno.pid) ?? "";
+    let state: DaemonState = {
+      pid: Deno.pid,
+      pidStart,
+      ready: false,
+      reason: "starting",
+      heartbeatAt: Date.now(),
+      subnetFile: options.subnetFile,
+    };
+    const publish = async (change: Partial<DaemonState>) => {
+      state = { ...state, ...change, heartbeatAt: Date.now() };
+      await writeState(stateFile, state).catch((error) =>
+        log.error("cannot write state file", { path: stateFile, error: error.message })
+      );
+      wroteState = true;
+    };
+    await publish({});
+
+    const held = await manager.acquire(config).catch((e) => {
+      throw etcdFailure(e, options.etcd);
+    });
+    let own: Lease = held.lease;
+    let expiresAt = held.expiresAt;
+    const ownKey = leaseKey(registry.prefix, own.subnet);
+    await backend.start(own);
+
+    const peers = new Map<string, Lease>();
+    let lost = false;
+    const onEvent = (event: LeaseEvent) => {
+      const key = leaseKey(registry.prefix, event.lease.subnet);
+      if (key === ownKey) {
+        if (event.type === "removed") {
+          lost = true;
+          stop.abort();
+        } else own = event.lease;
+        return;
+      }
+      if (event.type === "removed") {
+        if (peers.delete(key)) {
+          backend!.removePeer(event.lease);
+          log.info("peer left", { peer: describeLease(event.lease) });
+        }
+      } else if (event.lease.attrs.backendType !== backend!.type) {
+        log.warn("ignoring a lease of another backend type", {
+          peer: describeLease(event.lease),
+          want: backend!.type,
+        });
+      } else {
+        const known = peers.has(key);
+        peers.set(key, event.lease);
+        backend!.addPeer(event.lease);
+        if (!known) log.info("peer joined", { peer: describeLease(event.lease) });
+      }
+      if (state.ready) publish({ peers: peers.size });
+    };
+    for (const lease of held.listing.leases) onEvent({ type: "put", lease });
+    let etcdReachable = true;
+    const setEtcdReachable = (reachable: boolean) => {
+      if (reachable === etcdReachable) return;
+      etcdReachable = reachable;
+      if (reachable) log.info("etcd reachable again");
+      else log.warn("etcd unreachable; forwarding continues with the last known peers");
+      publish({ degraded: reachable ? undefined : "etcd unreachable" });
+    };
+    const watch = registry.watchLeases(held.listing, onEvent, {
+      onSkipped: (skipped) => log.warn("skipping malformed lease in etcd", { ...skipped }),
+      onResync: () => log.info("lease watch re-listed after compaction"),
+      onConnection: setEtcdReachable,
+    });
+
+    await writeSubnetFile(options.subnetFile, {
+      network: config.network,
+      subnet: own.subnet,
+      mtu: backend.mtu,
+      ipMasq: options.ipMasq,
+    });
+    await publish({
+      ready: !lost,
+      reason: lost ? "lease lost" : undefined,
+      subnet: `${formatIp4(netGateway(own.subnet))}/${own.subnet.prefixLen}`,
+      mtu: backend.mtu,
+      backend: backend.type,
+      peers: peers.size,
+      device: backend.device,
+      leaseExpiresAt: Number.isFinite(expiresAt) ? expiresAt : null,
+    });
+    log.info("ready", {
+      subnet: formatIp4Net(own.subnet),
+      mtu: backend.mtu,
+      backend: backend.type,
+      dataPath: backend.dataPath,
+      peers: peers.size,
+    });
+
+    const healthServer = options.healthz && options.healthz.port > 0
+      ? serveHealth(
+        { ...options.healthz, signal: stop.signal },
+        () => describeState(state),
+      )
+      : undefined;
+
+    const onSignal = () => stop.abort();
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    const heartbeat = setInterval(() => publish({}), HEARTBEAT_MS);
+
+    // Renewal: one timer at a time, retried every second while etcd is unreachable.
+    let renewTimer: ReturnType<typeof setTimeout> | undefined;
+    const scheduleRenewal = (at: number) => {
+      if (!Number.isFinite(at) || stop.signal.aborted) return;
+      renewTimer = setTimeout(renew, Math.max(0, at - Date.now()));
+    };
+    const renew = async () => {
+      try {
+        const result = await manager.renew(own);
+        if (result === "lost") {
+          lost = true;
+          stop.abort();
+          return;
+        }
+        expiresAt = result;
+        setEtcdReachable(true);
+        await publish({ leaseExpiresAt: expiresAt });
+        log.debug("renewed lease", {
+          subnet: formatIp4Net(own.subnet),
+          expiresAt: new Date(expiresAt).toISOString(),
+        });
+        scheduleRenewal(manager.renewAt(expiresAt));
+      } catch (error) {
+        setEtcdReachable(false);
+        log.warn("lease renewal failed; retrying", {
+          error: describeEtcdError(error, options.etcd),
+        });
+        scheduleRenewal(Date.now() + RENEW_RETRY_MS);
+      }
+    };
+    scheduleRenewal(manager.renewAt(expiresAt));
+
+    await new Promise<void>((resolve) => {
+      if (stop.signal.aborted) resolve();
+      stop.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+
+    clearTimeout(renewTimer);
+    clearInterval(heartbeat);
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await watch.close();
+    await backend.stop();
+    await healthServer?.finished;
+    if (lost) {
+      log.error(
+        "lease lost: this host no longer owns its subnet; exiting so a supervisor restarts it clean",
+        {
+          subnet: formatIp4Net(own.subnet),
+        },
+      );
+      await publish({ ready: false, reason: "lease lost" });
+      return 1;
+    }
+    log.info("stopped; the lease is kept so a restart reuses the subnet", {
+      subnet: formatIp4Net(own.subnet),
+    });
+    await Deno.remove(stateFile).catch(() => {});
+    return 0;
+  } catch (error) {
+    await backend?.stop().catch(() => {});
+    if (wroteState) await Deno.remove(stateFile).catch(() => {});
+    throw error;
+  } finally {
+    stop.abort();
+    client.close();
+  }
+}

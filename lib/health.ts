@@ -1,0 +1,136 @@
+/**
+ * Health and readiness. The daemon keeps a small state file in the state folder,
+ * named after its subnet file so several networks on one host do not mix; `--health`
+ * and `wait` judge that file against reality: the daemon's process must still be the
+ * one that wrote it, its heartbeat fresh, its lease unexpired, its device present.
+ */
+import { formatDuration } from "./duration.ts";
+import { writeFileAtomic } from "./subnet_file.ts";
+import { interfaceExists } from "./underlay.ts";
+
+export interface DaemonState {
+  readonly pid: number;
+  /** The process start time from /proc/<pid>/stat, so a recycled PID is not taken for us. */
+  readonly pidStart: string;
+  readonly ready: boolean;
+  /** Why not ready: "starting", "lease lost", … */
+  readonly reason?: string;
+  /** Ready but with a problem worth showing: "etcd unreachable". */
+  readonly degraded?: string;
+  readonly subnet?: string;
+  readonly mtu?: number;
+  readonly backend?: string;
+  readonly peers?: number;
+  readonly device?: string;
+  readonly bridge?: string;
+  /** Epoch ms; null for a reservation, which never expires. */
+  readonly leaseExpiresAt?: number | null;
+  readonly heartbeatAt: number;
+  readonly subnetFile: string;
+}
+
+/** How often the daemon rewrites its state, and when a reader gives up on it. */
+export const HEARTBEAT_MS = 5_000;
+export const HEARTBEAT_STALE_MS = 20_000;
+
+/** The state file of the daemon that writes `subnetFile`. */
+export function statePath(stateDir: string, subnetFile: string): string {
+  const absolute = subnetFile.startsWith("/") ? subnetFile : `${Deno.cwd()}/${subnetFile}`;
+  return `${stateDir.replace(/\/+$/, "")}/${absolute.replace(/[^A-Za-z0-9._-]/g, "_")}.json`;
+}
+
+export async function writeState(path: string, state: DaemonState): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(state) + "\n");
+}
+
+/** Start time of a process (field 22 of /proc/<pid>/stat); undefined when it is gone. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export interface HealthVerdict {
+  readonly ready: boolean;
+  /** The one line `overlay --health` prints. */
+  readonly line: string;
+}
+
+/** The health line for a state as seen by the daemon itself (no file, no process checks). */
+export function describeState(state: DaemonState, now = Date.now()): HealthVerdict {
+  if (!state.ready) return { ready: false, line: `not-ready ${state.reason ?? "starting"}` };
+  if (state.leaseExpiresAt != null && state.leaseExpiresAt <= now) {
+    return { ready: false, line: "not-ready lease expired" };
+  }
+  const parts = ["ready"];
+  if (state.bridge) parts.push(`bridge:${state.bridge}`);
+  parts.push(`subnet:${state.subnet}`, `mtu:${state.mtu}`, `backend:${state.backend}`);
+  parts.push(`peers:${state.peers ?? 0}`);
+  if (state.degraded) parts.push(`degraded:${state.degraded.replaceAll(" ", "-")}`);
+  return { ready: true, line: parts.join(" ") };
+}
+
+/** Judges the state file at `path` against the running system. */
+export async function evaluateHealth(path: string, now = Date.now()): Promise<HealthVerdict> {
+  let state: DaemonState;
+  try {
+    state = JSON.parse(await Deno.readTextFile(path));
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? `daemon not running (no state at ${path}; start it with: overlay run)`
+      : `daemon state ${path} unreadable (${(error as Error).message})`;
+    return { ready: false, line: `not-ready ${reason}` };
+  }
+  if (processStartTime(state.pid) !== state.pidStart) {
+    return { ready: false, line: `not-ready daemon not running (pid ${state.pid} has exited)` };
+  }
+  const age = now - state.heartbeatAt;
+  if (age > HEARTBEAT_STALE_MS) {
+    return {
+      ready: false,
+      line: `not-ready daemon not responding (last heartbeat ${formatDuration(age)} ago)`,
+    };
+  }
+  if (state.ready) {
+    for (const device of [state.device, state.bridge]) {
+      if (device && !interfaceExists(device)) {
+        return { ready: false, line: `not-ready device ${device} missing` };
+      }
+    }
+    try {
+      await Deno.stat(state.subnetFile);
+    } catch {
+      return { ready: false, line: `not-ready subnet file ${state.subnetFile} missing` };
+    }
+  }
+  return describeState(state, now);
+}
+
+/**
+ * Serves `/healthz` (200 while the process lives) and `/readyz` (200 only when ready,
+ * else 503 with the reason) on the given address.
+ */
+export function serveHealth(
+  options: { hostname: string; port: number; signal: AbortSignal },
+  verdict: () => HealthVerdict,
+): Deno.HttpServer {
+  return Deno.serve({
+    hostname: options.hostname,
+    port: options.port,
+    signal: options.signal,
+    onListen: () => {},
+  }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/healthz") return new Response("ok\n");
+    if (path === "/readyz") {
+      const { ready, line } = verdict();
+      return new Response(line + "\n", { status: ready ? 200 : 503 });
+    }
+    return new Response("not found (try /healthz or /readyz)\n", { status: 404 });
+  });
+}

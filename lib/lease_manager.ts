@@ -1,0 +1,210 @@
+/**
+ * The lease manager: takes this host's subnet and keeps it.
+ *
+ * Acquisition follows flannel's order: (1) a lease already carrying our PublicIP
+ * that still fits the config; (2) the subnet named in our previous subnet file, if
+ * free and fitting; (3) a random free subnet in [SubnetMin, SubnetMax]. Claims are
+ * create-if-absent transactions; the loser of a race lists again and picks again.
+ * Reservations (keys without an etcd lease) are never renewed, expired or taken.
+ */
+import { fitsNetwork, fitsRange, type NetworkConfig, subnetCount } from "./config.ts";
+import { OverlayError } from "./errors.ts";
+import { formatIp4, formatIp4Net, type Ip4Net, netEqual, prefixSize } from "./ip.ts";
+import { describeLease, isReservation, type Lease, type LeaseAttrs } from "./lease.ts";
+import { log } from "./log.ts";
+import type { LeaseListing, SubnetRegistry } from "./registry.ts";
+
+export interface LeaseManagerOptions {
+  readonly attrs: LeaseAttrs;
+  readonly ttlMs: number;
+  readonly renewMarginMs: number;
+  /** Subnet from the previous subnet file, if any. */
+  readonly previousSubnet?: Ip4Net;
+}
+
+/** The lease this host holds. */
+export interface HeldLease {
+  readonly lease: Lease;
+  /** Epoch ms when the etcd lease runs out; Infinity for a reservation. */
+  readonly expiresAt: number;
+  /** The listing taken during acquisition: watch from its revision + 1. */
+  readonly listing: LeaseListing;
+}
+
+const MAX_CLAIM_ATTEMPTS = 100;
+
+export class LeaseManager {
+  readonly #registry: SubnetRegistry;
+  readonly #options: LeaseManagerOptions;
+
+  constructor(registry: SubnetRegistry, options: LeaseManagerOptions) {
+    this.#registry = registry;
+    this.#options = options;
+  }
+
+  /** Acquires a subnet for this host. Throws OverlayError when the network is exhausted. */
+  async acquire(config: NetworkConfig): Promise<HeldLease> {
+    const ttlSeconds = Math.max(1, Math.round(this.#options.ttlMs / 1000));
+    let grantedId: string | undefined;
+    try {
+      for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
+        const listing = await this.#registry.listLeases();
+        for (const skipped of listing.skipped) {
+          log.warn("skipping malformed lease in etcd", { ...skipped });
+        }
+
+        const own = await this.#adoptOwn(config, listing);
+        if (own) {
+          if (grantedId) await this.#registry.revoke(grantedId).catch(() => {});
+          grantedId = undefined;
+          return { ...own, listing };
+        }
+
+        const subnet = this.#choose(config, listing);
+        grantedId ??= await this.#registry.grant(ttlSeconds);
+        if (await this.#registry.create(subnet, this.#options.attrs, grantedId)) {
+          const claimed = await this.#registry.getLease(subnet);
+          const id = grantedId;
+          grantedId = undefined;
+          if (!claimed || "reason" in claimed) {
+            throw new OverlayError(
+              `lease ${formatIp4Net(subnet)} vanished right after it was claimed`,
+            );
+          }
+          log.info("acquired subnet lease", { subnet: formatIp4Net(subnet), lease: id });
+          return { lease: claimed, expiresAt: Date.now() + ttlSeconds * 1000, listing };
+        }
+        log.debug("lost the race for a subnet; choosing again", { subnet: formatIp4Net(subnet) });
+      }
+      throw new OverlayError(
+        `Could not claim a subnet after ${MAX_CLAIM_ATTEMPTS} attempts (too many hosts racing; try again)`,
+      );
+    } finally {
+      if (grantedId) await this.#registry.revoke(grantedId).catch(() => {});
+    }
+  }
+
+  /** Step 1: a lease whose PublicIP is ours. Incompatible ones of ours are deleted, as flannel does. */
+  async #adoptOwn(
+    config: NetworkConfig,
+    listing: LeaseListing,
+  ): Promise<Omit<HeldLease, "listing"> | undefined> {
+    const mine = listing.leases.filter((l) => l.attrs.publicIp === this.#options.attrs.publicIp);
+    for (const lease of mine) {
+      if (!fitsNetwork(config, lease.subnet)) {
+        if (isReservation(lease)) {
+          log.warn("reservation for this host does not fit the network config; ignoring it", {
+            lease: describeLease(lease),
+          });
+        } else {
+          log.warn("deleting this host's old lease: it does not fit the network config", {
+            lease: describeLease(lease),
+          });
+          await this.#registry.delete(lease);
+        }
+        continue;
+      }
+      if (isReservation(lease)) {
+        log.info("using the reservation for this host", { lease: describeLease(lease) });
+        return { lease: await this.#refreshValue(lease), expiresAt: Infinity };
+      }
+      const ttl = await this.#registry.keepAlive(lease.etcdLeaseId);
+      if (ttl <= 0) continue; // expired between listing and now
+      log.info("reusing this host's existing lease", { lease: describeLease(lease) });
+      return { lease: await this.#refreshValue(lease), expiresAt: Date.now() + ttl * 1000 };
+    }
+    return undefined;
+  }
+
+  /** Rewrites the value when our attributes (backend type or data) changed. */
+  async #refreshValue(lease: Lease): Promise<Lease> {
+    const wanted = this.#options.attrs;
+    if (
+      lease.attrs.backendType === wanted.backendType &&
+      JSON.stringify(lease.attrs.backendData) === JSON.stringify(wanted.backendData)
+    ) return lease;
+    if (!(await this.#registry.update(lease, wanted))) {
+      throw new OverlayError(
+        `lease ${formatIp4Net(lease.subnet)} changed while it was being adopted (try again)`,
+      );
+    }
+    const fresh = await this.#registry.getLease(lease.subnet);
+    if (!fresh || "reason" in fresh) {
+      throw new OverlayError(
+        `lease ${formatIp4Net(lease.subnet)} vanished while it was being adopted`,
+      );
+    }
+    return fresh;
+  }
+
+  /** Steps 2 and 3: the previous subnet if free, else a random free one. */
+  #choose(config: NetworkConfig, listing: LeaseListing): Ip4Net {
+    const taken = new Set<number>();
+    for (const lease of listing.leases) {
+      if (lease.subnet.prefixLen === config.subnetLen) taken.add(lease.subnet.ip);
+      else {
+        // A foreign-sized lease blocks every subnet it overlaps.
+        const size = prefixSize(config.subnetLen);
+        const start = lease.subnet.ip - (lease.subnet.ip % size);
+        for (
+          let ip = start;
+          ip < lease.subnet.ip + prefixSize(lease.subnet.prefixLen);
+          ip += size
+        ) {
+          taken.add(ip);
+        }
+      }
+    }
+    const previous = this.#options.previousSubnet;
+    if (previous) {
+      if (!fitsRange(config, previous)) {
+        log.info("previous subnet from the subnet file does not fit the config; ignoring it", {
+          subnet: formatIp4Net(previous),
+        });
+      } else if (!taken.has(previous.ip)) {
+        return previous;
+      } else {
+        const holder = listing.leases.find((l) => netEqual(l.subnet, previous));
+        log.info("previous subnet from the subnet file is taken; choosing another", {
+          subnet: formatIp4Net(previous),
+          holder: holder ? formatIp4(holder.attrs.publicIp) : undefined,
+        });
+      }
+    }
+    const count = subnetCount(config);
+    const step = prefixSize(config.subnetLen);
+    const start = Math.floor(Math.random() * count);
+    for (let i = 0; i < count; i++) {
+      const ip = config.subnetMin + ((start + i) % count) * step;
+      if (!taken.has(ip)) return { ip, prefixLen: config.subnetLen };
+    }
+    throw new OverlayError(
+      `Network ${
+        formatIp4Net(config.network)
+      } is exhausted: all ${count} /${config.subnetLen} subnets ` +
+        `from ${formatIp4(config.subnetMin)} to ${formatIp4(config.subnetMax)} are leased ` +
+        `(free unused leases, or widen SubnetMin/SubnetMax with: overlay config set)`,
+    );
+  }
+
+  /**
+   * Renews the held lease before expiry. Returns the new expiry, or "lost" when the
+   * etcd lease no longer exists. Throws on etcd errors (the caller retries).
+   */
+  async renew(held: Lease): Promise<number | "lost"> {
+    if (isReservation(held)) return Infinity;
+    const ttl = await this.#registry.keepAlive(held.etcdLeaseId);
+    if (ttl <= 0) return "lost";
+    return Date.now() + ttl * 1000;
+  }
+
+  /** When the next renewal is due for a lease that expires at `expiresAt`. */
+  renewAt(expiresAt: number): number {
+    if (!Number.isFinite(expiresAt)) return Infinity;
+    const ttl = this.#options.ttlMs;
+    const margin = this.#options.renewMarginMs;
+    // flannel renews 1 h before a 24 h expiry; with a short test TTL, renew at a third.
+    const lead = margin < ttl ? margin : (ttl * 2) / 3;
+    return expiresAt - lead;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The underlay: which interface carries the encapsulated traffic, the public IP peers
+ * reach us on, and its MTU. `--iface` takes a name or an IP; by default the interface
+ * of the IPv4 default route, as flannel does.
+ */
+import { UsageError } from "./errors.ts";
+import { formatIp4, parseIp4 } from "./ip.ts";
+
+export interface Underlay {
+  readonly name: string;
+  readonly ip: number;
+  readonly publicIp: number;
+  readonly mtu: number;
+}
+
+/** Finds the underlay interface. Throws UsageError naming the flag to fix. */
+export function detectUnderlay(options: { iface?: string; publicIp?: number }): Underlay {
+  const addresses = Deno.networkInterfaces().filter((i) => i.family === "IPv4");
+  let name: string;
+  let ip: number | undefined;
+  if (options.iface) {
+    const asIp = parseIp4(options.iface);
+    const match = addresses.find((i) =>
+      asIp !== undefined ? parseIp4(i.address) === asIp : i.name === options.iface
+    );
+    if (!match) {
+      const known = [...new Set(addresses.map((i) => `${i.name} (${i.address})`))].join(", ");
+      throw new UsageError(
+        `--iface ${JSON.stringify(options.iface)}: no such IPv4 interface here (have: ${
+          known || "none"
+        })`,
+      );
+    }
+    name = match.name;
+    ip = parseIp4(match.address);
+  } else {
+    const fromRoute = defaultRouteInterface();
+    if (!fromRoute) {
+      throw new UsageError(
+        `No default route to pick the underlay interface from (choose one with --iface)`,
+      );
+    }
+    name = fromRoute;
+    const match = addresses.find((i) => i.name === name);
+    if (!match) {
+      throw new UsageError(
+        `Default-route interface ${
+          JSON.stringify(name)
+        } has no IPv4 address (choose one with --iface)`,
+      );
+    }
+    ip = parseIp4(match.address);
+  }
+  return { name, ip: ip!, publicIp: options.publicIp ?? ip!, mtu: interfaceMtu(name) };
+}
+
+/** The interface of the IPv4 default route, from /proc/net/route. */
+export function defaultRouteInterface(): string | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync("/proc/net/route");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n").slice(1)) {
+    const [iface, destination, , , , , , mask] = line.trim().split(/\s+/);
+    if (destination === "00000000" && mask === "00000000") return iface;
+  }
+  return undefined;
+}
+
+/** An interface's MTU from sysfs. */
+export function interfaceMtu(name: string): number {
+  try {
+    return Number(Deno.readTextFileSync(`/sys/class/net/${name}/mtu`).trim());
+  } catch {
+    throw new UsageError(
+      `Interface ${JSON.stringify(name)}: cannot read its MTU (is it up? see --iface)`,
+    );
+  }
+}
+
+/** True when a network device exists. */
+export function interfaceExists(name: string): boolean {
+  try {
+    Deno.statSync(`/sys/class/net/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function describeUnderlay(underlay: Underlay): string {
+  return `${underlay.name} ${formatIp4(underlay.ip)} mtu ${underlay.mtu}`;
+}

@@ -1,0 +1,59 @@
+/**
+ * overlay: a flannel-compatible container overlay network agent.
+ * This file only parses the command and dispatches; the agent lives in lib/.
+ */
+import { exitCodeOf, messageOf, UsageError } from "./lib/errors.ts";
+import { VERSION } from "./lib/version.ts";
+
+const USAGE = `Usage: overlay <command> [flags]
+
+Commands:
+  run                 run the agent on this host
+  --health            print this host's health line; exit 0 when ready
+  wait                block until this host is ready
+  config get|set      read or write the network config in etcd
+  leases              list subnet leases
+  version             print the version
+
+Run "overlay <command> --help" for a command's flags.`;
+
+type Command = (args: string[]) => Promise<number>;
+
+// Commands load their modules on demand so "version" and "--health" start fast.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  "run": async () => (await import("./lib/commands/run.ts")).runCommand,
+  "--health": async () => (await import("./lib/commands/health.ts")).healthCommand,
+  "health": async () => (await import("./lib/commands/health.ts")).healthCommand,
+  "wait": async () => (await import("./lib/commands/health.ts")).waitCommand,
+  "config": async () => (await import("./lib/commands/config.ts")).configCommand,
+  "leases": async () => (await import("./lib/commands/leases.ts")).leasesCommand,
+  "version": () =>
+    Promise.resolve(() => {
+      console.log(`overlay ${VERSION}`);
+      return Promise.resolve(0);
+    }),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    throw new UsageError(`overlay: unknown command ${JSON.stringify(name)} (see: overlay --help)`);
+  }
+  return await (await load())(rest);
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    console.error(`overlay: ${messageOf(error)}`);
+    code = exitCodeOf(error);
+  }
+  Deno.exit(code);
+}
