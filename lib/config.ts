@@ -150,7 +150,7 @@ function parseBackend(value: unknown): BackendConfig {
     port: port === 0 ? DEFAULT_PORTS[type] : port,
     vni,
     directRouting: obj.DirectRouting === true,
-    mtu: mtu || undefined,
+    ...(mtu ? { mtu } : {}),
   };
 }
 

@@ -45,6 +45,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const stop = new AbortController();
   const stateFile = statePath(options.stateDir, options.subnetFile);
   let wroteState = false;
+  const stateDirExisted = await Deno.stat(options.stateDir).then(() => true, () => false);
   let backend: Backend | undefined;
   try {
     const config = await registry.getConfig().catch((e) => {
@@ -234,7 +235,11 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     return 0;
   } catch (error) {
     await backend?.stop().catch(() => {});
-    if (wroteState) await Deno.remove(stateFile).catch(() => {});
+    if (wroteState) {
+      // Bad input changes nothing: take back the state file, and its folder if we made it.
+      await Deno.remove(stateFile).catch(() => {});
+      if (!stateDirExisted) await Deno.remove(options.stateDir).catch(() => {});
+    }
     throw error;
   } finally {
     stop.abort();

@@ -10,7 +10,13 @@
 import { fitsNetwork, fitsRange, type NetworkConfig, subnetCount } from "./config.ts";
 import { OverlayError } from "./errors.ts";
 import { formatIp4, formatIp4Net, type Ip4Net, netEqual, prefixSize } from "./ip.ts";
-import { describeLease, isReservation, type Lease, type LeaseAttrs } from "./lease.ts";
+import {
+  describeLease,
+  isReservation,
+  type Lease,
+  type LeaseAttrs,
+  parseLeaseKey,
+} from "./lease.ts";
 import { log } from "./log.ts";
 import type { LeaseListing, SubnetRegistry } from "./registry.ts";
 
@@ -154,6 +160,11 @@ export class LeaseManager {
           taken.add(ip);
         }
       }
+    }
+    // A key whose value does not parse still occupies its subnet.
+    for (const skipped of listing.skipped) {
+      const subnet = parseLeaseKey(this.#registry.prefix, skipped.key);
+      if (subnet?.prefixLen === config.subnetLen) taken.add(subnet.ip);
     }
     const previous = this.#options.previousSubnet;
     if (previous) {

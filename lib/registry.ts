@@ -2,7 +2,8 @@
  * The subnet registry: flannel's etcd schema read and written through npm:etcd3.
  * It knows keys, values, etcd leases and revisions; it knows nothing of devices.
  */
-import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from "etcd3";
+import { Buffer } from "node:buffer";
+import type { Etcd3, IKeyValue, IWatchResponse } from "etcd3";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import type { Ip4Net } from "./ip.ts";
@@ -90,17 +91,35 @@ export class SubnetRegistry {
     await this.#client.put(this.configKey).value(text).exec();
   }
 
-  /** Every key under the subnets prefix, parsed; invalid ones are returned as skipped. */
+  /**
+   * Every key under the subnets prefix, parsed; invalid ones are returned as skipped.
+   * Read in pages at one pinned revision, so a crowded network (60,000 leases is ~7 MB)
+   * stays under gRPC's message cap and the listing is still one consistent snapshot.
+   */
   async listLeases(): Promise<LeaseListing> {
-    const response = await this.#client.getAll().prefix(subnetsPrefix(this.#prefix)).exec();
+    const prefix = Buffer.from(subnetsPrefix(this.#prefix));
+    const rangeEnd = prefixEnd(prefix);
     const leases: Lease[] = [];
     const skipped: SkippedLease[] = [];
-    for (const kv of response.kvs) {
-      const parsed = this.parseKv(kv);
-      if ("reason" in parsed) skipped.push(parsed);
-      else leases.push(parsed);
+    let start = prefix;
+    let revision: string | undefined;
+    while (true) {
+      const response = await this.#client.kv.range({
+        key: start,
+        range_end: rangeEnd,
+        limit: LIST_PAGE_SIZE,
+        revision: revision ?? 0,
+      });
+      revision ??= response.header.revision;
+      for (const kv of response.kvs) {
+        const parsed = this.parseKv(kv);
+        if ("reason" in parsed) skipped.push(parsed);
+        else leases.push(parsed);
+      }
+      if (!response.more || response.kvs.length === 0) break;
+      start = Buffer.concat([response.kvs[response.kvs.length - 1].key, Buffer.from([0])]);
     }
-    return { leases, skipped, revision: BigInt(response.header.revision) };
+    return { leases, skipped, revision: BigInt(revision) };
   }
 
   /** Parses one key-value pair from etcd into a lease, or a reason to skip it. */
@@ -198,7 +217,24 @@ export class SubnetRegistry {
   }
 }
 
-/** A running watch of the subnets prefix; see SubnetRegistry.watchLeases. */
+const LIST_PAGE_SIZE = 20_000;
+
+/** The range end that covers every key starting with `prefix`. */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  end[end.length - 1]++;
+  return end;
+}
+
+/** etcd cancelled the watch because its start revision was compacted away. */
+class WatchCompacted extends Error {}
+
+/**
+ * A running watch of the subnets prefix; see SubnetRegistry.watchLeases.
+ * It drives etcd's watch stream itself (not the client's watcher, which resumes from
+ * the server's header revision and gives no compaction signal): it always resumes
+ * from the last applied revision + 1.
+ */
 export class LeaseWatch {
   readonly #registry: SubnetRegistry;
   readonly #client: Etcd3;
@@ -207,9 +243,12 @@ export class LeaseWatch {
   /** Current view: lease key → lease. */
   readonly #known = new Map<string, Lease>();
   #lastRevision: bigint;
-  #watcher: Watcher | undefined;
   #closed = false;
-  #starting: Promise<void> | undefined;
+  #stream: { end(): void; cancel?(): void } | undefined;
+  #ready: Promise<void>;
+  #markReady: () => void = () => {};
+  #wake: () => void = () => {};
+  readonly #running: Promise<void>;
 
   constructor(
     registry: SubnetRegistry,
@@ -226,12 +265,13 @@ export class LeaseWatch {
       this.#known.set(leaseKey(registry.prefix, lease.subnet), lease);
     }
     this.#lastRevision = from.revision;
-    this.#starting = this.#start();
+    this.#ready = new Promise((resolve) => this.#markReady = resolve);
+    this.#running = this.#run();
   }
 
-  /** Resolves once the watch is established (or failed over to a resync). */
+  /** Resolves once the watch stream is established for the first time. */
   get ready(): Promise<void> {
-    return this.#starting ?? Promise.resolve();
+    return this.#ready;
   }
 
   /** The last etcd revision whose events have been applied. */
@@ -246,61 +286,98 @@ export class LeaseWatch {
 
   async close(): Promise<void> {
     this.#closed = true;
-    const watcher = this.#watcher;
-    this.#watcher = undefined;
-    if (watcher) await watcher.cancel().catch(() => {});
+    this.#endStream();
+    this.#wake();
+    this.#markReady();
+    await this.#running;
   }
 
-  async #start(): Promise<void> {
+  async #run(): Promise<void> {
+    let connected = true;
+    const setConnected = (value: boolean) => {
+      if (value !== connected) this.#hooks.onConnection?.(value);
+      connected = value;
+    };
     while (!this.#closed) {
       try {
-        const watcher = await this.#client.watch()
-          .prefix(subnetsPrefix(this.#registry.prefix))
-          .startRevision((this.#lastRevision + 1n).toString())
-          .create();
-        if (this.#closed) {
-          await watcher.cancel().catch(() => {});
-          return;
-        }
-        this.#attach(watcher);
-        return;
+        await this.#follow(() => setConnected(true));
       } catch (error) {
-        if (this.#closed) return;
-        if (isCompacted(error)) {
+        if (this.#closed) break;
+        if (error instanceof WatchCompacted) {
           await this.#resync();
-        } else {
-          log.warn("lease watch could not start; retrying", { error: (error as Error).message });
-          await sleep(500);
+          continue;
         }
+        setConnected(false);
+        log.debug("lease watch interrupted; resuming", {
+          error: (error as Error).message,
+          from: (this.#lastRevision + 1n).toString(),
+        });
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          setTimeout(resolve, 500);
+        });
+      } finally {
+        this.#endStream();
       }
     }
   }
 
-  #attach(watcher: Watcher): void {
-    this.#watcher = watcher;
-    watcher.on("data", (response: IWatchResponse) => this.#apply(response));
-    watcher.on("connected", () => this.#hooks.onConnection?.(true));
-    watcher.on("disconnected", () => {
-      this.#hooks.onConnection?.(false);
-      // The client resumes from its own idea of the revision, which it advances to the
-      // server's header revision on (re)connect; resume from what we have applied instead.
-      (watcher as unknown as { request: { start_revision: string } }).request.start_revision =
-        (this.#lastRevision + 1n).toString();
-    });
-    watcher.on("error", (error: Error) => {
-      if (this.#closed || this.#watcher !== watcher) return;
-      this.#watcher = undefined;
-      watcher.cancel().catch(() => {});
-      log.warn("lease watch canceled; resuming", { error: error.message });
-      this.#starting = (isCompacted(error) ? this.#resync() : Promise.resolve())
-        .then(() => this.#start());
+  /** Opens one watch stream from the last applied revision + 1; settles when it ends. */
+  async #follow(onCreated: () => void): Promise<void> {
+    const stream = await this.#client.watchClient.watch();
+    this.#stream = stream as unknown as { end(): void; cancel?(): void };
+    if (this.#closed) return;
+    const key = Buffer.from(subnetsPrefix(this.#registry.prefix));
+    const rangeEnd = prefixEnd(key);
+    await new Promise<void>((_resolve, reject) => {
+      stream.on("data", (response: IWatchResponse) => {
+        try {
+          if (response.compact_revision && response.compact_revision !== "0") {
+            reject(new WatchCompacted(`revision compacted at ${response.compact_revision}`));
+            return;
+          }
+          if (response.canceled) {
+            reject(new Error(`watch canceled: ${response.cancel_reason || "no reason given"}`));
+            return;
+          }
+          if (response.created) {
+            onCreated();
+            this.#markReady();
+          }
+          this.#apply(response);
+        } catch (error) {
+          reject(error);
+        }
+      });
+      stream.on("error", reject);
+      stream.on("end", () => reject(new Error("watch stream ended")));
+      stream.write({
+        create_request: {
+          key,
+          range_end: rangeEnd,
+          start_revision: (this.#lastRevision + 1n).toString(),
+          progress_notify: true,
+        },
+      });
     });
   }
 
+  #endStream(): void {
+    const stream = this.#stream;
+    this.#stream = undefined;
+    try {
+      stream?.cancel?.();
+      stream?.end();
+    } catch { /* already closed */ }
+  }
+
   #apply(response: IWatchResponse): void {
-    for (const event of response.events) {
+    // One transaction's events share a revision: compare against the revision applied
+    // before this response, not the one just applied.
+    const appliedBefore = this.#lastRevision;
+    for (const event of response.events ?? []) {
       const revision = BigInt(event.kv.mod_revision);
-      if (revision <= this.#lastRevision) continue;
+      if (revision <= appliedBefore) continue;
       const key = event.kv.key.toString();
       const previous = this.#known.get(key);
       if (event.type === "Delete") {
@@ -323,7 +400,7 @@ export class LeaseWatch {
       }
       this.#lastRevision = revision;
     }
-    if (response.events.length === 0 && response.header) {
+    if ((response.events ?? []).length === 0 && response.header && !response.created) {
       // A progress notification: everything up to this revision has been delivered.
       const revision = BigInt(response.header.revision);
       if (revision > this.#lastRevision) this.#lastRevision = revision;
@@ -360,16 +437,8 @@ export class LeaseWatch {
         log.warn("lease re-list after compaction failed; retrying", {
           error: (error as Error).message,
         });
-        await sleep(500);
+        await new Promise((resolve) => setTimeout(resolve, 500));
       }
     }
   }
-}
-
-function isCompacted(error: unknown): boolean {
-  return /compact/i.test(error instanceof Error ? error.message : String(error));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,384 @@
+/**
+ * A lab of hosts on one machine, for the end-to-end tests, the demo and the benchmark.
+ *
+ *   ns <id>-u : the underlay switch (bridge "sw", 172.31.254.1/24) and etcd
+ *   ns <id>-h1…: hosts, eth0 = 172.31.254.1N/24 on the switch, default route via .1
+ *   ns <id>-h1c1…: containers, eth0 on the host's bridge "cbr0", addressed from the
+ *               host's subnet file as Docker or LXC would
+ *
+ * Every namespace name carries a per-run random id; dispose() kills every process the
+ * lab started (by PID) and deletes every namespace, also after a failure. Nothing is
+ * routed in the root namespace.
+ */
+import { parseEnvFile } from "../lib/subnet_file.ts";
+import { overlayArgv } from "./helpers.ts";
+
+export const UNDERLAY_PREFIX = "172.31.254";
+export const ETCD_PORT = 2379;
+
+export interface LabHost {
+  readonly name: string;
+  readonly ns: string;
+  readonly ip: string;
+  readonly subnetFile: string;
+  readonly stateDir: string;
+}
+
+export interface LabContainer {
+  readonly name: string;
+  readonly ns: string;
+  readonly ip: string;
+  readonly host: LabHost;
+}
+
+export interface LabProcess {
+  readonly child: Deno.ChildProcess;
+  readonly log: () => string;
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+export interface CommandOutput {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export class Lab implements AsyncDisposable {
+  readonly id: string;
+  readonly underlayNs: string;
+  readonly etcdEndpoint = `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT}`;
+  readonly hosts: LabHost[] = [];
+  readonly containers: LabContainer[] = [];
+  readonly #dir: string;
+  readonly #namespaces: string[] = [];
+  readonly #processes = new Set<LabProcess>();
+  readonly #agents = new Map<string, LabProcess>();
+  #hostCounter = 0;
+
+  private constructor(id: string, dir: string) {
+    this.id = id;
+    this.#dir = dir;
+    this.underlayNs = `${id}-u`;
+  }
+
+  /** Creates the underlay switch and starts etcd on it. */
+  static async create(options: { prefix?: string } = {}): Promise<Lab> {
+    const id = `${options.prefix ?? "ovl"}${crypto.randomUUID().slice(0, 6)}`;
+    const lab = new Lab(id, await Deno.makeTempDir({ prefix: `${id}-` }));
+    try {
+      await lab.#addNamespace(lab.underlayNs);
+      await lab.ip(lab.underlayNs, "link", "add", "sw", "type", "bridge");
+      await lab.ip(lab.underlayNs, "addr", "add", `${UNDERLAY_PREFIX}.1/24`, "dev", "sw");
+      await lab.ip(lab.underlayNs, "link", "set", "sw", "up");
+      await lab.#startEtcd();
+    } catch (error) {
+      await lab.dispose();
+      throw error;
+    }
+    return lab;
+  }
+
+  /** Adds a host namespace plugged into the underlay switch. */
+  async addHost(): Promise<LabHost> {
+    const index = ++this.#hostCounter;
+    const name = `h${index}`;
+    const ns = `${this.id}-${name}`;
+    await this.#addNamespace(ns);
+    await this.ip(
+      this.underlayNs,
+      "link",
+      "add",
+      name,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      ns,
+    );
+    await this.ip(this.underlayNs, "link", "set", name, "master", "sw", "up");
+    const ip = `${UNDERLAY_PREFIX}.${10 + index}`;
+    await this.ip(ns, "addr", "add", `${ip}/24`, "dev", "eth0");
+    await this.ip(ns, "link", "set", "eth0", "up");
+    await this.ip(ns, "route", "add", "default", "via", `${UNDERLAY_PREFIX}.1`);
+    await this.sh(ns, "sysctl -qw net.ipv4.ip_forward=1");
+    const dir = `${this.#dir}/${name}`;
+    await Deno.mkdir(dir, { recursive: true });
+    const host = { name, ns, ip, subnetFile: `${dir}/subnet.env`, stateDir: `${dir}/state` };
+    this.hosts.push(host);
+    return host;
+  }
+
+  /** Writes the network config through `overlay config set`, from the underlay. */
+  async setConfig(config: Record<string, unknown>): Promise<void> {
+    const result = await this.overlay(this.underlayNs, [
+      "config",
+      "set",
+      `--etcd-endpoints=${this.etcdEndpoint}`,
+      "--force",
+      JSON.stringify(config),
+    ]);
+    if (result.code !== 0) throw new Error(`config set failed: ${result.stderr}`);
+  }
+
+  /** The flags every agent of this lab runs with. */
+  agentFlags(host: LabHost): string[] {
+    return [
+      `--etcd-endpoints=${this.etcdEndpoint}`,
+      `--subnet-file=${host.subnetFile}`,
+      `--state-dir=${host.stateDir}`,
+    ];
+  }
+
+  /** Starts `overlay run` on a host. */
+  startAgent(host: LabHost, extra: string[] = []): LabProcess {
+    const agent = this.spawn(host.ns, [
+      ...overlayArgv(),
+      "run",
+      ...this.agentFlags(host),
+      ...extra,
+    ]);
+    this.#agents.set(host.name, agent);
+    return agent;
+  }
+
+  agent(host: LabHost): LabProcess | undefined {
+    return this.#agents.get(host.name);
+  }
+
+  /** `overlay wait` on a host; throws with the agent's log when it does not become ready. */
+  async waitReady(host: LabHost, timeout = "20s"): Promise<string> {
+    const result = await this.overlay(host.ns, [
+      "wait",
+      `--timeout=${timeout}`,
+      `--subnet-file=${host.subnetFile}`,
+      `--state-dir=${host.stateDir}`,
+    ]);
+    if (result.code !== 0) {
+      throw new Error(`${host.name} not ready: ${result.stderr}\n${this.agent(host)?.log() ?? ""}`);
+    }
+    return result.stdout.trim();
+  }
+
+  /** `overlay --health` on a host. */
+  async health(host: LabHost): Promise<CommandOutput> {
+    return await this.overlay(host.ns, [
+      "--health",
+      `--subnet-file=${host.subnetFile}`,
+      `--state-dir=${host.stateDir}`,
+    ]);
+  }
+
+  /**
+   * Adds a container to a host: a namespace whose eth0 sits on the host's bridge
+   * "cbr0", made from the subnet file (gateway address and MTU) as Docker would.
+   */
+  async addContainer(host: LabHost): Promise<LabContainer> {
+    const env = parseEnvFile(await Deno.readTextFile(host.subnetFile));
+    const [gateway, prefixLen] = env.get("FLANNEL_SUBNET")!.split("/");
+    const mtu = env.get("FLANNEL_MTU")!;
+    const existing = this.containers.filter((c) => c.host === host).length;
+    if (existing === 0) {
+      await this.ip(host.ns, "link", "add", "cbr0", "type", "bridge");
+      await this.ip(host.ns, "addr", "add", `${gateway}/${prefixLen}`, "dev", "cbr0");
+      await this.ip(host.ns, "link", "set", "cbr0", "mtu", mtu, "up");
+    }
+    const index = existing + 1;
+    const name = `${host.name}c${index}`;
+    const ns = `${this.id}-${name}`;
+    await this.#addNamespace(ns);
+    const hostSide = `veth${index}`;
+    await this.ip(
+      host.ns,
+      "link",
+      "add",
+      hostSide,
+      "mtu",
+      mtu,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      ns,
+    );
+    await this.ip(host.ns, "link", "set", hostSide, "master", "cbr0", "up");
+    const octets = gateway.split(".").map(Number);
+    octets[3] += index;
+    const ip = octets.join(".");
+    await this.ip(ns, "link", "set", "eth0", "mtu", mtu);
+    await this.ip(ns, "addr", "add", `${ip}/${prefixLen}`, "dev", "eth0");
+    await this.ip(ns, "link", "set", "eth0", "up");
+    await this.ip(ns, "link", "set", "lo", "up");
+    await this.ip(ns, "route", "add", "default", "via", gateway);
+    const container = { name, ns, ip, host };
+    this.containers.push(container);
+    return container;
+  }
+
+  /** Pings once or more from a container; returns the average RTT in ms, or undefined when lost. */
+  async ping(
+    from: LabContainer | LabHost,
+    to: string,
+    options: { count?: number; size?: number; dontFragment?: boolean; timeoutS?: number } = {},
+  ): Promise<number | undefined> {
+    const args = [
+      "ping",
+      "-n",
+      "-q",
+      "-c",
+      String(options.count ?? 1),
+      "-W",
+      String(options.timeoutS ?? 1),
+      "-i",
+      "0.2",
+    ];
+    if (options.size !== undefined) args.push("-s", String(options.size));
+    if (options.dontFragment) args.push("-M", "do");
+    const result = await this.exec(from.ns, [...args, to]);
+    if (result.code !== 0) return undefined;
+    const match = /= [\d.]+\/([\d.]+)\//.exec(result.stdout);
+    return match ? Number(match[1]) : undefined;
+  }
+
+  /** `overlay ARGS…` inside a namespace. */
+  async overlay(ns: string, args: string[]): Promise<CommandOutput> {
+    return await this.exec(ns, [...overlayArgv(), ...args]);
+  }
+
+  /** `etcdctl` against the lab's etcd. */
+  async etcdctl(...args: string[]): Promise<CommandOutput> {
+    return await this.exec(this.underlayNs, [
+      "etcdctl",
+      `--endpoints=${this.etcdEndpoint}`,
+      ...args,
+    ]);
+  }
+
+  async ip(ns: string, ...args: string[]): Promise<void> {
+    const result = await this.exec(ns, ["ip", ...args]);
+    if (result.code !== 0) {
+      throw new Error(`ip ${args.join(" ")} in ${ns}: ${result.stderr.trim()}`);
+    }
+  }
+
+  async sh(ns: string, script: string): Promise<CommandOutput> {
+    return await this.exec(ns, ["sh", "-c", script]);
+  }
+
+  /** Runs a command in a namespace to completion. */
+  async exec(ns: string, argv: string[]): Promise<CommandOutput> {
+    const output = await new Deno.Command("ip", {
+      args: ["netns", "exec", ns, ...argv],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: output.code,
+      stdout: new TextDecoder().decode(output.stdout),
+      stderr: new TextDecoder().decode(output.stderr),
+    };
+  }
+
+  /** Starts a long-lived command in a namespace, collecting stderr and stdout. */
+  spawn(ns: string, argv: string[]): LabProcess {
+    const child = new Deno.Command("ip", {
+      args: ["netns", "exec", ns, ...argv],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let text = "";
+    const decoder = new TextDecoder();
+    const drain = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+    };
+    const reading = Promise.all([drain(child.stdout), drain(child.stderr)]);
+    let exit: Promise<number> | undefined;
+    const process: LabProcess = {
+      child,
+      log: () => text,
+      stop: (signal: Deno.Signal = "SIGTERM") => {
+        exit ??= (async () => {
+          try {
+            child.kill(signal);
+          } catch { /* already exited */ }
+          const timer = setTimeout(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch { /* gone */ }
+          }, 5000);
+          const status = await child.status;
+          clearTimeout(timer);
+          await reading;
+          this.#processes.delete(process);
+          return status.code;
+        })();
+        return exit;
+      },
+    };
+    this.#processes.add(process);
+    return process;
+  }
+
+  async #addNamespace(ns: string): Promise<void> {
+    const output = await new Deno.Command("ip", { args: ["netns", "add", ns], stderr: "piped" })
+      .output();
+    if (output.code !== 0) {
+      throw new Error(`ip netns add ${ns}: ${new TextDecoder().decode(output.stderr)}`);
+    }
+    this.#namespaces.push(ns);
+    await this.ip(ns, "link", "set", "lo", "up");
+  }
+
+  async #startEtcd(): Promise<void> {
+    const url = this.etcdEndpoint;
+    const peer = `http://${UNDERLAY_PREFIX}.1:2380`;
+    this.spawn(this.underlayNs, [
+      "etcd",
+      "--name=lab",
+      `--data-dir=${this.#dir}/etcd`,
+      `--listen-client-urls=${url}`,
+      `--advertise-client-urls=${url}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=lab=${peer}`,
+      "--log-level=error",
+      "--logger=zap",
+    ]);
+    const deadline = Date.now() + 10_000;
+    while ((await this.etcdctl("endpoint", "health")).code !== 0) {
+      if (Date.now() > deadline) throw new Error("lab etcd did not become healthy in 10 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Stops every process (agents first, by PID), deletes every namespace and the temp dir. */
+  async dispose(): Promise<void> {
+    const agents = [...this.#agents.values()];
+    await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
+    await Promise.all([...this.#processes].map((process) => process.stop("SIGKILL")));
+    for (const ns of this.#namespaces.reverse()) {
+      // Any process still inside (a stray ping) goes with the namespace.
+      await new Deno.Command("ip", { args: ["netns", "pids", ns], stdout: "piped", stderr: "null" })
+        .output()
+        .then(async (output) => {
+          for (const pid of new TextDecoder().decode(output.stdout).split(/\s+/).filter(Boolean)) {
+            try {
+              Deno.kill(Number(pid), "SIGKILL");
+            } catch { /* gone */ }
+          }
+          await new Deno.Command("ip", { args: ["netns", "delete", ns], stderr: "null" }).output();
+        });
+    }
+    this.#namespaces.length = 0;
+    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}
