@@ -11,6 +11,7 @@ Commands:
   run                 run the agent on this host
   --health            print this host's health line; exit 0 when ready
   wait                block until this host is ready
+  status              show this host's overlay and its counters
   config get|set      read or write the network config in etcd
   leases              list subnet leases
   version             print the version
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   "--health": async () => (await import("./lib/commands/health.ts")).healthCommand,
   "health": async () => (await import("./lib/commands/health.ts")).healthCommand,
   "wait": async () => (await import("./lib/commands/health.ts")).waitCommand,
+  "status": async () => (await import("./lib/commands/status.ts")).statusCommand,
   "config": async () => (await import("./lib/commands/config.ts")).configCommand,
   "leases": async () => (await import("./lib/commands/leases.ts")).leasesCommand,
   "version": () =>

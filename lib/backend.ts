@@ -35,13 +35,19 @@ export interface Backend {
   addPeer(peer: Lease): void;
   /** A peer's lease was deleted or expired. */
   removePeer(peer: Lease): void;
-  /** Stops forwarding. Devices stay for a fast restart. */
+  /** Stops forwarding. */
   stop(): Promise<void>;
+  /** False when the data path has failed (health turns not-ready). Absent: always true. */
+  healthy?(): boolean;
+  /** Packet and drop counters of a userspace data path. */
+  counters?(): Record<string, number>;
 }
 
 export interface BackendContext {
   readonly config: NetworkConfig;
   readonly underlay: Underlay;
+  /** Device name override (--device). */
+  readonly device?: string;
 }
 
 /** The device MTU for a backend on an underlay. */

@@ -27,6 +27,7 @@ export interface DaemonOptions {
   readonly etcd: EtcdOptions;
   readonly iface?: string;
   readonly publicIp?: number;
+  readonly device?: string;
   readonly subnetFile: string;
   readonly stateDir: string;
   readonly ipMasq: boolean;
@@ -56,7 +57,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       iface: describeUnderlay(underlay),
       publicIp: formatIp4(underlay.publicIp),
     });
-    backend = createBackend({ config, underlay });
+    backend = createBackend({ config, underlay, device: options.device });
     const manager = new LeaseManager(registry, {
       attrs: {
         publicIp: underlay.publicIp,
@@ -152,6 +153,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       backend: backend.type,
       peers: peers.size,
       device: backend.device,
+      dataPath: backend.dataPath,
       leaseExpiresAt: Number.isFinite(expiresAt) ? expiresAt : null,
     });
     log.info("ready", {
@@ -172,7 +174,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const onSignal = () => stop.abort();
     Deno.addSignalListener("SIGINT", onSignal);
     Deno.addSignalListener("SIGTERM", onSignal);
-    const heartbeat = setInterval(() => publish({}), HEARTBEAT_MS);
+    const heartbeat = setInterval(() => {
+      const dataPathOk = backend!.healthy?.() ?? true;
+      publish({
+        counters: backend!.counters?.(),
+        ...(dataPathOk ? {} : { ready: false, reason: "data path failed" }),
+      });
+    }, HEARTBEAT_MS);
 
     // Renewal: one timer at a time, retried every second while etcd is unreachable.
     let renewTimer: ReturnType<typeof setTimeout> | undefined;

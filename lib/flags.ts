@@ -43,6 +43,10 @@ const FLAG_SPECS = {
     default: "/run/overlay",
     help: "where the daemon keeps its state for --health and wait",
   },
+  "device": {
+    type: "string",
+    help: "name of the overlay device (default: overlay0 for udp)",
+  },
   "ip-masq": { type: "boolean", help: "masquerade traffic leaving the overlay" },
   "healthz-ip": { type: "string", default: "0.0.0.0", help: "address for /healthz and /readyz" },
   "healthz-port": { type: "string", default: "0", help: "port for /healthz and /readyz (0: off)" },

@@ -27,11 +27,14 @@ export interface DaemonState {
   readonly leaseExpiresAt?: number | null;
   readonly heartbeatAt: number;
   readonly subnetFile: string;
+  /** The data path's packet and drop counters (userspace backends). */
+  readonly counters?: Record<string, number>;
+  readonly dataPath?: string;
 }
 
 /** How often the daemon rewrites its state, and when a reader gives up on it. */
-export const HEARTBEAT_MS = 5_000;
-export const HEARTBEAT_STALE_MS = 20_000;
+export const HEARTBEAT_MS = 2_000;
+export const HEARTBEAT_STALE_MS = 15_000;
 
 /** The state file of the daemon that writes `subnetFile`. */
 export function statePath(stateDir: string, subnetFile: string): string {

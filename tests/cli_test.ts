@@ -3,7 +3,7 @@
  * --health, wait, and every bad input giving one line, the right exit code, and no change.
  */
 import assert from "node:assert/strict";
-import { INTEGRATION, overlay, spawnOverlay, startEtcd, tempDir, waitFor } from "./helpers.ts";
+import { INTEGRATION, overlay, startEtcd, tempDir } from "./helpers.ts";
 
 let prefixCounter = 0;
 
@@ -133,49 +133,6 @@ Deno.test({
       assert.equal(await etcd.client.get(`${p}/config`).string(), `{"Network":"10.10.0.0/16"}`);
     });
 
-    await t.step("changing Network while leases exist needs --force", async () => {
-      await using dir = await tempDir();
-      const p = prefix();
-      await overlay(["config", "set", ...etcdFlags(p), `{"Network":"10.10.0.0/16"}`]);
-      await using agent = spawnOverlay([
-        "run",
-        ...etcdFlags(p),
-        "--iface=lo",
-        "--public-ip=192.0.2.10",
-        `--subnet-file=${dir}/s.env`,
-        `--state-dir=${dir}`,
-      ]);
-      await waitFor(() => Deno.stat(`${dir}/s.env`).then(() => true), { what: "subnet file" });
-      const refused = await overlay([
-        "config",
-        "set",
-        ...etcdFlags(p),
-        `{"Network":"10.20.0.0/16"}`,
-      ]);
-      assert.equal(refused.code, 2);
-      assert.match(
-        refused.stderr,
-        /Refusing to change Network 10.10.0.0\/16 → 10.20.0.0\/16 while 1 lease\(s\) exist.*--force/,
-      );
-      assert.equal(await etcd.client.get(`${p}/config`).string(), `{"Network":"10.10.0.0/16"}`);
-      const widened = await overlay([
-        "config",
-        "set",
-        ...etcdFlags(p),
-        `{"Network":"10.10.0.0/16","SubnetMax":"10.10.200.0"}`,
-      ]);
-      assert.equal(widened.code, 0, "other fields may change while leases exist");
-      const forced = await overlay([
-        "config",
-        "set",
-        "--force",
-        ...etcdFlags(p),
-        `{"Network":"10.20.0.0/16"}`,
-      ]);
-      assert.equal(forced.code, 0, forced.stderr);
-      assert.equal(await agent.stop(), 0);
-    });
-
     await t.step(
       "run without a config, or with a malformed one, exits 2 and writes nothing",
       async () => {
@@ -231,139 +188,6 @@ Deno.test({
       assert.deepEqual(await storedKeys(`${p}/subnets/`), [`${p}/subnets/10.10.1.0-24`]);
     });
 
-    await t.step(
-      "run leases a subnet, writes the subnet file, and --health reports ready",
-      async () => {
-        await using dir = await tempDir();
-        const p = prefix();
-        await etcd.client.put(`${p}/config`).value(`{"Network":"10.10.0.0/16"}`);
-        await etcd.client.put(`${p}/subnets/10.10.200.0-24`).value("not json"); // someone else's garbage
-        const common = [`--subnet-file=${dir}/subnet.env`, `--state-dir=${dir}/state`];
-        const notYet = await overlay(["--health", ...common]);
-        assert.equal(notYet.code, 1);
-        assert.match(notYet.stdout, /^not-ready daemon not running/);
-
-        const agent = spawnOverlay([
-          "run",
-          ...etcdFlags(p),
-          "--iface=lo",
-          "--public-ip=192.0.2.10",
-          "--healthz-ip=127.0.0.1",
-          "--healthz-port=0",
-          ...common,
-        ]);
-        try {
-          const waited = await overlay(["wait", "--timeout=20s", ...common]);
-          assert.equal(waited.code, 0, waited.stderr + agent.log());
-          const health = await overlay(["--health", ...common]);
-          assert.equal(health.code, 0);
-          const mtu = Number(Deno.readTextFileSync("/sys/class/net/lo/mtu")) - 28;
-          assert.match(
-            health.stdout,
-            new RegExp(`^ready subnet:10\\.10\\.\\d+\\.1/24 mtu:${mtu} backend:udp peers:0\\n$`),
-          );
-          const subnet = /subnet:(\S+)/.exec(health.stdout)![1];
-          assert.equal(
-            Deno.readTextFileSync(`${dir}/subnet.env`),
-            `FLANNEL_NETWORK=10.10.0.0/16\nFLANNEL_SUBNET=${subnet}\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=false\n`,
-          );
-          assert.match(
-            agent.log(),
-            /WARN {2}skipping malformed lease in etcd key=.*10.10.200.0-24 reason="value is not JSON"/,
-          );
-
-          // A second host joins: the first counts it as a peer.
-          await using dir2 = await tempDir();
-          await using second = spawnOverlay([
-            "run",
-            ...etcdFlags(p),
-            "--iface=lo",
-            "--public-ip=192.0.2.11",
-            `--subnet-file=${dir2}/subnet.env`,
-            `--state-dir=${dir2}`,
-          ]);
-          await waitFor(
-            async () => (await overlay(["--health", ...common])).stdout.includes("peers:1"),
-            { what: "peer count 1" },
-          );
-
-          const table = await overlay(["leases", ...etcdFlags(p)]);
-          assert.equal(table.code, 0);
-          assert.match(table.stdout, /^SUBNET\s+PUBLIC-IP\s+BACKEND\s+EXPIRES-IN\s+RESERVATION\n/);
-          assert.match(
-            table.stdout,
-            new RegExp(
-              `${subnet.replace(".1/", ".0/")}\\s+192\\.0\\.2\\.10\\s+udp\\s+23h59m\\s+no`,
-            ),
-          );
-          assert.match(table.stderr, /skipped .*10.10.200.0-24: value is not JSON/);
-
-          const kvs = await etcd.client.getAll().prefix(`${p}/subnets/`).strings();
-          assert.equal(
-            kvs[`${p}/subnets/${subnet.replace(".1/", ".0-").replace("/", "")}`],
-            `{"PublicIP":"192.0.2.10","PublicIPv6":null}`,
-          );
-          await second.stop();
-        } finally {
-          await agent.stop("SIGKILL");
-        }
-        const dead = await overlay(["--health", ...common]);
-        assert.equal(dead.code, 1);
-        assert.match(dead.stdout, /^not-ready daemon not running \(pid \d+ has exited\)\n$/);
-      },
-    );
-
-    await t.step("a restarted agent keeps its subnet", async () => {
-      await using dir = await tempDir();
-      const p = prefix();
-      await etcd.client.put(`${p}/config`).value(`{"Network":"10.10.0.0/16"}`);
-      const flags = [
-        ...etcdFlags(p),
-        "--iface=lo",
-        "--public-ip=192.0.2.20",
-        `--subnet-file=${dir}/s.env`,
-        `--state-dir=${dir}`,
-      ];
-      const first = spawnOverlay(["run", ...flags]);
-      await overlay(["wait", "--timeout=20s", `--subnet-file=${dir}/s.env`, `--state-dir=${dir}`]);
-      const before = Deno.readTextFileSync(`${dir}/s.env`);
-      assert.equal(await first.stop(), 0);
-      assert.match(first.log(), /stopped; the lease is kept/);
-      await using second = spawnOverlay(["run", ...flags]);
-      const ready = await overlay([
-        "wait",
-        "--timeout=20s",
-        `--subnet-file=${dir}/s.env`,
-        `--state-dir=${dir}`,
-      ]);
-      assert.equal(ready.code, 0);
-      assert.equal(Deno.readTextFileSync(`${dir}/s.env`), before);
-      assert.match(second.log(), /reusing this host's existing lease/);
-    });
-
-    await t.step("an agent whose lease an admin deletes says so and exits 1", async () => {
-      await using dir = await tempDir();
-      const p = prefix();
-      await etcd.client.put(`${p}/config`).value(`{"Network":"10.10.0.0/16"}`);
-      const agent = spawnOverlay([
-        "run",
-        ...etcdFlags(p),
-        "--iface=lo",
-        "--public-ip=192.0.2.30",
-        `--subnet-file=${dir}/s.env`,
-        `--state-dir=${dir}`,
-      ]);
-      await overlay(["wait", "--timeout=20s", `--subnet-file=${dir}/s.env`, `--state-dir=${dir}`]);
-      await etcd.client.delete().prefix(`${p}/subnets/`);
-      const code = await Promise.race([
-        agent.child.status.then((s) => s.code),
-        new Promise<number>((r) => setTimeout(() => r(-1), 5000)),
-      ]);
-      await agent.stop("SIGKILL");
-      assert.equal(code, 1, agent.log());
-      assert.match(agent.log(), /lease lost/);
-    });
-
     await t.step("wait times out with the reason when no agent runs", async () => {
       await using dir = await tempDir();
       const started = Date.now();
@@ -376,33 +200,6 @@ Deno.test({
       assert.equal(result.code, 1);
       assert.ok(Date.now() - started >= 1000);
       assert.match(result.stderr, /^overlay wait: not ready after 1s: daemon not running/);
-    });
-
-    await t.step("/healthz answers while alive and /readyz once ready", async () => {
-      await using dir = await tempDir();
-      const p = prefix();
-      await etcd.client.put(`${p}/config`).value(`{"Network":"10.10.0.0/16"}`);
-      const port = (await import("./helpers.ts")).freePort();
-      await using agent = spawnOverlay([
-        "run",
-        ...etcdFlags(p),
-        "--iface=lo",
-        "--public-ip=192.0.2.40",
-        "--healthz-ip=127.0.0.1",
-        `--healthz-port=${port}`,
-        `--subnet-file=${dir}/s.env`,
-        `--state-dir=${dir}`,
-      ]);
-      const ready = await waitFor(async () => {
-        const response = await fetch(`http://127.0.0.1:${port}/readyz`);
-        const text = await response.text();
-        return response.status === 200 ? text : undefined;
-      }, { what: "/readyz 200" });
-      assert.match(ready, /^ready subnet:/);
-      const alive = await fetch(`http://127.0.0.1:${port}/healthz`);
-      assert.equal(alive.status, 200);
-      await alive.body?.cancel();
-      assert.equal(await agent.stop(), 0);
     });
 
     await t.step("flags have OVERLAY_* environment mirrors", async () => {

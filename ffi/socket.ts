@@ -1,0 +1,165 @@
+/**
+ * UDP sockets through libc, and the struct layouts for batched I/O (x86_64):
+ *   sockaddr_in 16 B: u16 family (LE), u16 port (BE), 4 address bytes, 8 zero
+ *   iovec       16 B: base pointer @0, length @8
+ *   msghdr      56 B: name @0, namelen @8, iov @16, iovlen @24, control @32,
+ *                     controllen @40, flags @48
+ *   mmsghdr     64 B: msghdr, then msg_len (u32) @56
+ */
+import { check, closeFd, errno, libc, SystemError } from "./libc.ts";
+
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0x800;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const MSG_DONTWAIT = 0x40;
+
+export const SOCKADDR_IN_SIZE = 16;
+export const IOVEC_SIZE = 16;
+export const MMSGHDR_SIZE = 64;
+
+/** Writes a sockaddr_in for `ip` (32-bit host order) and `port`. */
+export function writeSockaddrIn(view: DataView, offset: number, ip: number, port: number): void {
+  view.setUint16(offset, AF_INET, true);
+  view.setUint16(offset + 2, port, false);
+  view.setUint32(offset + 4, ip, false);
+  view.setBigUint64(offset + 8, 0n, true);
+}
+
+/** Opens a non-blocking UDP socket bound to `ip:port` (ip 0 = any). */
+export function openUdpSocket(ip: number, port: number): number {
+  const fd = check(
+    libc().socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0),
+    "socket(AF_INET, SOCK_DGRAM)",
+  );
+  const address = new Uint8Array(SOCKADDR_IN_SIZE);
+  writeSockaddrIn(new DataView(address.buffer), 0, ip, port);
+  if (libc().bind(fd, address, SOCKADDR_IN_SIZE) < 0) {
+    const code = errno();
+    closeFd(fd);
+    throw new SystemError("bind", code, `UDP port ${port}`);
+  }
+  return fd;
+}
+
+/** setsockopt with an int value. */
+export function setSocketInt(fd: number, level: number, option: number, value: number): boolean {
+  const buffer = new Int32Array([value]);
+  return libc().setsockopt(fd, level, option, new Uint8Array(buffer.buffer), 4) === 0;
+}
+
+/** getsockopt of an int value; undefined on failure. */
+export function getSocketInt(fd: number, level: number, option: number): number | undefined {
+  const value = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  const ok = libc().getsockopt(
+    fd,
+    level,
+    option,
+    new Uint8Array(value.buffer),
+    new Uint8Array(length.buffer),
+  );
+  return ok === 0 ? value[0] : undefined;
+}
+
+/**
+ * Raises a socket's buffers: the FORCE variants (root/CAP_NET_ADMIN) pass the sysctl
+ * caps; without the capability fall back to the plain ones. Returns what the kernel set.
+ */
+export function raiseSocketBuffers(fd: number, bytes: number): { rcvbuf: number; sndbuf: number } {
+  if (!setSocketInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes)) {
+    setSocketInt(fd, SOL_SOCKET, SO_RCVBUF, bytes);
+  }
+  if (!setSocketInt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytes)) {
+    setSocketInt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
+  }
+  return {
+    rcvbuf: getSocketInt(fd, SOL_SOCKET, SO_RCVBUF) ?? 0,
+    sndbuf: getSocketInt(fd, SOL_SOCKET, SO_SNDBUF) ?? 0,
+  };
+}
+
+/** The address of a buffer's first byte, for writing into iovecs and msghdrs. */
+export function addressOf(buffer: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+/**
+ * A preallocated vector of mmsghdrs, each with one iovec onto its own slot of a shared
+ * packet buffer and its own sockaddr_in. The kernel writes into these buffers, so the
+ * object keeps every one of them referenced for as long as it lives.
+ */
+export class MessageVector {
+  readonly count: number;
+  readonly slotSize: number;
+  /** Packet bytes: slot i at [i * slotSize, (i + 1) * slotSize). */
+  readonly packets: Uint8Array<ArrayBuffer>;
+  readonly headers: Uint8Array<ArrayBuffer>;
+  readonly headerView: DataView;
+  readonly addresses: Uint8Array<ArrayBuffer>;
+  readonly addressView: DataView;
+  readonly #iovecs: Uint8Array<ArrayBuffer>;
+
+  constructor(count: number, slotSize: number) {
+    this.count = count;
+    this.slotSize = slotSize;
+    this.packets = new Uint8Array(count * slotSize);
+    this.headers = new Uint8Array(count * MMSGHDR_SIZE);
+    this.headerView = new DataView(this.headers.buffer);
+    this.addresses = new Uint8Array(count * SOCKADDR_IN_SIZE);
+    this.addressView = new DataView(this.addresses.buffer);
+    this.#iovecs = new Uint8Array(count * IOVEC_SIZE);
+    const iovView = new DataView(this.#iovecs.buffer);
+    const packetBase = addressOf(this.packets);
+    const iovBase = addressOf(this.#iovecs);
+    const addressBase = addressOf(this.addresses);
+    for (let i = 0; i < count; i++) {
+      iovView.setBigUint64(i * IOVEC_SIZE, packetBase + BigInt(i * slotSize), true);
+      iovView.setBigUint64(i * IOVEC_SIZE + 8, BigInt(slotSize), true);
+      const h = i * MMSGHDR_SIZE;
+      this.headerView.setBigUint64(h, addressBase + BigInt(i * SOCKADDR_IN_SIZE), true);
+      this.headerView.setUint32(h + 8, SOCKADDR_IN_SIZE, true);
+      this.headerView.setBigUint64(h + 16, iovBase + BigInt(i * IOVEC_SIZE), true);
+      this.headerView.setBigUint64(h + 24, 1n, true);
+    }
+    this.#iovView = iovView;
+  }
+
+  readonly #iovView: DataView;
+
+  /** Sets the iovec length of slot i (bytes to send, or room to receive). */
+  setLength(i: number, length: number): void {
+    this.#iovView.setUint32(i * IOVEC_SIZE + 8, length, true);
+  }
+
+  /** Resets slot i for receiving: full room and a fresh address length. */
+  prepareReceive(i: number): void {
+    this.#iovView.setUint32(i * IOVEC_SIZE + 8, this.slotSize, true);
+    this.headerView.setUint32(i * MMSGHDR_SIZE + 8, SOCKADDR_IN_SIZE, true);
+  }
+
+  /** Bytes received into slot i by the last recvmmsg. */
+  receivedLength(i: number): number {
+    return this.headerView.getUint32(i * MMSGHDR_SIZE + 56, true);
+  }
+
+  /** The sender or destination IPv4 address of slot i (host order). */
+  address(i: number): number {
+    return this.addressView.getUint32(i * SOCKADDR_IN_SIZE + 4, false);
+  }
+
+  /** Sets slot i's destination address. */
+  setAddress(i: number, ip: number, port: number): void {
+    writeSockaddrIn(this.addressView, i * SOCKADDR_IN_SIZE, ip, port);
+  }
+
+  /** Slot i's packet bytes, as a view (no copy). */
+  slot(i: number): Uint8Array<ArrayBuffer> {
+    return this.packets.subarray(i * this.slotSize, (i + 1) * this.slotSize);
+  }
+}

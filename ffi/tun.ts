@@ -1,0 +1,46 @@
+/**
+ * TUN devices: open /dev/net/tun and attach it to a named interface with TUNSETIFF.
+ * The device lives while the descriptor is open (not persistent), so a crashed agent
+ * leaves no device behind, and a second agent cannot take one that is in use (EBUSY).
+ */
+import { check, closeFd, cString, EBUSY, errno, libc, O_RDWR, SystemError } from "./libc.ts";
+
+const TUNSETIFF = 0x400454ca;
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+/** struct ifreq: name[16] then flags (u16, little endian) at offset 16; 40 bytes in all. */
+const IFREQ_SIZE = 40;
+export const IFNAMSIZ = 16;
+
+export interface TunDevice {
+  readonly fd: number;
+  readonly name: string;
+}
+
+/**
+ * Opens the TUN device `name` (created if absent) without packet-info headers: each
+ * read or write is one bare IP packet. Throws SystemError naming the device.
+ */
+export function openTun(name: string): TunDevice {
+  if (name.length === 0 || name.length >= IFNAMSIZ) {
+    throw new Error(`TUN device name ${JSON.stringify(name)} must be 1..15 characters`);
+  }
+  const fd = check(libc().open(cString("/dev/net/tun"), O_RDWR), "open", "/dev/net/tun");
+  const ifreq = new Uint8Array(IFREQ_SIZE);
+  ifreq.set(new TextEncoder().encode(name));
+  new DataView(ifreq.buffer).setUint16(16, IFF_TUN | IFF_NO_PI, true);
+  if (libc().ioctl(fd, BigInt(TUNSETIFF), ifreq) < 0) {
+    const code = errno();
+    closeFd(fd);
+    const error = new SystemError("TUNSETIFF", code, name);
+    if (code === EBUSY) {
+      error.message += " — another process holds this device (is another overlay run using it?)";
+    }
+    throw error;
+  }
+  const nameEnd = ifreq.indexOf(0);
+  return {
+    fd,
+    name: new TextDecoder().decode(ifreq.subarray(0, nameEnd < 0 ? IFNAMSIZ : nameEnd)),
+  };
+}
