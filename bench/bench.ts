@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { leaseBench } from "./lease_bench.ts";
+import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { only: { type: "string" } } });
 const want = (name: string) => !values.only || values.only.split(",").includes(name);
@@ -24,6 +25,58 @@ if (want("lease")) {
         lease.acquireMs.map((ms) => ms.toFixed(0)).join(", ")
       } ms); target ≤ ${lease.targetMs} ms: ` +
       verdict(lease.medianMs <= lease.targetMs),
+  );
+}
+
+if (want("udp")) {
+  console.log(
+    "\nudp backend vs references (iperf3 TCP 10 s, ping 20 × 0.2 s), side by side in this run",
+  );
+  const r = await udpBench();
+  results.udp = r;
+  const row = (name: string, gbps: number, ping: number) =>
+    console.log(
+      `  ${name.padEnd(22)} TCP ${gbps.toFixed(2).padStart(6)} Gbit/s (${
+        (gbps / r.kernelVxlan.tcpGbps).toFixed(2)
+      } × kernel vxlan, ` +
+        `${(gbps / r.rawVeth.tcpGbps).toFixed(2)} × raw veth)   ping avg ${ping.toFixed(3)} ms`,
+    );
+  row("raw veth", r.rawVeth.tcpGbps, r.rawVeth.pingAvgMs);
+  row("kernel vxlan (by hand)", r.kernelVxlan.tcpGbps, r.kernelVxlan.pingAvgMs);
+  row("overlay udp", r.udp.tcpGbps, r.udp.pingAvgMs);
+  const t = UDP_TARGETS;
+  console.log(
+    `  udp TCP ${r.udp.tcpGbps.toFixed(2)} Gbit/s; target ≥ ${t.tcpGbps}: ${
+      verdict(r.udp.tcpGbps >= t.tcpGbps)
+    }`,
+  );
+  console.log(
+    `  udp ping avg ${r.udp.pingAvgMs.toFixed(3)} ms; target ≤ ${t.pingAvgMs}: ${
+      verdict(r.udp.pingAvgMs <= t.pingAvgMs)
+    }`,
+  );
+  console.log(
+    `  agent CPU during TCP ${r.udp.agentCpuPercent.toFixed(0)} % of a core (receiving host)`,
+  );
+  console.log(
+    `  agent RSS ${r.udp.agentRssMb.toFixed(1)} MB; target ≤ ${t.agentRssMb}: ${
+      verdict(r.udp.agentRssMb <= t.agentRssMb)
+    }`,
+  );
+  const ready = Math.max(...r.udp.runToReadyMs);
+  console.log(
+    `  run to ready ${
+      r.udp.runToReadyMs.map((ms) => ms.toFixed(0)).join(", ")
+    } ms; target ≤ ${t.runToReadyMs}: ${verdict(ready <= t.runToReadyMs)}`,
+  );
+  console.log(
+    `  join to learned by a peer ${
+      r.udp.joinToLearnedMs.toFixed(0)
+    } ms; join to first answered ping ${
+      r.udp.joinToReachableMs.toFixed(0)
+    } ms; target ≤ ${t.joinToReachableMs}: ${
+      verdict(r.udp.joinToReachableMs <= t.joinToReachableMs)
+    }`,
   );
 }
 

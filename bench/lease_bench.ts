@@ -2,6 +2,7 @@
  * Lease acquisition on a crowded network: Network 10.0.0.0/8, SubnetLen 24, with
  * 60,000 of the 65,535 subnets already leased. Target: acquire in ≤ 1 s.
  */
+import { EtcdClient } from "../lib/etcd_client.ts";
 import { parseIp4 } from "../lib/ip.ts";
 import { encodeLeaseValue, leaseKey } from "../lib/lease.ts";
 import { LeaseManager } from "../lib/lease_manager.ts";
@@ -23,10 +24,13 @@ export async function leaseBench(
   await using etcd = await startEtcd();
   const client = etcd.client;
   const prefix = "/coreos.com/network";
-  const registry = new SubnetRegistry(client, prefix);
+  const registry = new SubnetRegistry(
+    new EtcdClient({ endpoints: [etcd.endpoint], prefix }),
+    prefix,
+  );
   await registry.putConfigText(JSON.stringify({ Network: "10.0.0.0/8", SubnetLen: 24 }));
   const config = await registry.getConfig();
-  const lease = await registry.grant(3600);
+  const lease = await client.lease(3600, { autoKeepAlive: false }).grant();
   // Fill 60,000 subnets, 100 puts per transaction (etcd allows 128 operations).
   const batch = 100;
   for (let start = 0; start < taken; start += batch * 8) {

@@ -1,12 +1,14 @@
 /**
  * The demo: several hosts in network namespaces on one underlay switch, a local etcd,
- * `overlay run` on each host, then each host's health line and the lease table.
- * Everything it made is removed at the end, also on Ctrl-C.
+ * `overlay run` on each host, two containers per host on a bridge made from the host's
+ * subnet file (as Docker or LXC would), then each host's health line, the lease table,
+ * a container-to-container reachability matrix with round-trip times, and one host's
+ * `overlay status`. Everything it made is removed at the end, also on Ctrl-C.
  *
  *   deno task demo [--hosts 3] [--backend udp|vxlan|host-gw]
  */
 import { parseArgs } from "node:util";
-import { Lab } from "../tests/lab.ts";
+import { Lab, type LabContainer } from "../tests/lab.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -70,7 +72,50 @@ try {
   ]);
   for (const line of leases.stdout.trimEnd().split("\n")) console.log(`  ${line}`);
   console.log("");
-  step("done");
+
+  const containers: LabContainer[] = [];
+  for (const host of hosts) {
+    containers.push(await lab.addContainer(host), await lab.addContainer(host));
+  }
+  step(`containers: ${containers.map((c) => `${c.name}=${c.ip}`).join(" ")}`);
+  step("pinging every container from every container (3 pings each)");
+  const rtts = new Map<string, number | undefined>();
+  await Promise.all(
+    containers.flatMap((from) =>
+      containers.filter((to) => to !== from).map(async (to) => {
+        rtts.set(`${from.name}>${to.name}`, await lab!.ping(from, to.ip, { count: 3 }));
+      })
+    ),
+  );
+  console.log("\nReachability (average ping RTT in ms; rows ping columns):");
+  const width = 8;
+  console.log("  " + "".padEnd(width) + containers.map((c) => c.name.padStart(width)).join(""));
+  for (const from of containers) {
+    const cells = containers.map((to) => {
+      if (to === from) return "·".padStart(width);
+      const rtt = rtts.get(`${from.name}>${to.name}`);
+      return (rtt === undefined ? "FAIL" : rtt.toFixed(3)).padStart(width);
+    });
+    console.log("  " + from.name.padEnd(width) + cells.join(""));
+  }
+  const failures = [...rtts.values()].filter((rtt) => rtt === undefined).length;
+  console.log(`\n  ${rtts.size - failures}/${rtts.size} pairs reachable`);
+
+  console.log(`\nStatus of ${hosts[0].name} (overlay status):`);
+  const status = await lab.overlay(hosts[0].ns, [
+    "status",
+    `--subnet-file=${hosts[0].subnetFile}`,
+    `--state-dir=${hosts[0].stateDir}`,
+  ]);
+  for (const line of status.stdout.trimEnd().split("\n")) console.log(`  ${line}`);
+  console.log("");
+  step(
+    failures === 0 ? "done: every container reaches every other" : `done: ${failures} pairs FAILED`,
+  );
+  if (failures > 0) {
+    await cleanup();
+    Deno.exit(1);
+  }
 } catch (error) {
   console.error(`demo failed: ${(error as Error).message}`);
   await cleanup();

@@ -37,6 +37,7 @@ const SYMBOLS = {
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   sendmmsg_ptr: { name: "sendmmsg", parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  sched_yield: { parameters: [], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
@@ -52,10 +53,16 @@ export function libc(): Libc {
   return handle.symbols;
 }
 
-/** errno of the last failed call on this thread. */
+let errnoView: Deno.UnsafePointerView | undefined;
+
+/** errno of the last failed call on this thread (its location is fixed per thread). */
 export function errno(): number {
-  const pointer = libc().__errno_location();
-  return pointer ? new Deno.UnsafePointerView(pointer).getInt32() : 0;
+  if (!errnoView) {
+    const pointer = libc().__errno_location();
+    if (!pointer) return 0;
+    errnoView = new Deno.UnsafePointerView(pointer);
+  }
+  return errnoView.getInt32();
 }
 
 export const EAGAIN = 11;

@@ -5,7 +5,8 @@
  */
 import type { Backend } from "./backend.ts";
 import { createBackend } from "./backends/factory.ts";
-import { connectEtcd, describeEtcdError, etcdFailure, type EtcdOptions } from "./etcd.ts";
+import { describeEtcdError, etcdFailure, type EtcdOptions } from "./etcd.ts";
+import { EtcdClient } from "./etcd_client.ts";
 import {
   type DaemonState,
   describeState,
@@ -41,7 +42,7 @@ const RENEW_RETRY_MS = 1_000;
 
 /** Runs the agent until SIGINT/SIGTERM (exit 0) or until the lease is lost (exit 1). */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
-  const client = connectEtcd(options.etcd);
+  const client = new EtcdClient(options.etcd);
   const registry = new SubnetRegistry(client, options.etcd.prefix);
   const stop = new AbortController();
   const stateFile = statePath(options.stateDir, options.subnetFile);

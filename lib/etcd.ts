@@ -1,9 +1,7 @@
 /**
- * The etcd connection: endpoints, TLS and auth from flags, reconnect policy, and
- * errors turned into one line that names the endpoint and the fix.
+ * The etcd connection settings from flags (endpoints, prefix, TLS, auth), and etcd
+ * failures turned into one line that names the endpoint and the fix.
  */
-import { Etcd3, isRecoverableError } from "etcd3";
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from "cockatiel";
 import { ETCD_FLAGS, type FlagName, type FlagValues, stringFlag } from "./flags.ts";
 import { OverlayError, UsageError } from "./errors.ts";
 
@@ -65,64 +63,33 @@ export function etcdOptionsFrom(values: FlagValues): EtcdOptions {
   return options;
 }
 
-/** Re-establish a broken watch stream every 500 ms (the default backs off to 30 s). */
-const WATCH_RETRY = { duration: 500, next: () => WATCH_RETRY };
-
-/** Opens a client. Nothing is sent until the first call. Throws UsageError for unreadable TLS files. */
-export function connectEtcd(options: EtcdOptions): Etcd3 {
-  const tls = options.caFile || options.certFile ||
-    options.endpoints.some((e) => e.startsWith("https:"));
-  const hosts = options.endpoints.map((e) => tls ? e.replace(/^http:/, "https:") : e);
-  return new Etcd3({
-    hosts,
-    dialTimeout: 3000,
-    credentials: tls
-      ? {
-        rootCertificate: readTlsFile("etcd-cafile", options.caFile) ?? new Uint8Array(),
-        privateKey: readTlsFile("etcd-keyfile", options.keyFile),
-        certChain: readTlsFile("etcd-certfile", options.certFile),
-      } as never
-      : undefined,
-    auth: options.username
-      ? { username: options.username, password: options.password! }
-      : undefined,
-    grpcOptions: {
-      // A 60,000-lease listing is ~5 MB; grpc's default cap is 4 MB.
-      "grpc.max_receive_message_length": 256 * 1024 * 1024,
-      "grpc.keepalive_time_ms": 10_000,
-      "grpc.keepalive_timeout_ms": 5_000,
-      "grpc.keepalive_permit_without_calls": 1,
-      "grpc.initial_reconnect_backoff_ms": 200,
-      "grpc.max_reconnect_backoff_ms": 1000,
-    },
-    faultHandling: {
-      // Fail over to the next endpoint quickly; the caller decides how long to keep trying.
-      host: () =>
-        circuitBreaker(handleWhen(isRecoverableError), {
-          halfOpenAfter: 1000,
-          breaker: new ConsecutiveBreaker(2),
-        }),
-      global: retry(handleWhen(isRecoverableError), { maxAttempts: options.endpoints.length }),
-      watchBackoff: WATCH_RETRY,
-    },
-  });
+/** An error etcd answered with (as opposed to not answering at all). */
+export class EtcdResponseError extends Error {
+  readonly status: number;
+  constructor(message: string, status: number) {
+    super(message);
+    this.name = "EtcdResponseError";
+    this.status = status;
+  }
 }
 
-function readTlsFile(flag: FlagName, path: string | undefined): Uint8Array | undefined {
-  if (!path) return undefined;
-  try {
-    return Deno.readFileSync(path);
-  } catch (error) {
-    throw new UsageError(
-      `--${flag} ${JSON.stringify(path)}: ${(error as Error).message} (give a readable PEM file)`,
-    );
+/** etcd could not be reached on any endpoint. */
+export class EtcdUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "EtcdUnavailableError";
   }
 }
 
 /** Turns an etcd client error into one line naming the endpoints and the likely fix. */
 export function describeEtcdError(error: unknown, options: EtcdOptions): string {
   const where = `etcd at ${options.endpoints.join(",")}`;
-  const text = error instanceof Error ? error.message : String(error);
+  let text = "";
+  // fetch says only "fetch failed"; the reason is in the cause chain.
+  for (let e: unknown = error, depth = 0; e !== undefined && depth < 5; depth++) {
+    text += (text ? ": " : "") + (e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
   if (/ECONNREFUSED|No connection established|connection refused/i.test(text)) {
     return `${where}: connection refused (is etcd running? see --etcd-endpoints)`;
   }
@@ -143,9 +110,12 @@ export function describeEtcdError(error: unknown, options: EtcdOptions): string 
 /** Wraps an etcd failure as an OverlayError with the one-line description. */
 export function etcdFailure(error: unknown, options: EtcdOptions): OverlayError {
   if (error instanceof OverlayError || error instanceof UsageError) return error as OverlayError;
+  if (error instanceof EtcdUnavailableError) {
+    return new OverlayError(error.message, { cause: error });
+  }
   return new OverlayError(describeEtcdError(error, options), { cause: error });
 }
 
 function firstLine(text: string): string {
-  return text.split("\n")[0].replace(/^\d+ [A-Z_]+: /, "");
+  return text.split("\n")[0].replace(/^fetch failed: /, "");
 }

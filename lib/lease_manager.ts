@@ -54,7 +54,7 @@ export class LeaseManager {
     let grantedId: string | undefined;
     try {
       for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
-        const listing = await this.#registry.listLeases();
+        const listing = await this.#registry.listLeases(config.network);
         for (const skipped of listing.skipped) {
           log.warn("skipping malformed lease in etcd", { ...skipped });
         }

@@ -2,11 +2,10 @@
  * The subnet registry: flannel's etcd schema read and written through npm:etcd3.
  * It knows keys, values, etcd leases and revisions; it knows nothing of devices.
  */
-import { Buffer } from "node:buffer";
-import type { Etcd3, IKeyValue, IWatchResponse } from "etcd3";
+import { type EtcdClient, type KeyValue, prefixEnd, type WatchResponse } from "./etcd_client.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "./config.ts";
 import { UsageError } from "./errors.ts";
-import type { Ip4Net } from "./ip.ts";
+import { formatIp4, type Ip4Net } from "./ip.ts";
 import {
   decodeLeaseValue,
   encodeLeaseValue,
@@ -46,10 +45,10 @@ export interface WatchHooks {
 }
 
 export class SubnetRegistry {
-  readonly #client: Etcd3;
+  readonly #client: EtcdClient;
   readonly #prefix: string;
 
-  constructor(client: Etcd3, prefix: string) {
+  constructor(client: EtcdClient, prefix: string) {
     this.#client = client;
     this.#prefix = prefix;
   }
@@ -84,68 +83,85 @@ export class SubnetRegistry {
 
   /** The config text as stored, or undefined when absent. */
   async getConfigText(): Promise<string | undefined> {
-    return (await this.#client.get(this.configKey).string()) ?? undefined;
+    return await this.#client.get(this.configKey);
   }
 
   async putConfigText(text: string): Promise<void> {
-    await this.#client.put(this.configKey).value(text).exec();
+    await this.#client.put(this.configKey, text);
   }
 
   /**
    * Every key under the subnets prefix, parsed; invalid ones are returned as skipped.
-   * Read in pages at one pinned revision, so a crowded network (60,000 leases is ~7 MB)
-   * stays under gRPC's message cap and the listing is still one consistent snapshot.
+   * One consistent snapshot: every page is read at the revision of the first. A crowded
+   * network is read in parallel key ranges (split by the digits after the octets that
+   * `within` fixes), because etcd's JSON gateway spends ~300 ms encoding 20,000 leases.
    */
-  async listLeases(): Promise<LeaseListing> {
-    const prefix = Buffer.from(subnetsPrefix(this.#prefix));
-    const rangeEnd = prefixEnd(prefix);
+  async listLeases(within?: Ip4Net): Promise<LeaseListing> {
+    const prefix = subnetsPrefix(this.#prefix);
+    const end = prefixEnd(prefix);
+    const first = await this.#client.range(prefix, { rangeEnd: end, limit: FIRST_PAGE_SIZE });
+    const kvs = [...first.kvs];
+    if (first.more && first.kvs.length > 0) {
+      const resume = first.kvs[first.kvs.length - 1].key + "\0";
+      const fixed = within
+        ? formatIp4(within.ip).split(".").slice(0, Math.floor(within.prefixLen / 8)).map((o) =>
+          o + "."
+        ).join("")
+        : "";
+      const points = [..."0123456789"].map((digit) => prefix + fixed + digit)
+        .filter((point) => point > resume && point < end);
+      const bounds = [resume, ...points, end];
+      const pages = await Promise.all(
+        bounds.slice(0, -1).map((start, i) => this.#rangeAll(start, bounds[i + 1], first.revision)),
+      );
+      for (const page of pages) kvs.push(...page);
+    }
     const leases: Lease[] = [];
     const skipped: SkippedLease[] = [];
-    let start = prefix;
-    let revision: string | undefined;
-    while (true) {
-      const response = await this.#client.kv.range({
-        key: start,
-        range_end: rangeEnd,
-        limit: LIST_PAGE_SIZE,
-        revision: revision ?? 0,
-      });
-      revision ??= response.header.revision;
-      for (const kv of response.kvs) {
-        const parsed = this.parseKv(kv);
-        if ("reason" in parsed) skipped.push(parsed);
-        else leases.push(parsed);
-      }
-      if (!response.more || response.kvs.length === 0) break;
-      start = Buffer.concat([response.kvs[response.kvs.length - 1].key, Buffer.from([0])]);
+    for (const kv of kvs) {
+      const parsed = this.parseKv(kv);
+      if ("reason" in parsed) skipped.push(parsed);
+      else leases.push(parsed);
     }
-    return { leases, skipped, revision: BigInt(revision) };
+    return { leases, skipped, revision: BigInt(first.revision) };
+  }
+
+  /** Every key in [start, end) at `revision`, in pages. */
+  async #rangeAll(start: string, end: string, revision: string): Promise<KeyValue[]> {
+    const kvs: KeyValue[] = [];
+    while (true) {
+      const page = await this.#client.range(start, {
+        rangeEnd: end,
+        limit: LIST_PAGE_SIZE,
+        revision,
+      });
+      kvs.push(...page.kvs);
+      if (!page.more || page.kvs.length === 0) return kvs;
+      start = page.kvs[page.kvs.length - 1].key + "\0";
+    }
   }
 
   /** Parses one key-value pair from etcd into a lease, or a reason to skip it. */
-  parseKv(kv: IKeyValue): Lease | SkippedLease {
-    const key = kv.key.toString();
-    const subnet = parseLeaseKey(this.#prefix, key);
-    if (!subnet) return { key, reason: "key is not <ip>-<prefixlen>" };
+  parseKv(kv: KeyValue): Lease | SkippedLease {
+    const subnet = parseLeaseKey(this.#prefix, kv.key);
+    if (!subnet) return { key: kv.key, reason: "key is not <ip>-<prefixlen>" };
     const attrs = decodeLeaseValue(kv.value);
-    if (typeof attrs === "string") return { key, reason: attrs };
-    return { subnet, attrs, etcdLeaseId: String(kv.lease ?? "0"), modRevision: kv.mod_revision };
+    if (typeof attrs === "string") return { key: kv.key, reason: attrs };
+    return { subnet, attrs, etcdLeaseId: kv.lease, modRevision: kv.modRevision };
   }
 
   /** Grants an etcd lease of `ttlSeconds`; returns its ID. */
   async grant(ttlSeconds: number): Promise<string> {
-    const response = await this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 });
-    return String(response.ID);
+    return await this.#client.leaseGrant(ttlSeconds);
   }
 
   async revoke(etcdLeaseId: string): Promise<void> {
-    await this.#client.leaseClient.leaseRevoke({ ID: etcdLeaseId });
+    await this.#client.leaseRevoke(etcdLeaseId);
   }
 
   /** Seconds an etcd lease has left; -1 when it no longer exists. */
   async timeToLive(etcdLeaseId: string): Promise<number> {
-    const response = await this.#client.leaseClient.leaseTimeToLive({ ID: etcdLeaseId });
-    return Number(response.TTL);
+    return await this.#client.leaseTimeToLive(etcdLeaseId);
   }
 
   /**
@@ -153,17 +169,7 @@ export class SubnetRegistry {
    * the lease is gone (expired or revoked).
    */
   async keepAlive(etcdLeaseId: string): Promise<number> {
-    const stream = await this.#client.leaseClient.leaseKeepAlive();
-    try {
-      const response = await new Promise<{ TTL: string }>((resolve, reject) => {
-        stream.on("data", resolve);
-        stream.on("error", reject);
-        stream.write({ ID: etcdLeaseId });
-      });
-      return Number(response.TTL);
-    } finally {
-      stream.end();
-    }
+    return await this.#client.leaseKeepAlive(etcdLeaseId);
   }
 
   /**
@@ -172,34 +178,33 @@ export class SubnetRegistry {
    */
   async create(subnet: Ip4Net, attrs: LeaseAttrs, etcdLeaseId: string): Promise<boolean> {
     const key = leaseKey(this.#prefix, subnet);
-    const result = await this.#client.if(key, "Version", "==", 0)
-      .then(this.#client.put(key).value(encodeLeaseValue(attrs)).lease(etcdLeaseId))
-      .commit();
-    return result.succeeded;
+    return await this.#client.txn(
+      [{ key, target: "VERSION", version: "0" }],
+      [{ put: { key, value: encodeLeaseValue(attrs), lease: etcdLeaseId } }],
+    );
   }
 
   /** Rewrites a lease's value under the same etcd lease, only if nobody changed it since. */
   async update(lease: Lease, attrs: LeaseAttrs): Promise<boolean> {
     const key = leaseKey(this.#prefix, lease.subnet);
-    const put = this.#client.put(key).value(encodeLeaseValue(attrs));
-    if (lease.etcdLeaseId !== "0") put.lease(lease.etcdLeaseId);
-    const result = await this.#client.if(key, "Mod", "==", lease.modRevision).then(put).commit();
-    return result.succeeded;
+    return await this.#client.txn(
+      [{ key, target: "MOD", modRevision: lease.modRevision }],
+      [{ put: { key, value: encodeLeaseValue(attrs), lease: lease.etcdLeaseId } }],
+    );
   }
 
   /** Deletes a lease key only if it is unchanged since it was read. */
   async delete(lease: Lease): Promise<boolean> {
     const key = leaseKey(this.#prefix, lease.subnet);
-    const result = await this.#client.if(key, "Mod", "==", lease.modRevision)
-      .then(this.#client.delete().key(key)).commit();
-    return result.succeeded;
+    return await this.#client.txn([{ key, target: "MOD", modRevision: lease.modRevision }], [{
+      delete: { key },
+    }]);
   }
 
   /** Reads one lease; undefined when absent. */
   async getLease(subnet: Ip4Net): Promise<Lease | SkippedLease | undefined> {
-    const key = leaseKey(this.#prefix, subnet);
-    const response = await this.#client.get(key).exec();
-    return response.kvs.length === 0 ? undefined : this.parseKv(response.kvs[0]);
+    const { kvs } = await this.#client.range(leaseKey(this.#prefix, subnet));
+    return kvs.length === 0 ? undefined : this.parseKv(kvs[0]);
   }
 
   /**
@@ -217,34 +222,26 @@ export class SubnetRegistry {
   }
 }
 
-const LIST_PAGE_SIZE = 20_000;
-
-/** The range end that covers every key starting with `prefix`. */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  end[end.length - 1]++;
-  return end;
-}
+const FIRST_PAGE_SIZE = 1_000;
+const LIST_PAGE_SIZE = 10_000;
 
 /** etcd cancelled the watch because its start revision was compacted away. */
 class WatchCompacted extends Error {}
 
 /**
- * A running watch of the subnets prefix; see SubnetRegistry.watchLeases.
- * It drives etcd's watch stream itself (not the client's watcher, which resumes from
- * the server's header revision and gives no compaction signal): it always resumes
- * from the last applied revision + 1.
+ * A running watch of the subnets prefix; see SubnetRegistry.watchLeases. Every stream
+ * it opens starts at the last applied revision + 1, whatever broke the previous one.
  */
 export class LeaseWatch {
   readonly #registry: SubnetRegistry;
-  readonly #client: Etcd3;
+  readonly #client: EtcdClient;
   readonly #onEvent: (event: LeaseEvent) => void;
   readonly #hooks: WatchHooks;
   /** Current view: lease key → lease. */
   readonly #known = new Map<string, Lease>();
   #lastRevision: bigint;
   #closed = false;
-  #stream: { end(): void; cancel?(): void } | undefined;
+  #abort = new AbortController();
   #ready: Promise<void>;
   #markReady: () => void = () => {};
   #wake: () => void = () => {};
@@ -252,7 +249,7 @@ export class LeaseWatch {
 
   constructor(
     registry: SubnetRegistry,
-    client: Etcd3,
+    client: EtcdClient,
     from: LeaseListing,
     onEvent: (event: LeaseEvent) => void,
     hooks: WatchHooks,
@@ -286,7 +283,7 @@ export class LeaseWatch {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#endStream();
+    this.#abort.abort();
     this.#wake();
     this.#markReady();
     await this.#running;
@@ -316,71 +313,44 @@ export class LeaseWatch {
           this.#wake = resolve;
           setTimeout(resolve, 500);
         });
-      } finally {
-        this.#endStream();
       }
     }
   }
 
   /** Opens one watch stream from the last applied revision + 1; settles when it ends. */
   async #follow(onCreated: () => void): Promise<void> {
-    const stream = await this.#client.watchClient.watch();
-    this.#stream = stream as unknown as { end(): void; cancel?(): void };
-    if (this.#closed) return;
-    const key = Buffer.from(subnetsPrefix(this.#registry.prefix));
-    const rangeEnd = prefixEnd(key);
-    await new Promise<void>((_resolve, reject) => {
-      stream.on("data", (response: IWatchResponse) => {
-        try {
-          if (response.compact_revision && response.compact_revision !== "0") {
-            reject(new WatchCompacted(`revision compacted at ${response.compact_revision}`));
-            return;
-          }
-          if (response.canceled) {
-            reject(new Error(`watch canceled: ${response.cancel_reason || "no reason given"}`));
-            return;
-          }
-          if (response.created) {
-            onCreated();
-            this.#markReady();
-          }
-          this.#apply(response);
-        } catch (error) {
-          reject(error);
-        }
-      });
-      stream.on("error", reject);
-      stream.on("end", () => reject(new Error("watch stream ended")));
-      stream.write({
-        create_request: {
-          key,
-          range_end: rangeEnd,
-          start_revision: (this.#lastRevision + 1n).toString(),
-          progress_notify: true,
-        },
-      });
+    const prefix = subnetsPrefix(this.#registry.prefix);
+    await this.#client.watch({
+      key: prefix,
+      rangeEnd: prefixEnd(prefix),
+      startRevision: (this.#lastRevision + 1n).toString(),
+      signal: this.#abort.signal,
+    }, (response) => {
+      if (response.compactRevision !== "0") {
+        throw new WatchCompacted(`revision compacted at ${response.compactRevision}`);
+      }
+      if (response.canceled) {
+        throw new Error(`watch canceled: ${response.cancelReason || "no reason given"}`);
+      }
+      if (response.created) {
+        onCreated();
+        this.#markReady();
+      }
+      this.#apply(response);
     });
+    if (!this.#closed) throw new Error("watch stream ended");
   }
 
-  #endStream(): void {
-    const stream = this.#stream;
-    this.#stream = undefined;
-    try {
-      stream?.cancel?.();
-      stream?.end();
-    } catch { /* already closed */ }
-  }
-
-  #apply(response: IWatchResponse): void {
+  #apply(response: WatchResponse): void {
     // One transaction's events share a revision: compare against the revision applied
     // before this response, not the one just applied.
     const appliedBefore = this.#lastRevision;
-    for (const event of response.events ?? []) {
-      const revision = BigInt(event.kv.mod_revision);
+    for (const event of response.events) {
+      const revision = BigInt(event.kv.modRevision);
       if (revision <= appliedBefore) continue;
-      const key = event.kv.key.toString();
+      const key = event.kv.key;
       const previous = this.#known.get(key);
-      if (event.type === "Delete") {
+      if (event.type === "DELETE") {
         if (previous) {
           this.#known.delete(key);
           this.#onEvent({ type: "removed", lease: previous });
@@ -400,9 +370,9 @@ export class LeaseWatch {
       }
       this.#lastRevision = revision;
     }
-    if ((response.events ?? []).length === 0 && response.header && !response.created) {
+    if (response.events.length === 0 && !response.created) {
       // A progress notification: everything up to this revision has been delivered.
-      const revision = BigInt(response.header.revision);
+      const revision = BigInt(response.revision);
       if (revision > this.#lastRevision) this.#lastRevision = revision;
     }
   }

@@ -3,7 +3,7 @@
  * --health, wait, and every bad input giving one line, the right exit code, and no change.
  */
 import assert from "node:assert/strict";
-import { INTEGRATION, overlay, startEtcd, tempDir } from "./helpers.ts";
+import { freePort, INTEGRATION, overlay, startEtcd, tempDir } from "./helpers.ts";
 
 let prefixCounter = 0;
 
@@ -58,9 +58,10 @@ Deno.test({
   ...INTEGRATION,
   async fn() {
     await using dir = await tempDir();
+    const closedPort = freePort();
     const result = await overlay([
       "run",
-      "--etcd-endpoints=http://127.0.0.1:1",
+      `--etcd-endpoints=http://127.0.0.1:${closedPort}`,
       `--subnet-file=${dir}/subnet.env`,
       `--state-dir=${dir}/state`,
       "--iface=lo",
@@ -68,7 +69,9 @@ Deno.test({
     assert.equal(result.code, 1);
     assert.match(
       result.stderr,
-      /^overlay: etcd at http:\/\/127.0.0.1:1: connection refused \(is etcd running\? see --etcd-endpoints\)\n$/,
+      new RegExp(
+        `^overlay: etcd at http://127.0.0.1:${closedPort}: connection refused \\(is etcd running\\? see --etcd-endpoints\\)\n$`,
+      ),
     );
     assert.deepEqual([...Deno.readDirSync(`${dir}`)], []);
   },

@@ -324,6 +324,13 @@ export class Lab implements AsyncDisposable {
     return process;
   }
 
+  /** Adds a bare namespace `<id>-<suffix>` (removed at dispose); returns its name. */
+  async addNamespace(suffix: string): Promise<string> {
+    const ns = `${this.id}-${suffix}`;
+    await this.#addNamespace(ns);
+    return ns;
+  }
+
   async #addNamespace(ns: string): Promise<void> {
     const output = await new Deno.Command("ip", { args: ["netns", "add", ns], stderr: "piped" })
       .output();

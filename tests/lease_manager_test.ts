@@ -9,13 +9,15 @@ import { encodeLeaseValue, type Lease, leaseKey } from "../lib/lease.ts";
 import { LeaseManager } from "../lib/lease_manager.ts";
 import { type LeaseEvent, SubnetRegistry } from "../lib/registry.ts";
 import { OverlayError } from "../lib/errors.ts";
+import { EtcdClient } from "../lib/etcd_client.ts";
 import { INTEGRATION, startEtcd, waitFor } from "./helpers.ts";
 
 let prefixCounter = 0;
 
-async function network(client: Etcd3, config: Record<string, unknown>) {
+/** A fresh network under its own prefix; the agent's client is ours, `client` is npm:etcd3. */
+async function network(endpoint: string, config: Record<string, unknown>) {
   const prefix = `/test${++prefixCounter}/coreos.com/network`;
-  const registry = new SubnetRegistry(client, prefix);
+  const registry = new SubnetRegistry(new EtcdClient({ endpoints: [endpoint], prefix }), prefix);
   await registry.putConfigText(JSON.stringify(config));
   return { registry, prefix, config: await registry.getConfig() };
 }
@@ -50,7 +52,7 @@ Deno.test({
     const client = etcd.client;
 
     await t.step("acquires inside SubnetMin..SubnetMax and avoids taken subnets", async () => {
-      const { registry, prefix, config } = await network(client, {
+      const { registry, prefix, config } = await network(etcd.endpoint, {
         Network: "10.10.0.0/16",
         SubnetMin: "10.10.5.0",
         SubnetMax: "10.10.8.0",
@@ -63,7 +65,7 @@ Deno.test({
     });
 
     await t.step("an exhausted network is a clear error and takes nothing", async () => {
-      const { registry, prefix, config } = await network(client, {
+      const { registry, prefix, config } = await network(etcd.endpoint, {
         Network: "10.10.0.0/16",
         SubnetMin: "10.10.5.0",
         SubnetMax: "10.10.6.0",
@@ -82,7 +84,7 @@ Deno.test({
     });
 
     await t.step("reuses the lease that already carries this host's PublicIP", async () => {
-      const { registry, config } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, config } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
       const first = await manager(registry, "192.0.2.1").acquire(config);
       await manager(registry, "192.0.2.2").acquire(config);
       const again = await manager(registry, "192.0.2.1").acquire(config);
@@ -92,7 +94,7 @@ Deno.test({
     });
 
     await t.step("reuses the subnet from the previous subnet file when it is free", async () => {
-      const { registry, config } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, config } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
       const held = await manager(registry, "192.0.2.1", { previousSubnet: net("10.10.42.0/24") })
         .acquire(config);
       assert.equal(formatIp4Net(held.lease.subnet), "10.10.42.0/24");
@@ -102,7 +104,7 @@ Deno.test({
     });
 
     await t.step("ignores a previous subnet that does not fit the config", async () => {
-      const { registry, config } = await network(client, {
+      const { registry, config } = await network(etcd.endpoint, {
         Network: "10.10.0.0/16",
         SubnetMin: "10.10.10.0",
         SubnetMax: "10.10.20.0",
@@ -124,7 +126,7 @@ Deno.test({
     await t.step(
       "a config change gives a lease in the new network and drops the stale one",
       async () => {
-        const { registry, config } = await network(client, { Network: "10.10.0.0/16" });
+        const { registry, config } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
         const old = await manager(registry, "192.0.2.1").acquire(config);
         await registry.putConfigText(`{"Network":"10.20.0.0/16"}`);
         const changed = await registry.getConfig();
@@ -135,7 +137,7 @@ Deno.test({
     );
 
     await t.step("renewal extends expiry and keeps the value", async () => {
-      const { registry, config } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, config } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
       const leases = manager(registry, "192.0.2.1", { ttlMs: 4_000 });
       const held = await leases.acquire(config);
       await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -150,7 +152,7 @@ Deno.test({
     });
 
     await t.step("renewing a lease that an admin deleted reports it lost", async () => {
-      const { registry, config } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, config } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
       const leases = manager(registry, "192.0.2.1");
       const held = await leases.acquire(config);
       await registry.revoke(held.lease.etcdLeaseId);
@@ -158,7 +160,9 @@ Deno.test({
     });
 
     await t.step("the watch sees a lease added, deleted, and expired by TTL", async () => {
-      const { registry, prefix, config } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, prefix, config } = await network(etcd.endpoint, {
+        Network: "10.10.0.0/16",
+      });
       const events: string[] = [];
       const watch = registry.watchLeases(await registry.listLeases(), (event: LeaseEvent) => {
         events.push(`${event.type} ${formatIp4Net(event.lease.subnet)}`);
@@ -185,7 +189,7 @@ Deno.test({
     });
 
     await t.step("after compaction the watch lists again and reports the difference", async () => {
-      const { registry, prefix } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, prefix } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
       await putForeignLease(client, prefix, "10.10.3.0/24", "192.0.2.3");
       const before = await registry.listLeases();
       await putForeignLease(client, prefix, "10.10.4.0/24", "192.0.2.4");
@@ -206,7 +210,7 @@ Deno.test({
     });
 
     await t.step("the watch applies every event of a response, even many at once", async () => {
-      const { registry, prefix } = await network(client, { Network: "10.10.0.0/16" });
+      const { registry, prefix } = await network(etcd.endpoint, { Network: "10.10.0.0/16" });
       const seen = new Set<string>();
       const watch = registry.watchLeases(await registry.listLeases(), (event) => {
         if (event.type === "put") seen.add(formatIp4Net(event.lease.subnet));
@@ -227,7 +231,7 @@ Deno.test({
     });
 
     await t.step("reservations are never renewed, expired or taken by another host", async () => {
-      const { registry, prefix, config } = await network(client, {
+      const { registry, prefix, config } = await network(etcd.endpoint, {
         Network: "10.10.0.0/16",
         SubnetMin: "10.10.1.0",
         SubnetMax: "10.10.3.0",
@@ -253,7 +257,7 @@ Deno.test({
     await t.step(
       "malformed lease values in etcd are skipped and their subnets left alone",
       async () => {
-        const { registry, prefix, config } = await network(client, {
+        const { registry, prefix, config } = await network(etcd.endpoint, {
           Network: "10.10.0.0/16",
           SubnetMin: "10.10.1.0",
           SubnetMax: "10.10.3.0",
@@ -269,7 +273,7 @@ Deno.test({
     );
 
     await t.step("20 acquirers started at the same instant get 20 distinct subnets", async () => {
-      const { registry, config } = await network(client, { Network: "10.10.0.0/19" }); // 31 subnets
+      const { registry, config } = await network(etcd.endpoint, { Network: "10.10.0.0/19" }); // 31 subnets
       const held = await Promise.all(
         Array.from({ length: 20 }, (_, i) => manager(registry, `192.0.2.${i + 1}`).acquire(config)),
       );

@@ -152,7 +152,9 @@ Deno.test({
         const ping = await lab.exec(containers[0].ns, ["ping", "-n", "-c", "1", "-W", "1", c4.ip]);
         assert.notEqual(ping.code, 0);
         assert.match(ping.stdout, /Destination Net Unreachable/);
-        assert.ok((await counters(lab, hosts[0])).drop_no_route >= 1);
+        await waitFor(async () => (await counters(lab, hosts[0])).drop_no_route >= 1, {
+          what: "drop_no_route counted",
+        });
       },
     );
 

@@ -1,0 +1,203 @@
+/**
+ * The udp backend against the references, side by side in one run: iperf3 TCP and ping
+ * between containers on two hosts over the udp backend, over hand-made kernel vxlan
+ * between the same hosts, and over a raw veth pair. Also: agent CPU during the TCP run,
+ * agent RSS, time from `overlay run` to ready, and from a host joining to its first
+ * answered ping.
+ */
+import { Lab, type LabHost } from "../tests/lab.ts";
+import { statePath } from "../lib/health.ts";
+
+export interface PathFigures {
+  tcpGbps: number;
+  pingAvgMs: number;
+}
+
+export interface UdpBenchResult {
+  rawVeth: PathFigures;
+  kernelVxlan: PathFigures;
+  udp: PathFigures & {
+    agentCpuPercent: number;
+    agentRssMb: number;
+    runToReadyMs: number[];
+    joinToLearnedMs: number;
+    joinToReachableMs: number;
+  };
+  seconds: number;
+}
+
+const TARGETS = {
+  tcpGbps: 1,
+  pingAvgMs: 0.5,
+  runToReadyMs: 300,
+  joinToReachableMs: 100,
+  agentRssMb: 80,
+};
+export { TARGETS as UDP_TARGETS };
+
+async function iperf(
+  lab: Lab,
+  serverNs: string,
+  clientNs: string,
+  serverIp: string,
+  seconds: number,
+): Promise<number> {
+  const server = lab.spawn(serverNs, ["iperf3", "-s", "-1"]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const result = await lab.exec(clientNs, ["iperf3", "-c", serverIp, "-t", String(seconds), "-J"]);
+  await server.stop("SIGKILL");
+  if (result.code !== 0) {
+    throw new Error(`iperf3 to ${serverIp} failed: ${result.stdout.slice(-400)}`);
+  }
+  return JSON.parse(result.stdout).end.sum_received.bits_per_second / 1e9;
+}
+
+async function pingAvg(lab: Lab, ns: string, ip: string): Promise<number> {
+  const result = await lab.exec(ns, ["ping", "-n", "-q", "-c", "20", "-i", "0.2", ip]);
+  const match = /= [\d.]+\/([\d.]+)\//.exec(result.stdout);
+  if (!match) throw new Error(`ping ${ip} failed: ${result.stdout}`);
+  return Number(match[1]);
+}
+
+function cpuTicks(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+function rssMb(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+async function readyAfter(host: LabHost, started: number): Promise<number> {
+  const path = statePath(host.stateDir, host.subnetFile);
+  while (performance.now() - started < 20_000) {
+    try {
+      if (JSON.parse(await Deno.readTextFile(path)).ready) return performance.now() - started;
+    } catch { /* not yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`${host.name} not ready in 20 s`);
+}
+
+export async function udpBench(options: { seconds?: number } = {}): Promise<UdpBenchResult> {
+  const seconds = options.seconds ?? 10;
+  await using lab = await Lab.create({ prefix: "ovbench" });
+
+  // Raw veth: two namespaces, one cable.
+  const vethA = await lab.addNamespace("va");
+  const vethB = await lab.addNamespace("vb");
+  await lab.ip(
+    vethA,
+    "link",
+    "add",
+    "eth0",
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "netns",
+    vethB,
+  );
+  await lab.ip(vethA, "addr", "add", "172.31.253.1/24", "dev", "eth0");
+  await lab.ip(vethB, "addr", "add", "172.31.253.2/24", "dev", "eth0");
+  await lab.ip(vethA, "link", "set", "eth0", "up");
+  await lab.ip(vethB, "link", "set", "eth0", "up");
+  const rawVeth = {
+    tcpGbps: await iperf(lab, vethB, vethA, "172.31.253.2", seconds),
+    pingAvgMs: await pingAvg(lab, vethA, "172.31.253.2"),
+  };
+
+  // The overlay hosts.
+  await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
+  const h1 = await lab.addHost();
+  const h2 = await lab.addHost();
+
+  // Kernel vxlan by hand between the same two hosts.
+  for (const [host, peer, address] of [[h1, h2, "10.99.0.1"], [h2, h1, "10.99.0.2"]] as const) {
+    await lab.ip(
+      host.ns,
+      "link",
+      "add",
+      "vx0",
+      "type",
+      "vxlan",
+      "id",
+      "42",
+      "dstport",
+      "4789",
+      "local",
+      host.ip,
+      "remote",
+      peer.ip,
+      "dev",
+      "eth0",
+    );
+    await lab.ip(host.ns, "addr", "add", `${address}/24`, "dev", "vx0");
+    await lab.ip(host.ns, "link", "set", "vx0", "up");
+  }
+  const kernelVxlan = {
+    tcpGbps: await iperf(lab, h2.ns, h1.ns, "10.99.0.2", seconds),
+    pingAvgMs: await pingAvg(lab, h1.ns, "10.99.0.2"),
+  };
+
+  // The udp backend: run-to-ready measured on both hosts, as spawned.
+  const runToReadyMs: number[] = [];
+  for (const host of [h1, h2]) {
+    const started = performance.now();
+    lab.startAgent(host);
+    runToReadyMs.push(await readyAfter(host, started));
+  }
+  const c1 = await lab.addContainer(h1);
+  const c2 = await lab.addContainer(h2);
+  await lab.ping(c1, c2.ip, { count: 3 });
+  const agent = lab.agent(h2)!.child.pid;
+  const ticksBefore = cpuTicks(agent);
+  const t0 = performance.now();
+  const tcpGbps = await iperf(lab, c2.ns, c1.ns, c2.ip, seconds);
+  const cpuSeconds = (cpuTicks(agent) - ticksBefore) / 100;
+  const agentCpuPercent = (100 * cpuSeconds) / ((performance.now() - t0) / 1000);
+  const pingAvgMs = await pingAvg(lab, c1.ns, c2.ip);
+  const agentRssMb = Math.max(rssMb(agent), rssMb(lab.agent(h1)!.child.pid));
+
+  // A third host joins: how soon do peers know it, and answer a ping to it?
+  const h3 = await lab.addHost();
+  lab.startAgent(h3);
+  await readyAfter(h3, performance.now());
+  const joined = performance.now();
+  const h1State = statePath(h1.stateDir, h1.subnetFile);
+  let joinToLearnedMs = NaN;
+  while (performance.now() - joined < 5000) {
+    const state = JSON.parse(await Deno.readTextFile(h1State));
+    if (state.peers === 2) {
+      joinToLearnedMs = performance.now() - joined;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  const h3Tun = /FLANNEL_SUBNET=(\S+)\.1\//.exec(await Deno.readTextFile(h3.subnetFile))![1] + ".0";
+  let joinToReachableMs = NaN;
+  while (performance.now() - joined < 5000) {
+    if (await lab.ping(h1, h3Tun, { timeoutS: 0.1 }) !== undefined) {
+      joinToReachableMs = performance.now() - joined;
+      break;
+    }
+  }
+
+  return {
+    rawVeth,
+    kernelVxlan,
+    udp: {
+      tcpGbps,
+      pingAvgMs,
+      agentCpuPercent,
+      agentRssMb,
+      runToReadyMs,
+      joinToLearnedMs,
+      joinToReachableMs,
+    },
+    seconds,
+  };
+}
