@@ -46,6 +46,7 @@ const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
 const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
+const IFLA_TXQLEN = 13;
 const IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
@@ -422,6 +423,16 @@ export class Netlink {
       header: ifinfomsg({ index }),
       attrs: [u32Attr(IFLA_MTU, mtu)],
     }, `link ${index} mtu ${mtu}`);
+  }
+
+  /** `ip link set dev INDEX txqueuelen LENGTH` */
+  linkSetTxQueueLength(index: number, length: number): void {
+    this.request({
+      type: RTM_NEWLINK,
+      flags: NLM_F_REQUEST | NLM_F_ACK,
+      header: ifinfomsg({ index }),
+      attrs: [u32Attr(IFLA_TXQLEN, length)],
+    }, `link ${index} txqueuelen ${length}`);
   }
 
   /** `ip link set dev INDEX master MASTER` */

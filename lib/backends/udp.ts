@@ -33,6 +33,11 @@ import { PeerTable } from "../udp/peer_table.ts";
 
 export const DEFAULT_UDP_DEVICE = "overlay0";
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+/**
+ * Packets the kernel may queue for the agent. The TUN default of 500 overflowed under a
+ * single TCP stream (26,137 drops and ~13,000 retransmits in 5 s at 0.9 Gbit/s).
+ */
+const TUN_TX_QUEUE_LENGTH = 10_000;
 
 export class UdpBackend implements Backend {
   readonly type = "udp" as const;
@@ -71,6 +76,7 @@ export class UdpBackend implements Backend {
       disableIpv6(tun.name);
       const index = interfaceIndex(tun.name);
       netlink.linkSetMtu(index, this.mtu);
+      netlink.linkSetTxQueueLength(index, TUN_TX_QUEUE_LENGTH);
       netlink.addressReplace(index, own.subnet.ip, 32);
       netlink.linkSetUp(index);
       netlink.routeReplace({ dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
@@ -104,6 +110,7 @@ export class UdpBackend implements Backend {
       icmpSourceIp: this.#config.network.ip,
       // Room for the largest packet the device MTU allows, in whole cache lines.
       slotSize: Math.ceil(Math.max(this.mtu, 1500) / 64) * 64,
+      busyPollMs: busyPollMs(),
       peers: this.#peers!.buffers,
       counters: this.#counters,
       control: this.#control,
@@ -180,6 +187,21 @@ export class UdpBackend implements Backend {
     this.#udpFd = -1;
     this.#tunFd = -1;
   }
+}
+
+/**
+ * After traffic the data path keeps checking for packets this long before it sleeps:
+ * a reply usually comes back within a few hundred microseconds, and catching it awake
+ * saves a scheduler wake-up per hop (ping p50 0.51 → 0.33–0.38 ms at 100 pings/s).
+ * Bounded, and it yields the CPU between checks, so an idle agent uses none.
+ * OVERLAY_BUSY_POLL_MS overrides it (0 turns it off).
+ */
+const DEFAULT_BUSY_POLL_MS = 1;
+
+function busyPollMs(): number {
+  const text = Deno.env.get("OVERLAY_BUSY_POLL_MS");
+  const value = text === undefined ? NaN : Number(text);
+  return Number.isFinite(value) && value >= 0 ? value : DEFAULT_BUSY_POLL_MS;
 }
 
 /** The overlay carries IPv4 only: keep the kernel from sending IPv6 chatter into the TUN. */

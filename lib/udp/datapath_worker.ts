@@ -29,6 +29,8 @@ export interface DataPathConfig {
    */
   readonly icmpSourceIp: number;
   readonly slotSize: number;
+  /** Busy-poll window after traffic, ms (0: always sleep in poll). */
+  readonly busyPollMs: number;
   readonly peers: PeerTableBuffers;
   readonly counters: SharedArrayBuffer;
   /** Int32Array: [0] stop request, [1] state (see DATA_PATH_*). */
@@ -44,12 +46,6 @@ export const DATA_PATH_FAILED = 3;
 
 const BATCH = 64;
 const POLL_TIMEOUT_MS = 200;
-/**
- * After traffic, keep checking without sleeping for this long: a reply usually comes
- * back within a few hundred microseconds, and catching it awake saves the scheduler's
- * wake-up latency on each hop. Bounded, so an idle agent sleeps in poll() and uses no CPU.
- */
-const BUSY_POLL_MS = 1;
 const POLLIN = 1;
 
 /** Runs the loop until the stop flag is set. Throws on a fatal error. */
@@ -159,9 +155,13 @@ export function runDataPath(config: DataPathConfig): void {
   }
 
   /** Peers → TUN. Returns the number of datagrams received. */
+  for (let i = 0; i < BATCH; i++) rx.prepareReceive(i);
+  let rxUsed = 0;
   function drainUdp(): number {
-    for (let i = 0; i < BATCH; i++) rx.prepareReceive(i);
+    // recvmmsg rewrote the lengths of the slots it filled last time: reset just those.
+    for (let i = 0; i < rxUsed; i++) rx.prepareReceive(i);
     const count = c.recvmmsg(config.udpFd, rx.headers, BATCH, 0, null);
+    rxUsed = count > 0 ? count : 0;
     if (count < 0) {
       const code = errno();
       if (code === EAGAIN || code === EINTR) return 0;
@@ -203,7 +203,7 @@ export function runDataPath(config: DataPathConfig): void {
   Atomics.store(control, CONTROL_STATE, DATA_PATH_RUNNING);
   let lastActivity = -Infinity;
   while (Atomics.load(control, CONTROL_STOP) === 0) {
-    const spinning = performance.now() - lastActivity < BUSY_POLL_MS;
+    const spinning = performance.now() - lastActivity < config.busyPollMs;
     const ready = c.poll(pollFds, 2, spinning ? 0 : POLL_TIMEOUT_MS);
     if (ready < 0) {
       const code = errno();
