@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { leaseBench } from "./lease_bench.ts";
+import { socketBench } from "./socket_bench.ts";
 import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { only: { type: "string" } } });
@@ -77,6 +78,27 @@ if (want("udp")) {
     } ms; target ≤ ${t.joinToReachableMs}: ${
       verdict(r.udp.joinToReachableMs <= t.joinToReachableMs)
     }`,
+  );
+}
+
+if (want("socket")) {
+  console.log(
+    "\ndatagram socket: Deno.listenDatagram vs FFI sendmmsg/recvmmsg (1400 B, 3 s, namespaces)",
+  );
+  const r = await socketBench();
+  results.socket = r;
+  const line = (name: string, f: { datagramsPerSecond: number; gbps: number }) =>
+    console.log(
+      `  ${name.padEnd(30)} ${
+        (f.datagramsPerSecond / 1000).toFixed(0).padStart(6)
+      } k datagrams/s  ${f.gbps.toFixed(2)} Gbit/s`,
+    );
+  line("Deno.listenDatagram", r.listenDatagram);
+  line("FFI sendmmsg/recvmmsg ×64", r.ffiBatched);
+  console.log(
+    `  FFI batched = ${
+      (r.ffiBatched.datagramsPerSecond / r.listenDatagram.datagramsPerSecond).toFixed(1)
+    } × listenDatagram`,
   );
 }
 
