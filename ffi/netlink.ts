@@ -250,6 +250,14 @@ export interface LinkInfo {
   readonly mtu: number;
   readonly kind?: string;
   readonly mac?: string;
+  /** For kind "vxlan": VNI, UDP port, local address and underlay link index. */
+  readonly vxlan?: {
+    readonly vni: number;
+    readonly port: number;
+    readonly local: number;
+    readonly link: number;
+    readonly learning: boolean;
+  };
 }
 
 function macBytes(mac: string): Uint8Array {
@@ -387,9 +395,23 @@ export class Netlink {
     return this.dump(RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map((m) => {
       const attrs = parseAttrs(m.body, 16);
       const info = attrs.get(IFLA_LINKINFO);
-      const kind = info ? parseAttrs(info, 0).get(IFLA_INFO_KIND) : undefined;
+      const infoAttrs = info ? parseAttrs(info, 0) : undefined;
+      const kind = infoAttrs?.get(IFLA_INFO_KIND);
+      const data = infoAttrs?.get(IFLA_INFO_DATA);
       const address = attrs.get(IFLA_ADDRESS);
+      let vxlan: LinkInfo["vxlan"];
+      if (kind && cstringOf(kind) === "vxlan" && data) {
+        const v = parseAttrs(data, 0);
+        vxlan = {
+          vni: v.get(IFLA_VXLAN_ID)?.getUint32(0, true) ?? 0,
+          port: v.get(IFLA_VXLAN_PORT)?.getUint16(0, false) ?? 0,
+          local: v.get(IFLA_VXLAN_LOCAL)?.getUint32(0, false) ?? 0,
+          link: v.get(IFLA_VXLAN_LINK)?.getUint32(0, true) ?? 0,
+          learning: (v.get(IFLA_VXLAN_LEARNING)?.getUint8(0) ?? 1) !== 0,
+        };
+      }
       return {
+        vxlan,
         index: m.body.getInt32(4, true),
         flags: m.body.getUint32(8, true),
         name: cstringOf(attrs.get(IFLA_IFNAME)!),

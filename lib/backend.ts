@@ -48,6 +48,8 @@ export interface BackendContext {
   readonly underlay: Underlay;
   /** Device name override (--device). */
   readonly device?: string;
+  /** The agent's state folder, for what a backend keeps across restarts (the VtepMAC). */
+  readonly stateDir: string;
 }
 
 /** The device MTU for a backend on an underlay. */

@@ -58,7 +58,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       iface: describeUnderlay(underlay),
       publicIp: formatIp4(underlay.publicIp),
     });
-    backend = createBackend({ config, underlay, device: options.device });
+    backend = createBackend({
+      config,
+      underlay,
+      device: options.device,
+      stateDir: options.stateDir,
+    });
     const manager = new LeaseManager(registry, {
       attrs: {
         publicIp: underlay.publicIp,
@@ -79,12 +84,18 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       heartbeatAt: Date.now(),
       subnetFile: options.subnetFile,
     };
-    const publish = async (change: Partial<DaemonState>) => {
+    // Writes go one after another, so the file always ends with the latest state.
+    let writing = Promise.resolve();
+    const publish = (change: Partial<DaemonState>): Promise<void> => {
       state = { ...state, ...change, heartbeatAt: Date.now() };
-      await writeState(stateFile, state).catch((error) =>
-        log.error("cannot write state file", { path: stateFile, error: error.message })
-      );
+      const snapshot = state;
       wroteState = true;
+      writing = writing.then(() =>
+        writeState(stateFile, snapshot).catch((error) =>
+          log.error("cannot write state file", { path: stateFile, error: error.message })
+        )
+      );
+      return writing;
     };
     await publish({});
 
@@ -101,7 +112,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const onEvent = (event: LeaseEvent) => {
       const key = leaseKey(registry.prefix, event.lease.subnet);
       if (key === ownKey) {
-        if (event.type === "removed") {
+        // Deleted, expired, or rewritten for another host: either way it is not ours.
+        if (event.type === "removed" || event.lease.attrs.publicIp !== underlay.publicIp) {
           lost = true;
           stop.abort();
         } else own = event.lease;
@@ -123,7 +135,15 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
         backend!.addPeer(event.lease);
         if (!known) log.info("peer joined", { peer: describeLease(event.lease) });
       }
-      if (state.ready) publish({ peers: peers.size });
+      if (state.ready) publishPeersSoon();
+    };
+    // A burst of lease events (1,000 hosts at once) makes one state write, not 1,000.
+    let peersTimer: ReturnType<typeof setTimeout> | undefined;
+    const publishPeersSoon = () => {
+      peersTimer ??= setTimeout(() => {
+        peersTimer = undefined;
+        publish({ peers: peers.size });
+      }, 20);
     };
     for (const lease of held.listing.leases) onEvent({ type: "put", lease });
     let etcdReachable = true;
@@ -221,6 +241,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     });
 
     clearTimeout(renewTimer);
+    clearTimeout(peersTimer);
     clearInterval(heartbeat);
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
@@ -240,6 +261,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     log.info("stopped; the lease is kept so a restart reuses the subnet", {
       subnet: formatIp4Net(own.subnet),
     });
+    await writing; // a queued write must not bring the file back after we remove it
     await Deno.remove(stateFile).catch(() => {});
     return 0;
   } catch (error) {

@@ -32,11 +32,13 @@ export async function writeSubnetFile(path: string, contents: SubnetFileContents
   await writeFileAtomic(path, formatSubnetFile(contents));
 }
 
-/** Writes `text` to `path` through a temp file and rename. */
+let tempCounter = 0;
+
+/** Writes `text` to `path` through a temp file of its own and a rename. */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
   await Deno.mkdir(dir, { recursive: true });
-  const temp = `${path}.${Deno.pid}.tmp`;
+  const temp = `${path}.${Deno.pid}.${++tempCounter}.tmp`;
   try {
     await Deno.writeTextFile(temp, text, { mode: 0o644 });
     await Deno.rename(temp, path);

@@ -9,6 +9,10 @@ import { formatIp4, parseIp4 } from "./ip.ts";
 export interface Underlay {
   readonly name: string;
   readonly ip: number;
+  /** Prefix length of the interface address: peers inside it share our L2 segment. */
+  readonly prefixLen: number;
+  /** Every IPv4 address on the interface (host-gw checks the public IP is one). */
+  readonly addresses: number[];
   readonly publicIp: number;
   readonly mtu: number;
 }
@@ -51,7 +55,17 @@ export function detectUnderlay(options: { iface?: string; publicIp?: number }): 
     }
     ip = parseIp4(match.address);
   }
-  return { name, ip: ip!, publicIp: options.publicIp ?? ip!, mtu: interfaceMtu(name) };
+  const own = addresses.filter((i) => i.name === name);
+  const primary = own.find((i) => parseIp4(i.address) === ip) ?? own[0];
+  const prefixLen = Number(primary?.cidr?.split("/")[1] ?? 32);
+  return {
+    name,
+    ip: ip!,
+    prefixLen,
+    addresses: own.map((i) => parseIp4(i.address)!).filter((a) => a !== undefined),
+    publicIp: options.publicIp ?? ip!,
+    mtu: interfaceMtu(name),
+  };
 }
 
 /** The interface of the IPv4 default route, from /proc/net/route. */

@@ -1,0 +1,101 @@
+/**
+ * Desired kernel state for the kernel backends (vxlan, host-gw), and the reconciler
+ * that makes the kernel match it: entries someone deleted by hand come back, entries of
+ * peers that left go away, nothing is duplicated (every write is a replace), and an
+ * agent that restarts adopts what is already there.
+ *
+ * An entry is one route, neighbour or FDB record, keyed so that the desired set and a
+ * dump of the kernel can be compared. Changes go out as one netlink batch.
+ */
+import { type Netlink, type Request } from "../../ffi/netlink.ts";
+import { describeErrno } from "../../ffi/libc.ts";
+import { log } from "../log.ts";
+
+export interface KernelEntry {
+  /** Identity, e.g. "route 10.10.5.0/24"; the same key in a dump means the same entry. */
+  readonly key: string;
+  /** What the kernel must hold, compared with a dumped entry's fingerprint. */
+  readonly fingerprint: string;
+  readonly add: Request;
+  readonly remove: Request;
+}
+
+/** What a dump found: key → fingerprint, with the request that deletes it. */
+export type KernelSnapshot = Map<string, { fingerprint: string; remove: Request }>;
+
+export class KernelState {
+  readonly #netlink: Netlink;
+  readonly #what: string;
+  /** Desired entries per peer (subnet key), in the order they must be added. */
+  readonly #peers = new Map<string, KernelEntry[]>();
+
+  constructor(netlink: Netlink, what: string) {
+    this.#netlink = netlink;
+    this.#what = what;
+  }
+
+  /** Sets a peer's entries, adding them now (replacing whatever is there). */
+  setPeer(peer: string, entries: KernelEntry[]): void {
+    const previous = this.#peers.get(peer) ?? [];
+    this.#peers.set(peer, entries);
+    const keep = new Set(entries.map((e) => e.key));
+    const stale = previous.filter((e) => !keep.has(e.key)).reverse().map((e) => e.remove);
+    this.#send([...stale, ...entries.map((e) => e.add)], "program peer");
+  }
+
+  /** Removes a peer's entries, in the reverse of the order they were added. */
+  removePeer(peer: string): void {
+    const entries = this.#peers.get(peer);
+    if (!entries) return;
+    this.#peers.delete(peer);
+    this.#send(entries.slice().reverse().map((e) => e.remove), "remove peer", true);
+  }
+
+  /** Number of entries desired. */
+  get size(): number {
+    let total = 0;
+    for (const entries of this.#peers.values()) total += entries.length;
+    return total;
+  }
+
+  /**
+   * Compares the desired entries with `actual` (a dump of what this backend owns) and
+   * fixes the difference: missing or changed entries are written again, entries nobody
+   * wants are deleted. Returns how many entries it restored and removed.
+   */
+  reconcile(actual: KernelSnapshot): { restored: number; removed: number } {
+    const requests: Request[] = [];
+    const wanted = new Set<string>();
+    let restored = 0;
+    for (const entries of this.#peers.values()) {
+      for (const entry of entries) {
+        wanted.add(entry.key);
+        if (actual.get(entry.key)?.fingerprint !== entry.fingerprint) {
+          requests.push(entry.add);
+          restored++;
+        }
+      }
+    }
+    // Removals first: a route must go before the neighbour it points through.
+    const removals: Request[] = [];
+    for (const [key, found] of actual) if (!wanted.has(key)) removals.push(found.remove);
+    this.#send([...removals, ...requests], "reconcile", true);
+    return { restored, removed: removals.length };
+  }
+
+  #send(requests: Request[], action: string, ignoreMissing = false): void {
+    if (requests.length === 0) return;
+    const codes = this.#netlink.batch(requests);
+    const failures = new Map<number, number>();
+    for (const code of codes) {
+      // ENOENT/ESRCH: already gone, which is what a removal wants.
+      if (code === 0 || (ignoreMissing && (code === 2 || code === 3))) continue;
+      failures.set(code, (failures.get(code) ?? 0) + 1);
+    }
+    for (const [code, count] of failures) {
+      log.warn(`${this.#what}: ${action} failed for ${count} of ${requests.length} entries`, {
+        error: describeErrno(code),
+      });
+    }
+  }
+}

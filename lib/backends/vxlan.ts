@@ -1,0 +1,276 @@
+/**
+ * The vxlan backend, as flannel's: the kernel carries the traffic; the agent programs
+ * it through netlink and gets out of the way.
+ *
+ * Device `overlay.<VNI>`: `ip link add overlay.1 type vxlan id 1 local <public ip>
+ * dev <underlay> dstport 8472 nolearning`, MTU = underlay MTU − 50 (20 outer IPv4 +
+ * 8 UDP + 8 VXLAN + 14 inner Ethernet) unless the config sets MTU, `<subnet.ip>/32`.
+ * Lease BackendData `{"VNI":1,"VtepMAC":"…"}`; the VtepMAC is kept in the state folder
+ * so a restart does not make every peer reprogram. Per peer, in flannel's order:
+ *   ip neigh replace <peer subnet.0> lladdr <VtepMAC> dev overlay.1 nud permanent
+ *   bridge fdb replace <VtepMAC> dev overlay.1 dst <peer PublicIP> self permanent
+ *   ip route replace <peer subnet> via <peer subnet.0> dev overlay.1 onlink
+ * With DirectRouting, a peer on our L2 segment gets `ip route replace <peer subnet> via
+ * <peer PublicIP> dev <underlay>` instead.
+ */
+import { type Backend, type BackendContext, deviceMtu } from "../backend.ts";
+import { interfaceIndex } from "../../ffi/libc.ts";
+import {
+  AF_BRIDGE,
+  AF_INET,
+  IFLA_VXLAN_ID,
+  IFLA_VXLAN_LEARNING,
+  IFLA_VXLAN_LINK,
+  IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_PORT,
+  ip4Attr,
+  Netlink,
+  NUD_PERMANENT,
+  u16BeAttr,
+  u32Attr,
+  u8Attr,
+} from "../../ffi/netlink.ts";
+import type { NetworkConfig } from "../config.ts";
+import { OverlayError } from "../errors.ts";
+import { formatIp4, formatIp4Net, netContains, prefixMask } from "../ip.ts";
+import { describeLease, type Lease } from "../lease.ts";
+import { log } from "../log.ts";
+import type { Underlay } from "../underlay.ts";
+import { type KernelEntry, type KernelSnapshot, KernelState } from "./kernel_state.ts";
+import { writeFileAtomic } from "../subnet_file.ts";
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+const RECONCILE_MS = 5_000;
+
+export class VxlanBackend implements Backend {
+  readonly type = "vxlan" as const;
+  readonly mtu: number;
+  readonly device: string;
+  readonly dataPath = "kernel vxlan";
+  readonly backendData: Record<string, unknown>;
+  readonly #config: NetworkConfig;
+  readonly #underlay: Underlay;
+  readonly #macFile: string;
+  readonly #mac: string;
+  #netlink: Netlink | undefined;
+  #state: KernelState | undefined;
+  #index = 0;
+  #underlayIndex = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(context: BackendContext) {
+    this.#config = context.config;
+    this.#underlay = context.underlay;
+    this.mtu = deviceMtu(context.config.backend, context.underlay.mtu);
+    this.device = context.device ?? `overlay.${context.config.backend.vni}`;
+    this.#macFile = `${context.stateDir}/${this.device}.vtep-mac`;
+    this.#mac = readMac(this.#macFile) ?? randomMac();
+    this.backendData = { VNI: context.config.backend.vni, VtepMAC: this.#mac };
+  }
+
+  start(own: Lease): Promise<void> {
+    const netlink = new Netlink();
+    this.#netlink = netlink;
+    try {
+      this.#underlayIndex = interfaceIndex(this.#underlay.name);
+      this.#index = this.#ensureDevice(netlink);
+      netlink.linkSetMtu(this.#index, this.mtu);
+      netlink.addressReplace(this.#index, own.subnet.ip, 32);
+      netlink.linkSetUp(this.#index);
+    } catch (error) {
+      netlink.close();
+      this.#netlink = undefined;
+      throw new OverlayError(`vxlan backend: ${(error as Error).message}`, { cause: error });
+    }
+    this.#state = new KernelState(netlink, `vxlan ${this.device}`);
+    log.info("vxlan device up", {
+      device: this.device,
+      vni: this.#config.backend.vni,
+      port: this.#config.backend.port,
+      local: formatIp4(this.#underlay.publicIp),
+      mac: this.#mac,
+      mtu: this.mtu,
+    });
+    this.#timer = setInterval(() => this.reconcile(), RECONCILE_MS);
+    return writeFileAtomic(this.#macFile, this.#mac + "\n");
+  }
+
+  /** Creates the device, or adopts one that already matches; recreates a stale one. */
+  #ensureDevice(netlink: Netlink): number {
+    const backend = this.#config.backend;
+    const existing = netlink.link(this.device);
+    if (existing) {
+      const v = existing.vxlan;
+      const matches = existing.kind === "vxlan" && v !== undefined && v.vni === backend.vni &&
+        v.port === backend.port && v.local === this.#underlay.publicIp &&
+        v.link === this.#underlayIndex && !v.learning && existing.mac === this.#mac;
+      if (matches) {
+        log.info("adopting the existing vxlan device", { device: this.device });
+        return existing.index;
+      }
+      if (existing.kind !== "vxlan") {
+        throw new Error(
+          `device ${this.device} exists and is not a vxlan device (remove it, or choose another name with --device)`,
+        );
+      }
+      log.warn("recreating the vxlan device: its settings differ from the config", {
+        device: this.device,
+      });
+      netlink.linkDelete(existing.index);
+    }
+    netlink.linkCreate({
+      name: this.device,
+      kind: "vxlan",
+      mtu: this.mtu,
+      mac: this.#mac,
+      data: [
+        u32Attr(IFLA_VXLAN_ID, backend.vni),
+        u32Attr(IFLA_VXLAN_LINK, this.#underlayIndex),
+        ip4Attr(IFLA_VXLAN_LOCAL, this.#underlay.publicIp),
+        u8Attr(IFLA_VXLAN_LEARNING, 0),
+        u16BeAttr(IFLA_VXLAN_PORT, backend.port),
+      ],
+    });
+    const index = interfaceIndex(this.device);
+    if (index === 0) throw new Error(`device ${this.device} vanished right after it was created`);
+    return index;
+  }
+
+  addPeer(peer: Lease): void {
+    const mac = peer.attrs.backendData?.VtepMAC;
+    if (typeof mac !== "string" || !MAC.test(mac.toLowerCase())) {
+      log.warn("ignoring a vxlan peer without a valid VtepMAC", { peer: describeLease(peer) });
+      this.#state?.removePeer(formatIp4Net(peer.subnet));
+      return;
+    }
+    this.#state?.setPeer(formatIp4Net(peer.subnet), this.#entries(peer, mac.toLowerCase()));
+  }
+
+  removePeer(peer: Lease): void {
+    this.#state?.removePeer(formatIp4Net(peer.subnet));
+  }
+
+  #onSegment(ip: number): boolean {
+    const mask = prefixMask(this.#underlay.prefixLen);
+    return ((ip & mask) >>> 0) === ((this.#underlay.ip & mask) >>> 0);
+  }
+
+  #entries(peer: Lease, mac: string): KernelEntry[] {
+    const netlink = this.#netlink!;
+    const subnet = peer.subnet;
+    const publicIp = peer.attrs.publicIp;
+    if (this.#config.backend.directRouting && this.#onSegment(publicIp)) {
+      const route = {
+        dst: subnet.ip,
+        prefixLen: subnet.prefixLen,
+        linkIndex: this.#underlayIndex,
+        gateway: publicIp,
+      };
+      return [routeEntry(netlink, route)];
+    }
+    const vtep = subnet.ip; // the peer's subnet .0 stands for its VTEP
+    return [
+      {
+        key: `neigh ${formatIp4(vtep)}`,
+        fingerprint: mac,
+        add: netlink.neighbourReplaceRequest(this.#index, vtep, mac),
+        remove: netlink.neighbourDeleteRequest(this.#index, vtep),
+      },
+      {
+        key: `fdb ${mac}`,
+        fingerprint: formatIp4(publicIp),
+        add: netlink.fdbReplaceRequest(this.#index, mac, publicIp),
+        remove: netlink.fdbDeleteRequest(this.#index, mac, publicIp),
+      },
+      routeEntry(netlink, {
+        dst: subnet.ip,
+        prefixLen: subnet.prefixLen,
+        linkIndex: this.#index,
+        gateway: vtep,
+        onlink: true,
+      }),
+    ];
+  }
+
+  /** Makes the kernel match the peers: restores hand-deleted entries, drops stale ones. */
+  reconcile(): void {
+    const netlink = this.#netlink;
+    const state = this.#state;
+    if (!netlink || !state) return;
+    try {
+      const actual: KernelSnapshot = new Map();
+      const network = this.#config.network;
+      for (const route of netlink.routes()) {
+        const ours = route.linkIndex === this.#index ||
+          (route.linkIndex === this.#underlayIndex && route.gateway !== undefined &&
+            route.prefixLen === this.#config.subnetLen && netContains(network, route.dst));
+        if (!ours) continue;
+        const entry = routeEntry(netlink, route);
+        actual.set(entry.key, { fingerprint: entry.fingerprint, remove: entry.remove });
+      }
+      for (const n of netlink.neighbours(AF_INET, this.#index)) {
+        if (n.ip === undefined || !(n.state & NUD_PERMANENT)) continue;
+        actual.set(`neigh ${formatIp4(n.ip)}`, {
+          fingerprint: n.mac ?? "",
+          remove: netlink.neighbourDeleteRequest(this.#index, n.ip),
+        });
+      }
+      for (const f of netlink.neighbours(AF_BRIDGE, this.#index)) {
+        if (!f.mac || f.ip === undefined) continue;
+        actual.set(`fdb ${f.mac}`, {
+          fingerprint: formatIp4(f.ip),
+          remove: netlink.fdbDeleteRequest(this.#index, f.mac, f.ip),
+        });
+      }
+      const { restored, removed } = state.reconcile(actual);
+      if (restored + removed > 0) {
+        log.info("reconciled vxlan entries", { device: this.device, restored, removed });
+      }
+    } catch (error) {
+      log.warn("vxlan reconcile failed; retrying later", { error: (error as Error).message });
+    }
+  }
+
+  stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#netlink?.close();
+    this.#netlink = undefined;
+    this.#state = undefined;
+    return Promise.resolve();
+  }
+
+  healthy(): boolean {
+    return this.#index === 0 || interfaceIndex(this.device) === this.#index;
+  }
+}
+
+/** A route entry; routes are keyed by destination. */
+export function routeEntry(
+  netlink: Netlink,
+  route: { dst: number; prefixLen: number; linkIndex: number; gateway?: number; onlink?: boolean },
+): KernelEntry {
+  return {
+    key: `route ${formatIp4(route.dst)}/${route.prefixLen}`,
+    fingerprint: `via ${
+      route.gateway === undefined ? "-" : formatIp4(route.gateway)
+    } dev ${route.linkIndex}${route.onlink ? " onlink" : ""}`,
+    add: netlink.routeReplaceRequest(route),
+    remove: netlink.routeDeleteRequest(route),
+  };
+}
+
+function readMac(path: string): string | undefined {
+  try {
+    const text = Deno.readTextFileSync(path).trim().toLowerCase();
+    return MAC.test(text) ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A random unicast, locally administered MAC. */
+function randomMac(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  bytes[0] = (bytes[0] & 0xfe) | 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
+}

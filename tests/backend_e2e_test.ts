@@ -1,0 +1,520 @@
+/**
+ * Every backend end to end: hosts in namespaces on one underlay, a real etcd, two
+ * containers per host on a bridge made from the subnet file. The same story runs for
+ * udp, vxlan and host-gw (matrix, join, leave, restart, simultaneous start), then what
+ * is particular to each backend.
+ */
+import assert from "node:assert/strict";
+import { INTEGRATION, waitFor } from "./helpers.ts";
+import { Lab, type LabContainer, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
+
+const SEND_DATAGRAMS = new URL("./fixtures/send_datagrams.ts", import.meta.url).pathname;
+const WRITE_LEASES = new URL("./fixtures/write_leases.ts", import.meta.url).pathname;
+
+type BackendName = "udp" | "vxlan" | "host-gw";
+
+const CONFIGS: Record<BackendName, Record<string, unknown>> = {
+  "udp": { Network: "10.10.0.0/16", Backend: { Type: "udp" } },
+  // The seeds' vxlan config uses Port 7890; a VNI other than 1 shows it is honoured.
+  "vxlan": { Network: "10.10.0.0/16", Backend: { Type: "vxlan", Port: 7890, VNI: 42 } },
+  "host-gw": { Network: "10.10.0.0/16", Backend: { Type: "host-gw" } },
+};
+const DEVICE_MTU: Record<BackendName, number> = { "udp": 1472, "vxlan": 1450, "host-gw": 1500 };
+
+async function subnetOf(host: LabHost): Promise<string> {
+  const text = await Deno.readTextFile(host.subnetFile);
+  return /FLANNEL_SUBNET=(\S+)/.exec(text)![1].replace(".1/", ".0/");
+}
+
+async function counters(lab: Lab, host: LabHost): Promise<Record<string, number>> {
+  const result = await lab.overlay(host.ns, [
+    "status",
+    "--json",
+    `--subnet-file=${host.subnetFile}`,
+    `--state-dir=${host.stateDir}`,
+  ]);
+  return JSON.parse(result.stdout).state?.counters ?? {};
+}
+
+/** Pings with retries until one answer; returns ms until then, or undefined. */
+async function reachableWithin(
+  lab: Lab,
+  from: LabContainer | LabHost,
+  to: string,
+  ms: number,
+): Promise<number | undefined> {
+  const started = performance.now();
+  while (performance.now() - started < ms) {
+    if (await lab.ping(from, to, { timeoutS: 0.2 }) !== undefined) {
+      return performance.now() - started;
+    }
+  }
+  return undefined;
+}
+
+async function waitPeers(lab: Lab, hosts: LabHost[], count: number, timeoutMs: number) {
+  await Promise.all(
+    hosts.map((host) =>
+      waitFor(async () => (await lab.health(host)).stdout.includes(`peers:${count}`), {
+        timeoutMs,
+        intervalMs: 20,
+        what: `${host.name} to see ${count} peers`,
+      })
+    ),
+  );
+}
+
+for (const backend of ["udp", "vxlan", "host-gw"] as const) {
+  Deno.test({
+    name: `${backend} backend end to end`,
+    ...INTEGRATION,
+    async fn(t) {
+      await using lab = await Lab.create();
+      await lab.setConfig(CONFIGS[backend]);
+      const hosts = [await lab.addHost(), await lab.addHost(), await lab.addHost()];
+      for (const host of hosts) lab.startAgent(host);
+      for (const host of hosts) await lab.waitReady(host);
+      const containers: LabContainer[] = [];
+      for (const host of hosts) {
+        containers.push(await lab.addContainer(host), await lab.addContainer(host));
+      }
+
+      await t.step(
+        "three hosts: every container reaches every container on the other hosts",
+        async () => {
+          const pairs = containers.flatMap((from) =>
+            containers.filter((to) => to.host !== from.host).map((to) => [from, to] as const)
+          );
+          const results = await Promise.all(
+            pairs.map(async ([from, to]) =>
+              [`${from.name}→${to.name}`, await lab.ping(from, to.ip, { count: 2 })] as const
+            ),
+          );
+          assert.deepEqual(
+            results.filter(([, rtt]) => rtt === undefined).map(([pair]) => pair),
+            [],
+          );
+          assert.equal(results.length, 24);
+        },
+      );
+
+      await t.step(
+        `the MTU is ${
+          DEVICE_MTU[backend]
+        }: a DF ping at the full overlay MTU passes, one byte more fails`,
+        async () => {
+          assert.match(
+            await Deno.readTextFile(hosts[0].subnetFile),
+            new RegExp(`FLANNEL_MTU=${DEVICE_MTU[backend]}\n`),
+          );
+          const [a, b] = [containers[0], containers[2]];
+          const payload = DEVICE_MTU[backend] - 28;
+          assert.notEqual(
+            await lab.ping(a, b.ip, { size: payload, dontFragment: true }),
+            undefined,
+          );
+          assert.equal(
+            await lab.ping(a, b.ip, { size: payload + 1, dontFragment: true }),
+            undefined,
+          );
+        },
+      );
+
+      await t.step(
+        "a fourth host that joins is reachable from every container within 1 s",
+        async () => {
+          const h4 = await lab.addHost();
+          hosts.push(h4);
+          lab.startAgent(h4);
+          await lab.waitReady(h4);
+          await waitPeers(lab, hosts.slice(0, 3), 3, 1000);
+          const c4 = await lab.addContainer(h4);
+          const times = await Promise.all(
+            containers.map((from) => reachableWithin(lab, from, c4.ip, 1000)),
+          );
+          assert.deepEqual(
+            times.map((ms, i) => ms === undefined ? containers[i].name : "").filter(Boolean),
+            [],
+          );
+          containers.push(c4);
+        },
+      );
+
+      await t.step("a host that leaves is no longer routed to", async () => {
+        const h4 = hosts[3];
+        const c4 = containers[containers.length - 1];
+        const subnet = await subnetOf(h4);
+        await lab.agent(h4)!.stop();
+        await lab.etcdctl("del", `/coreos.com/network/subnets/${subnet.replace("/", "-")}`);
+        await waitPeers(lab, hosts.slice(0, 3), 2, 2000);
+        if (backend === "udp") {
+          const ping = await lab.exec(containers[0].ns, [
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            c4.ip,
+          ]);
+          assert.match(ping.stdout, /Destination Net Unreachable/);
+          await waitFor(async () => (await counters(lab, hosts[0])).drop_no_route >= 1, {
+            what: "drop_no_route counted",
+          });
+        } else {
+          for (const host of hosts.slice(0, 3)) {
+            const routes = await lab.exec(host.ns, ["ip", "route", "show", subnet]);
+            assert.equal(routes.stdout.trim(), "", `${host.name} still routes ${subnet}`);
+          }
+          assert.equal(await lab.ping(containers[0], c4.ip), undefined);
+        }
+      });
+
+      await t.step("an agent that restarts keeps its subnet, and traffic resumes", async () => {
+        const h2 = hosts[1];
+        const before = await subnetOf(h2);
+        const lease = await lab.etcdctl(
+          "get",
+          `/coreos.com/network/subnets/${before.replace("/", "-")}`,
+          "--print-value-only",
+        );
+        assert.equal(await lab.agent(h2)!.stop(), 0);
+        lab.startAgent(h2);
+        await lab.waitReady(h2);
+        assert.equal(await subnetOf(h2), before);
+        const after = await lab.etcdctl(
+          "get",
+          `/coreos.com/network/subnets/${before.replace("/", "-")}`,
+          "--print-value-only",
+        );
+        assert.equal(after.stdout, lease.stdout, "the lease value (VtepMAC included) is unchanged");
+        assert.notEqual(
+          await reachableWithin(lab, containers[0], containers[2].ip, 3000),
+          undefined,
+          "traffic did not resume",
+        );
+      });
+
+      await t.step("two hosts started at the same instant both learn each other", async () => {
+        const [h5, h6] = [await lab.addHost(), await lab.addHost()];
+        lab.startAgent(h5);
+        lab.startAgent(h6);
+        await Promise.all([lab.waitReady(h5), lab.waitReady(h6)]);
+        const [c5, c6] = [await lab.addContainer(h5), await lab.addContainer(h6)];
+        await waitPeers(lab, [h5, h6], 4, 2000);
+        assert.notEqual(
+          await reachableWithin(lab, c5, c6.ip, 2000),
+          undefined,
+          "h5 cannot reach h6",
+        );
+        assert.notEqual(
+          await reachableWithin(lab, c6, c5.ip, 2000),
+          undefined,
+          "h6 cannot reach h5",
+        );
+      });
+
+      if (backend === "udp") {
+        await t.step(
+          "spoofed, malformed and foreign datagrams are dropped and counted, and traffic goes on",
+          async () => {
+            const [h1, h2, h3] = hosts;
+            const before = await counters(lab, h1);
+            const rogue = await lab.addHost(); // on the underlay, but holds no lease
+            const own = (await subnetOf(h1)).replace("0/24", "2");
+            const send = (from: LabHost, spec: Record<string, unknown>) =>
+              lab.exec(from.ns, [
+                "deno",
+                "run",
+                "-A",
+                SEND_DATAGRAMS,
+                JSON.stringify({ to: h1.ip, port: 8285, ...spec }),
+              ]);
+            const h3Address = (await subnetOf(h3)).replace("0/24", "2");
+            await send(rogue, { kind: "ipv4", count: 50, src: h3Address, dst: own });
+            await send(h2, { kind: "ipv4", count: 40, src: h3Address, dst: own });
+            await send(h2, { kind: "random", count: 30 });
+            await send(h2, {
+              kind: "truncated",
+              count: 20,
+              src: (await subnetOf(h2)).replace("0/24", "2"),
+              dst: own,
+            });
+            const delta = (now: Record<string, number>, name: string) =>
+              (now[name] ?? 0) - (before[name] ?? 0);
+            const after = await waitFor(async () => {
+              const now = await counters(lab, h1);
+              return delta(now, "drop_unknown_peer") >= 50 &&
+                  delta(now, "drop_malformed") + delta(now, "drop_spoofed_source") >= 90
+                ? now
+                : undefined;
+            }, { timeoutMs: 6000, what: "drop counters" });
+            assert.equal(delta(after, "drop_unknown_peer"), 50);
+            // Random bytes from a peer are malformed unless by chance they parse as IPv4 with a
+            // foreign source; the 40 spoofed and 20 truncated ones always count as such.
+            assert.ok(delta(after, "drop_spoofed_source") >= 40);
+            assert.equal(delta(after, "drop_malformed") + delta(after, "drop_spoofed_source"), 90);
+            assert.notEqual(await lab.ping(containers[0], containers[2].ip), undefined);
+            assert.equal((await lab.health(h1)).code, 0);
+          },
+        );
+      }
+
+      if (backend === "vxlan") {
+        await t.step(
+          "the device is flannel's: vxlan id 42, dstport 7890, local public IP, nolearning",
+          async () => {
+            const link = await lab.exec(hosts[0].ns, ["ip", "-d", "link", "show", "overlay.42"]);
+            assert.match(link.stdout, / mtu 1450 /);
+            assert.match(
+              link.stdout,
+              new RegExp(`vxlan id 42 local ${hosts[0].ip} dev eth0 .*dstport 7890 .*nolearning`),
+            );
+            const lease = await lab.etcdctl(
+              "get",
+              `/coreos.com/network/subnets/${(await subnetOf(hosts[0])).replace("/", "-")}`,
+              "--print-value-only",
+            );
+            const mac = /link\/ether (\S+)/.exec(link.stdout)![1];
+            assert.equal(
+              lease.stdout.trim(),
+              `{"PublicIP":"${
+                hosts[0].ip
+              }","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":42,"VtepMAC":"${mac}"}}`,
+            );
+          },
+        );
+
+        await t.step("a lease of another backend type is ignored with a warning", async () => {
+          await lab.etcdctl(
+            "put",
+            "/coreos.com/network/subnets/10.10.250.0-24",
+            `{"PublicIP":"${UNDERLAY_PREFIX}.250","PublicIPv6":null}`,
+          );
+          await waitFor(
+            () =>
+              /WARN {2}ignoring a lease of another backend type peer="10\.10\.250\.0\/24/.test(
+                lab.agent(hosts[0])!.log(),
+              ),
+            { what: "warning" },
+          );
+          assert.equal(
+            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.250.0/24"])).stdout,
+            "",
+          );
+          await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.250.0-24");
+        });
+
+        await t.step("packets on the wire carry VNI 42 to UDP port 7890", async () => {
+          const capture = lab.spawn(hosts[0].ns, [
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-n",
+            "-c",
+            "1",
+            "-x",
+            "udp dst port 7890",
+          ]);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          await lab.ping(containers[0], containers[2].ip, { count: 2 });
+          const code = await Promise.race([
+            capture.child.status.then((s) => s.code),
+            new Promise<number>((r) => setTimeout(() => r(-1), 5000)),
+          ]);
+          await capture.stop("SIGKILL");
+          assert.equal(code, 0, capture.log());
+          const hex = [...capture.log().matchAll(/^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{4}\s?)+)/gm)].map(
+            (m) => m[1].replace(/\s+/g, ""),
+          ).join("");
+          const bytes = hex.match(/../g)!.map((h) => parseInt(h, 16));
+          const ipHeader = (bytes[0] & 15) * 4;
+          const udp = ipHeader;
+          assert.equal((bytes[udp + 2] << 8) | bytes[udp + 3], 7890, "UDP destination port");
+          const vxlan = udp + 8;
+          assert.equal(bytes[vxlan], 0x08, "VXLAN flags: VNI present");
+          assert.equal(
+            (bytes[vxlan + 4] << 16) | (bytes[vxlan + 5] << 8) | bytes[vxlan + 6],
+            42,
+            "VNI",
+          );
+        });
+      }
+
+      if (backend === "vxlan" || backend === "host-gw") {
+        await t.step("entries deleted by hand come back within 10 s", async () => {
+          const h1 = hosts[0];
+          const peer = await subnetOf(hosts[2]);
+          const device = backend === "vxlan" ? "overlay.42" : "eth0";
+          await lab.sh(h1.ns, `ip route del ${peer}`);
+          if (backend === "vxlan") {
+            const vtep = peer.replace("/24", "");
+            await lab.sh(h1.ns, `ip neigh del ${vtep} dev ${device}`);
+            const fdb = await lab.exec(h1.ns, ["bridge", "fdb", "show", "dev", device]);
+            const mac = /^(\S+) dst (\S+)/m.exec(fdb.stdout)!;
+            await lab.sh(h1.ns, `bridge fdb del ${mac[1]} dev ${device} dst ${mac[2]}`);
+          }
+          const started = performance.now();
+          await waitFor(
+            async () =>
+              (await lab.exec(h1.ns, ["ip", "route", "show", peer])).stdout.includes(
+                peer.replace("/24", ""),
+              ),
+            { timeoutMs: 10_000, what: "route restored" },
+          );
+          if (backend === "vxlan") {
+            await waitFor(
+              async () =>
+                (await lab.exec(h1.ns, ["ip", "neigh", "show", "dev", device])).stdout.includes(
+                  peer.replace(".0/24", ".0 "),
+                ),
+              { timeoutMs: 10_000, what: "neighbour restored" },
+            );
+            await waitFor(
+              async () =>
+                (await lab.exec(h1.ns, ["bridge", "fdb", "show", "dev", device])).stdout.split("\n")
+                  .filter((l) => l.includes(" dst ")).length === 4,
+              { timeoutMs: 10_000, what: "fdb restored" },
+            );
+          }
+          assert.ok(performance.now() - started < 10_000);
+          assert.notEqual(
+            await reachableWithin(lab, containers[0], containers[4].ip, 2000),
+            undefined,
+          );
+          const routes = await lab.exec(h1.ns, ["ip", "route"]);
+          assert.equal(
+            routes.stdout.split("\n").filter((l) => l.startsWith(peer)).length,
+            1,
+            "no duplicate route",
+          );
+        });
+      }
+
+      if (backend === "host-gw") {
+        await t.step("peers are routed via their public IPs on the underlay", async () => {
+          const route = await lab.exec(hosts[0].ns, [
+            "ip",
+            "route",
+            "show",
+            await subnetOf(hosts[1]),
+          ]);
+          assert.match(route.stdout, new RegExp(`via ${hosts[1].ip} dev eth0`));
+        });
+
+        await t.step(
+          "a public IP that is not on the interface is refused and nothing is created",
+          async () => {
+            const h = await lab.addHost();
+            const result = await lab.overlay(h.ns, [
+              "run",
+              ...lab.agentFlags(h),
+              "--public-ip=192.0.2.77",
+            ]);
+            assert.equal(result.code, 2);
+            assert.match(
+              result.stderr,
+              /host-gw: public IP 192\.0\.2\.77 is not on interface eth0/,
+            );
+            const leases = await lab.etcdctl(
+              "get",
+              "--prefix",
+              "/coreos.com/network/subnets/",
+              "--print-value-only",
+            );
+            assert.doesNotMatch(leases.stdout, /192\.0\.2\.77/);
+          },
+        );
+      }
+    },
+  });
+}
+
+for (const backend of ["vxlan", "host-gw"] as const) {
+  Deno.test({
+    name:
+      `${backend}: 1,000 peers written straight into etcd are programmed and removed without errors`,
+    ...INTEGRATION,
+    async fn() {
+      await using lab = await Lab.create();
+      // The agent leases from 10.64.x; the 1,000 peers take 10.100.1.0 onwards.
+      await lab.setConfig({
+        ...CONFIGS[backend],
+        Network: "10.64.0.0/10",
+        SubnetMin: "10.64.1.0",
+        SubnetMax: "10.64.255.0",
+      });
+      const host = await lab.addHost();
+      lab.startAgent(host);
+      await lab.waitReady(host);
+      const ips = Array.from({ length: 150 }, (_, i) => `${UNDERLAY_PREFIX}.${100 + i}`);
+      const spec = {
+        endpoint: lab.etcdEndpoint,
+        count: 1000,
+        network: "10.100.0.0",
+        backend,
+        vni: 1,
+        ips,
+      };
+      const wrote = await lab.exec(lab.underlayNs, [
+        "deno",
+        "run",
+        "-A",
+        WRITE_LEASES,
+        JSON.stringify(spec),
+      ]);
+      assert.equal(wrote.code, 0, wrote.stderr);
+      const routeCount = async () =>
+        (await lab.exec(host.ns, ["ip", "route", "show", "root", "10.100.0.0/14"])).stdout.split(
+          "\n",
+        )
+          .filter(Boolean).length;
+      await waitFor(async () => (await routeCount()) >= 1000, {
+        timeoutMs: 10_000,
+        what: "1,000 routes",
+      });
+      if (backend === "vxlan") {
+        const fdb = await lab.exec(host.ns, ["bridge", "fdb", "show", "dev", "overlay.42"]);
+        assert.equal(fdb.stdout.split("\n").filter((l) => l.includes(" dst ")).length, 1000);
+        const neigh = await lab.exec(host.ns, ["ip", "neigh", "show", "dev", "overlay.42"]);
+        assert.equal(neigh.stdout.split("\n").filter((l) => l.includes("PERMANENT")).length, 1000);
+      }
+      assert.equal(await routeCount(), 1000, "no duplicates");
+      const removed = await lab.exec(lab.underlayNs, [
+        "deno",
+        "run",
+        "-A",
+        WRITE_LEASES,
+        JSON.stringify({ ...spec, delete: true }),
+      ]);
+      assert.equal(removed.code, 0, removed.stderr);
+      await waitFor(async () => (await routeCount()) === 0, {
+        timeoutMs: 10_000,
+        what: "routes removed",
+      });
+      assert.doesNotMatch(lab.agent(host)!.log(), /WARN .*failed|ERROR/);
+      assert.equal((await lab.health(host)).code, 0);
+    },
+  });
+}
+
+Deno.test({
+  name: "vxlan with DirectRouting routes same-segment peers via their public IP",
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create();
+    await lab.setConfig({
+      Network: "10.10.0.0/16",
+      Backend: { Type: "vxlan", DirectRouting: true },
+    });
+    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
+    lab.startAgent(h1);
+    lab.startAgent(h2);
+    await Promise.all([lab.waitReady(h1), lab.waitReady(h2)]);
+    await waitPeers(lab, [h1], 1, 2000);
+    const route = await lab.exec(h1.ns, ["ip", "route", "show", await subnetOf(h2)]);
+    assert.match(route.stdout, new RegExp(`via ${h2.ip} dev eth0`));
+    const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
+    assert.notEqual(await reachableWithin(lab, c1, c2.ip, 2000), undefined);
+  },
+});
