@@ -7,7 +7,7 @@
  * An entry is one route, neighbour or FDB record, keyed so that the desired set and a
  * dump of the kernel can be compared. Changes go out as one netlink batch.
  */
-import { type Netlink, type Request } from "../../ffi/netlink.ts";
+import type { Netlink, Request } from "../../ffi/netlink.ts";
 import { describeErrno } from "../../ffi/libc.ts";
 import { log } from "../log.ts";
 
