@@ -5,6 +5,7 @@
  *   deno task bench [--only lease]
  */
 import { parseArgs } from "node:util";
+import { KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
 import { leaseBench } from "./lease_bench.ts";
 import { socketBench } from "./socket_bench.ts";
 import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
@@ -79,6 +80,37 @@ if (want("udp")) {
       verdict(r.udp.joinToReachableMs <= t.joinToReachableMs)
     }`,
   );
+}
+
+if (want("kernel")) {
+  console.log(
+    "\nkernel backends vs the same data path made by hand (iperf3 TCP, 3 alternating rounds of 5 s, medians)",
+  );
+  const r = await kernelBench();
+  results.kernel = r;
+  const t = KERNEL_TARGETS;
+  const vxRatio = r.vxlan.backendGbps / r.vxlan.byHandGbps;
+  const hgRatio = r.hostGw.backendGbps / r.hostGw.byHandGbps;
+  console.log(
+    `  vxlan backend ${r.vxlan.backendGbps.toFixed(2)} Gbit/s vs kernel vxlan by hand ${
+      r.vxlan.byHandGbps.toFixed(2)
+    }: ${vxRatio.toFixed(2)} ×; target ≥ ${t.ratio}: ${verdict(vxRatio >= t.ratio)}`,
+  );
+  console.log(
+    `  host-gw backend ${r.hostGw.backendGbps.toFixed(2)} Gbit/s vs routes by hand ${
+      r.hostGw.byHandGbps.toFixed(2)
+    }: ${hgRatio.toFixed(2)} ×; target ≥ ${t.ratio}: ${verdict(hgRatio >= t.ratio)}`,
+  );
+  for (const [name, f] of Object.entries(r.thousandPeers)) {
+    console.log(
+      `  ${name}: 1,000 peers programmed in ${f.programMs} ms (target ≤ ${t.programMs}: ${
+        verdict(f.programMs <= t.programMs)
+      }), ` +
+        `removed in ${f.removeMs} ms (${verdict(f.removeMs <= t.removeMs)}), agent RSS ${
+          f.rssMb.toFixed(1)
+        } MB (≤ ${t.rssMb}: ${verdict(f.rssMb <= t.rssMb)})`,
+    );
+  }
 }
 
 if (want("socket")) {
