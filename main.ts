@@ -14,6 +14,10 @@ Commands:
   status              show this host's overlay and its counters
   config get|set      read or write the network config in etcd
   leases              list subnet leases
+  cleanup             remove what the agent made on this host
+  docker-opts         print Docker daemon options from the subnet file
+  systemd-unit        print a systemd unit for the agent
+  cloud-init          print #cloud-config user-data that installs the agent
   version             print the version
 
 Run "overlay <command> --help" for a command's flags.`;
@@ -29,6 +33,10 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   "status": async () => (await import("./lib/commands/status.ts")).statusCommand,
   "config": async () => (await import("./lib/commands/config.ts")).configCommand,
   "leases": async () => (await import("./lib/commands/leases.ts")).leasesCommand,
+  "cleanup": async () => (await import("./lib/commands/cleanup.ts")).cleanupCommand,
+  "docker-opts": async () => (await import("./lib/commands/docker_opts.ts")).dockerOptsCommand,
+  "systemd-unit": async () => (await import("./lib/commands/systemd_unit.ts")).systemdUnitCommand,
+  "cloud-init": async () => (await import("./lib/commands/cloud_init.ts")).cloudInitCommand,
   "version": () =>
     Promise.resolve(() => {
       console.log(`overlay ${VERSION}`);

@@ -163,3 +163,64 @@ export class MessageVector {
     return this.packets.subarray(i * this.slotSize, (i + 1) * this.slotSize);
   }
 }
+
+export const AF_UNIX = 1;
+/** struct sockaddr_un: u16 family, then a 108-byte path (abstract when it starts with NUL). */
+const SOCKADDR_UN_SIZE = 110;
+
+function sockaddrUn(path: string): Uint8Array<ArrayBuffer> {
+  const address = new Uint8Array(SOCKADDR_UN_SIZE);
+  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
+  // systemd writes abstract socket names with a leading "@".
+  const bytes = new TextEncoder().encode(path.startsWith("@") ? "\0" + path.slice(1) : path);
+  if (bytes.length > SOCKADDR_UN_SIZE - 3) throw new Error(`unix socket path too long: ${path}`);
+  address.set(bytes, 2);
+  return address;
+}
+
+function sockaddrUnLength(path: string): number {
+  // Abstract names are not NUL-terminated: the length says where they end.
+  return 2 + new TextEncoder().encode(path).length + (path.startsWith("@") ? 0 : 1);
+}
+
+/** Sends one datagram to a unix datagram socket (sd_notify's transport). */
+export function sendUnixDatagram(path: string, message: string): void {
+  const fd = check(libc().socket(AF_UNIX, SOCK_DGRAM, 0), "socket(AF_UNIX, SOCK_DGRAM)");
+  try {
+    const bytes = new TextEncoder().encode(message);
+    check(
+      libc().sendto(fd, bytes, bytes.length, 0, sockaddrUn(path), sockaddrUnLength(path)),
+      "sendto",
+      path,
+    );
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** A bound unix datagram socket, for tests that play systemd. */
+export class UnixDatagramListener {
+  readonly fd: number;
+  constructor(path: string) {
+    this.fd = check(
+      libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0),
+      "socket(AF_UNIX, SOCK_DGRAM)",
+    );
+    if (libc().bind(this.fd, sockaddrUn(path), sockaddrUnLength(path)) < 0) {
+      const code = errno();
+      closeFd(this.fd);
+      throw new SystemError("bind", code, path);
+    }
+  }
+
+  /** The next datagram, or undefined when none is waiting. */
+  receive(): string | undefined {
+    const buffer = new Uint8Array(4096);
+    const n = libc().recv(this.fd, buffer, buffer.length, 0);
+    return n < 0 ? undefined : new TextDecoder().decode(buffer.subarray(0, n));
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}

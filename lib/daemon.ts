@@ -22,6 +22,10 @@ import { LeaseManager } from "./lease_manager.ts";
 import { log } from "./log.ts";
 import { type LeaseEvent, SubnetRegistry } from "./registry.ts";
 import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
+import { ensureBridge } from "./bridge.ts";
+import { Netlink } from "../ffi/netlink.ts";
+import { applyMasq, keepMasq, masqChains } from "./ip_masq.ts";
+import { notifySystemd } from "./systemd.ts";
 import { describeUnderlay, detectUnderlay } from "./underlay.ts";
 
 export interface DaemonOptions {
@@ -32,10 +36,15 @@ export interface DaemonOptions {
   readonly subnetFile: string;
   readonly stateDir: string;
   readonly ipMasq: boolean;
+  /** Create or adopt this bridge with the subnet's first address (--bridge). */
+  readonly bridge?: string;
   readonly healthz?: { readonly hostname: string; readonly port: number };
   readonly leaseTtlMs: number;
   readonly renewMarginMs: number;
 }
+
+/** How often the ip-masq rules are checked and restored. */
+const MASQ_CHECK_MS = 10_000;
 
 /** How often a failed renewal is retried while etcd is unreachable. */
 const RENEW_RETRY_MS = 1_000;
@@ -160,6 +169,23 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       onConnection: setEtcdReachable,
     });
 
+    if (options.bridge) {
+      const netlink = new Netlink();
+      try {
+        ensureBridge(netlink, {
+          name: options.bridge,
+          subnet: own.subnet,
+          network: config.network,
+          mtu: backend.mtu,
+        });
+      } finally {
+        netlink.close();
+      }
+    }
+    const chains = options.ipMasq ? await masqChains(registry.prefix) : undefined;
+    if (chains) await applyMasq(chains, config.network, own.subnet);
+    const masq = chains ? keepMasq(chains, config.network, own.subnet, MASQ_CHECK_MS) : undefined;
+
     await writeSubnetFile(options.subnetFile, {
       network: config.network,
       subnet: own.subnet,
@@ -174,9 +200,11 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       backend: backend.type,
       peers: peers.size,
       device: backend.device,
+      bridge: options.bridge,
       dataPath: backend.dataPath,
       leaseExpiresAt: Number.isFinite(expiresAt) ? expiresAt : null,
     });
+    notifySystemd(`READY=1\nSTATUS=${describeState(state).line}\nMAINPID=${Deno.pid}`);
     log.info("ready", {
       subnet: formatIp4Net(own.subnet),
       mtu: backend.mtu,
@@ -240,8 +268,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       stop.signal.addEventListener("abort", () => resolve(), { once: true });
     });
 
+    notifySystemd("STOPPING=1");
     clearTimeout(renewTimer);
     clearTimeout(peersTimer);
+    masq?.stop();
     clearInterval(heartbeat);
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);

@@ -93,6 +93,11 @@ export function describeEtcdError(error: unknown, options: EtcdOptions): string 
   if (/ECONNREFUSED|No connection established|connection refused/i.test(text)) {
     return `${where}: connection refused (is etcd running? see --etcd-endpoints)`;
   }
+  const tls = options.endpoints.some((e) => e.startsWith("https:")) || Boolean(options.caFile);
+  if (tls && /connection closed|connection reset|unexpected eof|broken pipe/i.test(text)) {
+    return `${where}: TLS failed: the server closed the connection (it may require a client certificate) ` +
+      `(check --etcd-cafile, --etcd-certfile, --etcd-keyfile)`;
+  }
   if (/certificate|SSL|TLS|handshake|alert/i.test(text)) {
     return `${where}: TLS failed: ${
       firstLine(text)

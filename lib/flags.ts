@@ -47,6 +47,10 @@ const FLAG_SPECS = {
     type: "string",
     help: "name of the overlay device (default: overlay0 for udp)",
   },
+  "bridge": {
+    type: "string",
+    help: "create or adopt this bridge with the subnet's first address (for LXC/Docker)",
+  },
   "ip-masq": { type: "boolean", help: "masquerade traffic leaving the overlay" },
   "healthz-ip": { type: "string", default: "0.0.0.0", help: "address for /healthz and /readyz" },
   "healthz-port": { type: "string", default: "0", help: "port for /healthz and /readyz (0: off)" },
@@ -61,6 +65,30 @@ const FLAG_SPECS = {
   "force": { type: "boolean", help: "allow a change that strands existing leases", noEnv: true },
   "file": { type: "string", help: "read the value from this file (- for stdin)", noEnv: true },
   "json": { type: "boolean", help: "print JSON", noEnv: true },
+  "format": { type: "string", default: "opts", help: "opts, env or json", noEnv: true },
+  "binary-url": { type: "string", help: "where hosts download the overlay binary", noEnv: true },
+  "sha256": {
+    type: "string",
+    help: "SHA-256 of the binary, checked before it is installed",
+    noEnv: true,
+  },
+  "binary": {
+    type: "string",
+    default: "/usr/local/bin/overlay",
+    help: "path of the installed binary",
+    noEnv: true,
+  },
+  "env-file": {
+    type: "string",
+    default: "/etc/overlay/overlay.env",
+    help: "environment file the unit reads",
+    noEnv: true,
+  },
+  "keep-lease": {
+    type: "boolean",
+    help: "cleanup: keep the lease in etcd (default: release it)",
+    noEnv: true,
+  },
   "help": { type: "boolean", help: "show this help", noEnv: true },
 } as const satisfies Record<string, FlagSpec>;
 

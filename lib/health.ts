@@ -71,7 +71,7 @@ export function describeState(state: DaemonState, now = Date.now()): HealthVerdi
     return { ready: false, line: "not-ready lease expired" };
   }
   const parts = ["ready"];
-  if (state.bridge) parts.push(`bridge:${state.bridge}`);
+  if (state.bridge) parts.push(`bridge:${state.bridge}:${state.subnet?.split("/")[0]}`);
   parts.push(`subnet:${state.subnet}`, `mtu:${state.mtu}`, `backend:${state.backend}`);
   parts.push(`peers:${state.peers ?? 0}`);
   if (state.degraded) parts.push(`degraded:${state.degraded.replaceAll(" ", "-")}`);

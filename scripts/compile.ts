@@ -5,6 +5,7 @@
  * denort binary of the same version as deno); without it deno would download one,
  * which machines without access to Deno's servers cannot do, so we stop and say so.
  *
+ * No unstable flags: the agent uses none (its etcd client is fetch, its sockets libc's).
  * Permissions: --allow-all. The agent calls libc through FFI (TUN ioctls, netlink,
  * setsockopt), which is native code with every power of the process, and Deno asks
  * for --allow-all before it lets a program read /proc, /sys or /dev at all.
@@ -32,6 +33,9 @@ const output = await new Deno.Command(Deno.execPath(), {
     "--allow-all",
     "--output",
     `${root}dist/overlay`,
+    // The udp data path runs on a Worker loaded by URL at run time: compile it in.
+    "--include",
+    `${root}lib/udp/datapath_worker.ts`,
     `${root}main.ts`,
   ],
   env: { DENORT_BIN: denort },

@@ -22,6 +22,8 @@ have iperf3 || missing+=(iperf3)
 have iptables || missing+=(iptables)
 have tcpdump || missing+=(tcpdump)
 have npm || missing+=(npm)
+have cloud-init || missing+=(cloud-init)   # its schema checker validates our user-data
+have openssl || missing+=(openssl)         # the etcd TLS tests make certificates
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
   $SUDO apt-get update -qq

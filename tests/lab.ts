@@ -131,20 +131,20 @@ export class Lab implements AsyncDisposable {
     ];
   }
 
-  /** Starts `overlay run` on a host. */
-  startAgent(host: LabHost, extra: string[] = []): LabProcess {
-    const agent = this.spawn(host.ns, [
-      ...overlayArgv(),
-      "run",
-      ...this.agentFlags(host),
-      ...extra,
-    ]);
-    this.#agents.set(host.name, agent);
+  /** Starts `overlay run` on a host; `name` keys a second agent on the same host. */
+  startAgent(
+    host: LabHost,
+    extra: string[] = [],
+    options: { env?: Record<string, string>; name?: string } = {},
+  ): LabProcess {
+    const argv = [...overlayArgv(), "run", ...this.agentFlags(host), ...extra];
+    const agent = this.spawn(host.ns, argv, options.env);
+    this.#agents.set(options.name ?? host.name, agent);
     return agent;
   }
 
-  agent(host: LabHost): LabProcess | undefined {
-    return this.#agents.get(host.name);
+  agent(host: LabHost | string): LabProcess | undefined {
+    return this.#agents.get(typeof host === "string" ? host : host.name);
   }
 
   /** `overlay wait` on a host; throws with the agent's log when it does not become ready. */
@@ -174,12 +174,14 @@ export class Lab implements AsyncDisposable {
    * Adds a container to a host: a namespace whose eth0 sits on the host's bridge
    * "cbr0", made from the subnet file (gateway address and MTU) as Docker would.
    */
-  async addContainer(host: LabHost): Promise<LabContainer> {
+  async addContainer(host: LabHost, options: { bridge?: string } = {}): Promise<LabContainer> {
     const env = parseEnvFile(await Deno.readTextFile(host.subnetFile));
     const [gateway, prefixLen] = env.get("FLANNEL_SUBNET")!.split("/");
     const mtu = env.get("FLANNEL_MTU")!;
     const existing = this.containers.filter((c) => c.host === host).length;
-    if (existing === 0) {
+    // With options.bridge the bridge is the agent's (--bridge); otherwise make one as Docker would.
+    const bridge = options.bridge ?? "cbr0";
+    if (existing === 0 && !options.bridge) {
       await this.ip(host.ns, "link", "add", "cbr0", "type", "bridge");
       await this.ip(host.ns, "addr", "add", `${gateway}/${prefixLen}`, "dev", "cbr0");
       await this.ip(host.ns, "link", "set", "cbr0", "mtu", mtu, "up");
@@ -204,7 +206,7 @@ export class Lab implements AsyncDisposable {
       "netns",
       ns,
     );
-    await this.ip(host.ns, "link", "set", hostSide, "master", "cbr0", "up");
+    await this.ip(host.ns, "link", "set", hostSide, "master", bridge, "up");
     const octets = gateway.split(".").map(Number);
     octets[3] += index;
     const ip = octets.join(".");
@@ -284,9 +286,10 @@ export class Lab implements AsyncDisposable {
   }
 
   /** Starts a long-lived command in a namespace, collecting stderr and stdout. */
-  spawn(ns: string, argv: string[]): LabProcess {
+  spawn(ns: string, argv: string[], env?: Record<string, string>): LabProcess {
     const child = new Deno.Command("ip", {
       args: ["netns", "exec", ns, ...argv],
+      env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -20,6 +20,7 @@ const FLAGS: FlagName[] = [
   "public-ip",
   "device",
   ...LOCATOR_FLAGS,
+  "bridge",
   "ip-masq",
   "healthz-ip",
   "healthz-port",
@@ -32,11 +33,16 @@ export const RUN_HELP = helpText(
   "overlay run [flags]",
   `Run the agent: lease this host's subnet in etcd, keep it renewed, follow the peers,
 write the subnet file and report health. Stops on SIGINT/SIGTERM (the lease is kept,
-so a restart reuses the subnet); exits 1 if the lease is lost.`,
+so a restart reuses the subnet); exits 1 if the lease is lost.
+"overlay run --cleanup" removes what it made instead (see: overlay cleanup --help).`,
   FLAGS,
 );
 
 export async function runCommand(args: string[]): Promise<number> {
+  if (args.includes("--cleanup")) {
+    const { cleanupCommand } = await import("./cleanup.ts");
+    return await cleanupCommand(args.filter((arg) => arg !== "--cleanup"));
+  }
   const { values } = parseFlags("overlay run", args, FLAGS);
   if (values.help) {
     console.log(RUN_HELP);
@@ -61,6 +67,7 @@ export async function runCommand(args: string[]): Promise<number> {
     subnetFile: stringFlag(values, "subnet-file"),
     stateDir: stringFlag(values, "state-dir"),
     ipMasq: values["ip-masq"] === true,
+    bridge: (values.bridge as string | undefined) || undefined,
     healthz: healthzPort > 0
       ? { hostname: stringFlag(values, "healthz-ip"), port: healthzPort }
       : undefined,

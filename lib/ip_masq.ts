@@ -1,0 +1,196 @@
+/**
+ * ip-masq: flannel's masquerade rules, in chains of our own so nothing else is touched.
+ *
+ *   nat    POSTROUTING → OVERLAY-POST-<id>
+ *            -s <Network> -d <Network> -j RETURN                  overlay ↔ overlay: untouched
+ *            -s <Network> ! -d 224.0.0.0/4 -j MASQUERADE          overlay → outside
+ *            ! -s <Network> -d <own subnet> -j RETURN             outside → this host's subnet
+ *            ! -s <Network> -d <Network> -j MASQUERADE            outside → other hosts' subnets
+ *   filter FORWARD → OVERLAY-FWD-<id>
+ *            -s <Network> -j ACCEPT ;  -d <Network> -j ACCEPT
+ *
+ * The chain contents are applied atomically with one `iptables-restore --noflush` that
+ * flushes and refills only our chains; the jump into each chain is added only when
+ * `iptables -C` says it is missing. Running twice, restarting, or the periodic re-check
+ * never duplicates a rule. `<id>` comes from the etcd prefix, so two networks on one
+ * host keep separate chains.
+ */
+import { OverlayError } from "./errors.ts";
+import { formatIp4Net, type Ip4Net } from "./ip.ts";
+import { log } from "./log.ts";
+
+export interface MasqChains {
+  readonly nat: string;
+  readonly filter: string;
+}
+
+/** Chain names for a network, from its etcd prefix (iptables allows 28 characters). */
+export async function masqChains(etcdPrefix: string): Promise<MasqChains> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(etcdPrefix)),
+  );
+  const id = [...digest.subarray(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return { nat: `OVERLAY-POST-${id}`, filter: `OVERLAY-FWD-${id}` };
+}
+
+/** The rules of each chain, as `iptables -S CHAIN` prints them (without the -N line). */
+export function masqRules(
+  chains: MasqChains,
+  network: Ip4Net,
+  subnet: Ip4Net,
+): { nat: string[]; filter: string[] } {
+  const net = formatIp4Net(network);
+  const own = formatIp4Net(subnet);
+  return {
+    nat: [
+      `-A ${chains.nat} -s ${net} -d ${net} -m comment --comment "overlay: overlay to overlay" -j RETURN`,
+      `-A ${chains.nat} -s ${net} ! -d 224.0.0.0/4 -m comment --comment "overlay: overlay to outside" -j MASQUERADE --random-fully`,
+      `-A ${chains.nat} ! -s ${net} -d ${own} -m comment --comment "overlay: outside to this host" -j RETURN`,
+      `-A ${chains.nat} ! -s ${net} -d ${net} -m comment --comment "overlay: outside to other hosts" -j MASQUERADE --random-fully`,
+    ],
+    filter: [
+      `-A ${chains.filter} -s ${net} -m comment --comment "overlay: forward from overlay" -j ACCEPT`,
+      `-A ${chains.filter} -d ${net} -m comment --comment "overlay: forward to overlay" -j ACCEPT`,
+    ],
+  };
+}
+
+async function run(
+  command: string,
+  args: string[],
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, {
+      args,
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new OverlayError(
+        `--ip-masq needs ${command}, which is not installed (install the iptables package)`,
+      );
+    }
+    throw error;
+  }
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  return {
+    code: output.code,
+    stdout: new TextDecoder().decode(output.stdout),
+    stderr: new TextDecoder().decode(output.stderr).trim(),
+  };
+}
+
+/** Reads a chain's rules; undefined when the chain does not exist. */
+async function chainRules(table: string, chain: string): Promise<string[] | undefined> {
+  const result = await run("iptables", ["-w", "5", "-t", table, "-S", chain]);
+  if (result.code !== 0) return undefined;
+  return result.stdout.split("\n").filter((line) => line.startsWith("-A "));
+}
+
+async function ensureJump(table: string, from: string, chain: string): Promise<boolean> {
+  const check = await run("iptables", ["-w", "5", "-t", table, "-C", from, "-j", chain]);
+  if (check.code === 0) return false;
+  const insert = await run("iptables", ["-w", "5", "-t", table, "-I", from, "1", "-j", chain]);
+  if (insert.code !== 0) {
+    throw new OverlayError(
+      `iptables: cannot add the jump from ${from} to ${chain}: ${insert.stderr}`,
+    );
+  }
+  return true;
+}
+
+/**
+ * Makes the rules what they should be; changes nothing when they already are. Returns
+ * true when something had to be written.
+ */
+export async function applyMasq(
+  chains: MasqChains,
+  network: Ip4Net,
+  subnet: Ip4Net,
+): Promise<boolean> {
+  const rules = masqRules(chains, network, subnet);
+  const [nat, filter] = await Promise.all([
+    chainRules("nat", chains.nat),
+    chainRules("filter", chains.filter),
+  ]);
+  const same = (actual: string[] | undefined, wanted: string[]) =>
+    actual !== undefined && actual.length === wanted.length &&
+    actual.every((line, i) => normalize(line) === normalize(wanted[i]));
+  let changed = false;
+  if (!same(nat, rules.nat) || !same(filter, rules.filter)) {
+    const script = [
+      "*nat",
+      `:${chains.nat} - [0:0]`,
+      `-F ${chains.nat}`,
+      ...rules.nat,
+      "COMMIT",
+      "*filter",
+      `:${chains.filter} - [0:0]`,
+      `-F ${chains.filter}`,
+      ...rules.filter,
+      "COMMIT",
+      "",
+    ].join("\n");
+    const restore = await run("iptables-restore", ["-w", "5", "--noflush"], script);
+    if (restore.code !== 0) throw new OverlayError(`iptables-restore failed: ${restore.stderr}`);
+    changed = true;
+  }
+  if (await ensureJump("nat", "POSTROUTING", chains.nat)) changed = true;
+  if (await ensureJump("filter", "FORWARD", chains.filter)) changed = true;
+  return changed;
+}
+
+/** Removes our jumps and chains; absent ones are fine. */
+export async function removeMasq(chains: MasqChains): Promise<void> {
+  for (
+    const [table, from, chain] of [["nat", "POSTROUTING", chains.nat], [
+      "filter",
+      "FORWARD",
+      chains.filter,
+    ]]
+  ) {
+    while ((await run("iptables", ["-w", "5", "-t", table, "-D", from, "-j", chain])).code === 0) {
+      // a duplicate jump someone added by hand goes too
+    }
+    await run("iptables", ["-w", "5", "-t", table, "-F", chain]);
+    await run("iptables", ["-w", "5", "-t", table, "-X", chain]);
+  }
+}
+
+/** iptables -S quotes comments and may print options in its own order of spaces. */
+function normalize(rule: string): string {
+  return rule.replace(/\s+/g, " ").trim();
+}
+
+/** Keeps the rules in place: re-checks them every `intervalMs` until stopped. */
+export function keepMasq(
+  chains: MasqChains,
+  network: Ip4Net,
+  subnet: Ip4Net,
+  intervalMs: number,
+): { stop(): void } {
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      if (await applyMasq(chains, network, subnet)) {
+        log.warn("ip-masq rules had changed; restored them", { chain: chains.nat });
+      }
+    } catch (error) {
+      log.warn("ip-masq re-check failed", { error: (error as Error).message });
+    } finally {
+      busy = false;
+    }
+  }, intervalMs);
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,331 @@
+/**
+ * How operators run it on hosts: the container bridge, ip-masq, Docker options, the
+ * systemd notify protocol and unit, cloud-init user-data checked by cloud-init's own
+ * schema checker, cleanup, and two networks on one host.
+ */
+import assert from "node:assert/strict";
+import { UnixDatagramListener } from "../ffi/socket.ts";
+import { INTEGRATION, overlay, tempDir, waitFor } from "./helpers.ts";
+import { Lab, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
+
+async function subnetOf(host: LabHost, file = host.subnetFile): Promise<string> {
+  return /FLANNEL_SUBNET=(\S+)/.exec(await Deno.readTextFile(file))![1].replace(".1/", ".0/");
+}
+
+Deno.test({
+  name: "bridge and ip-masq on hosts in namespaces",
+  ...INTEGRATION,
+  async fn(t) {
+    await using lab = await Lab.create();
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
+    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
+    for (const host of [h1, h2]) lab.startAgent(host, ["--bridge=lxcbr0", "--ip-masq"]);
+    await lab.waitReady(h1);
+    await lab.waitReady(h2);
+
+    await t.step(
+      "--bridge makes lxcbr0 with the subnet's first address and the overlay MTU",
+      async () => {
+        const health = await lab.health(h1);
+        const gateway = (await subnetOf(h1)).replace(".0/24", ".1");
+        assert.match(
+          health.stdout,
+          new RegExp(
+            `^ready bridge:lxcbr0:${
+              gateway.replaceAll(".", "\\.")
+            } subnet:${gateway}/24 mtu:1472 backend:udp peers:1\n$`,
+          ),
+        );
+        const link = await lab.exec(h1.ns, ["ip", "-o", "link", "show", "lxcbr0"]);
+        assert.match(link.stdout, / mtu 1472 /);
+        const address = await lab.exec(h1.ns, ["ip", "-o", "-4", "addr", "show", "lxcbr0"]);
+        assert.match(address.stdout, new RegExp(`inet ${gateway}/24 `));
+      },
+    );
+
+    const [c1, c2] = [
+      await lab.addContainer(h1, { bridge: "lxcbr0" }),
+      await lab.addContainer(h2, { bridge: "lxcbr0" }),
+    ];
+
+    await t.step(
+      "containers on the bridges of two hosts reach each other, unmasqueraded",
+      async () => {
+        const capture = lab.spawn(c2.ns, [
+          "tcpdump",
+          "-i",
+          "eth0",
+          "-n",
+          "-l",
+          "-c",
+          "1",
+          "icmp and icmp[icmptype] == icmp-echo",
+        ]);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.notEqual(await lab.ping(c1, c2.ip), undefined);
+        await capture.child.status;
+        assert.match(
+          capture.log(),
+          new RegExp(
+            `IP ${c1.ip.replaceAll(".", "\\.")} > ${
+              c2.ip.replaceAll(".", "\\.")
+            }: ICMP echo request`,
+          ),
+        );
+      },
+    );
+
+    await t.step(
+      "a container reaches a host outside the overlay, which sees the overlay host's address",
+      async () => {
+        const outside = `${UNDERLAY_PREFIX}.1`; // the underlay switch: no route to the overlay
+        const capture = lab.spawn(lab.underlayNs, [
+          "tcpdump",
+          "-i",
+          "sw",
+          "-n",
+          "-l",
+          "-c",
+          "1",
+          `icmp and dst host ${outside}`,
+        ]);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.notEqual(await lab.ping(c1, outside), undefined);
+        await capture.child.status;
+        assert.match(
+          capture.log(),
+          new RegExp(
+            `IP ${h1.ip.replaceAll(".", "\\.")} > ${
+              outside.replaceAll(".", "\\.")
+            }: ICMP echo request`,
+          ),
+        );
+      },
+    );
+
+    await t.step("the rules are flannel's, once: restarting never duplicates them", async () => {
+      const rules = async () => (await lab.exec(h1.ns, ["iptables-save"])).stdout;
+      const before = await rules();
+      assert.equal(
+        before.split("\n").filter((l) => /^-A POSTROUTING -j OVERLAY-POST-/.test(l)).length,
+        1,
+      );
+      assert.equal(
+        before.split("\n").filter((l) => /^-A FORWARD -j OVERLAY-FWD-/.test(l)).length,
+        1,
+      );
+      assert.equal(before.split("\n").filter((l) => /^-A OVERLAY-POST-/.test(l)).length, 4);
+      assert.match(
+        before,
+        /-A OVERLAY-POST-\w+ -s 10\.10\.0\.0\/16 -d 10\.10\.0\.0\/16 .*-j RETURN/,
+      );
+      assert.match(
+        before,
+        /-A OVERLAY-POST-\w+ -s 10\.10\.0\.0\/16 ! -d 224\.0\.0\.0\/4 .*-j MASQUERADE/,
+      );
+      assert.equal(await lab.agent(h1)!.stop(), 0);
+      lab.startAgent(h1, ["--bridge=lxcbr0", "--ip-masq"]);
+      await lab.waitReady(h1);
+      const count = (text: string) =>
+        text.split("\n").filter((l) => /^-A (POSTROUTING|FORWARD|OVERLAY-)/.test(l)).length;
+      assert.equal(count(await rules()), count(before));
+      assert.match(lab.agent(h1)!.log(), /adopted the container bridge/);
+    });
+
+    await t.step("a rule deleted by hand is restored within 10 s", async () => {
+      const save = (await lab.exec(h1.ns, ["iptables-save", "-t", "nat"])).stdout;
+      const chain = /:(OVERLAY-POST-\w+)/.exec(save)![1];
+      await lab.sh(h1.ns, `iptables -t nat -D ${chain} 2`);
+      await waitFor(
+        async () =>
+          (await lab.exec(h1.ns, ["iptables", "-t", "nat", "-S", chain])).stdout.split("\n").filter(
+            (l) => l.startsWith("-A"),
+          ).length === 4,
+        { timeoutMs: 12_000, what: "rule restored" },
+      );
+    });
+
+    await t.step(
+      "overlay cleanup removes the rules, bridge, subnet file and lease, and nothing else",
+      async () => {
+        const subnet = await subnetOf(h2);
+        await lab.sh(
+          h2.ns,
+          "iptables -t nat -N SOMEONE-ELSES && iptables -t nat -A POSTROUTING -j SOMEONE-ELSES",
+        );
+        assert.equal(await lab.agent(h2)!.stop(), 0);
+        const cleanup = await lab.overlay(h2.ns, [
+          "cleanup",
+          ...lab.agentFlags(h2),
+          "--bridge=lxcbr0",
+        ]);
+        assert.equal(cleanup.code, 0, cleanup.stderr);
+        const save = (await lab.exec(h2.ns, ["iptables-save"])).stdout;
+        assert.doesNotMatch(save, /OVERLAY-/);
+        assert.match(save, /-A POSTROUTING -j SOMEONE-ELSES/);
+        assert.equal((await lab.exec(h2.ns, ["ip", "link", "show", "lxcbr0"])).code, 1);
+        assert.equal((await lab.exec(h2.ns, ["ip", "link", "show", "eth0"])).code, 0);
+        await assert.rejects(Deno.stat(h2.subnetFile));
+        const lease = await lab.etcdctl(
+          "get",
+          `/coreos.com/network/subnets/${subnet.replace("/", "-")}`,
+        );
+        assert.equal(lease.stdout, "");
+      },
+    );
+  },
+});
+
+Deno.test({
+  name: "the agent tells systemd READY=1 over $NOTIFY_SOCKET once it is ready",
+  ...INTEGRATION,
+  async fn() {
+    await using dir = await tempDir();
+    const socket = `${dir}/notify.sock`;
+    const listener = new UnixDatagramListener(socket);
+    try {
+      await using lab = await Lab.create();
+      await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
+      const host = await lab.addHost();
+      lab.startAgent(host, [], { env: { NOTIFY_SOCKET: socket } });
+      const message = await waitFor(() => listener.receive(), {
+        timeoutMs: 20_000,
+        what: "sd_notify datagram",
+      });
+      assert.match(
+        message,
+        /^READY=1\nSTATUS=ready subnet:10\.10\.\d+\.1\/24 mtu:1472 backend:udp peers:0\nMAINPID=\d+$/,
+      );
+      assert.equal((await lab.health(host)).code, 0, "ready is only sent once --health agrees");
+      await lab.agent(host)!.stop();
+      assert.equal(await waitFor(() => listener.receive(), { what: "STOPPING=1" }), "STOPPING=1");
+    } finally {
+      listener.close();
+    }
+  },
+});
+
+Deno.test("systemd-unit prints a notify unit with only the capabilities the agent needs", async () => {
+  const result = await overlay(["systemd-unit"]);
+  assert.equal(result.code, 0);
+  for (
+    const line of [
+      "Type=notify",
+      "ExecStart=/usr/local/bin/overlay run",
+      "Restart=on-failure",
+      "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW",
+      "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
+      "EnvironmentFile=-/etc/overlay/overlay.env",
+    ]
+  ) {
+    assert.ok(result.stdout.split("\n").includes(line), line);
+  }
+});
+
+Deno.test("docker-opts reads the subnet file as flannel's mk-docker-opts does", async () => {
+  await using dir = await tempDir();
+  const file = `${dir}/subnet.env`;
+  await Deno.writeTextFile(
+    file,
+    "FLANNEL_NETWORK=10.10.0.0/16\nFLANNEL_SUBNET=10.10.16.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n",
+  );
+  const opts = await overlay(["docker-opts", `--subnet-file=${file}`]);
+  assert.equal(opts.stdout, "--bip=10.10.16.1/24 --ip-masq=false --mtu=1472\n");
+  const env = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=env"]);
+  assert.equal(
+    env.stdout,
+    'DOCKER_OPT_BIP="--bip=10.10.16.1/24"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1472"\nDOCKER_OPTS=" --bip=10.10.16.1/24 --ip-masq=false --mtu=1472"\n',
+  );
+  const json = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=json"]);
+  assert.deepEqual(JSON.parse(json.stdout), { bip: "10.10.16.1/24", "ip-masq": false, mtu: 1472 });
+  const missing = await overlay(["docker-opts", `--subnet-file=${dir}/nope.env`]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /Subnet file ".*nope.env" not found \(is overlay run up\?/);
+  const badFormat = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=yaml"]);
+  assert.equal(badFormat.code, 2);
+});
+
+Deno.test("cloud-init user-data passes cloud-init's own schema check", async () => {
+  await using dir = await tempDir();
+  const sha = "ab".repeat(32);
+  const result = await overlay([
+    "cloud-init",
+    "--binary-url=https://releases.example/overlay",
+    `--sha256=${sha}`,
+    "--etcd-endpoints=https://10.0.0.5:2379",
+    "--bridge=lxcbr0",
+    "--ip-masq",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  const file = `${dir}/user-data`;
+  await Deno.writeTextFile(file, result.stdout);
+  const schema = await new Deno.Command("cloud-init", {
+    args: ["schema", "--config-file", file],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(schema.stdout) + new TextDecoder().decode(schema.stderr);
+  assert.equal(schema.code, 0, said);
+  assert.match(said, /Valid cloud-config/);
+  assert.match(result.stdout, /^#cloud-config\n/);
+  assert.match(
+    result.stdout,
+    new RegExp(`echo '${sha}  /usr/local/bin/overlay.download' \\| sha256sum -c -`),
+  );
+  assert.match(
+    result.stdout,
+    /OVERLAY_ETCD_ENDPOINTS=https:\/\/10\.0\.0\.5:2379\n\s+OVERLAY_BRIDGE=lxcbr0\n\s+OVERLAY_IP_MASQ=true/,
+  );
+  assert.match(result.stdout, /\["\/usr\/local\/bin\/overlay","wait","--timeout","120s"\]/);
+  const bad = await overlay(["cloud-init", "--binary-url=https://x/overlay", "--sha256=123"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--sha256 must be 64 hex digits/);
+});
+
+Deno.test({
+  name: "two networks on one host keep their own leases, devices, files and health",
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create();
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
+    const second = await lab.overlay(lab.underlayNs, [
+      "config",
+      "set",
+      `--etcd-endpoints=${lab.etcdEndpoint}`,
+      "--etcd-prefix=/blue/network",
+      `{"Network":"10.20.0.0/16","Backend":{"Type":"udp","Port":8286}}`,
+    ]);
+    assert.equal(second.code, 0, second.stderr);
+    const hosts = [await lab.addHost(), await lab.addHost()];
+    const blue = (
+      host: LabHost,
+    ) => [`--subnet-file=${host.stateDir}/blue.env`, `--state-dir=${host.stateDir}`];
+    for (const host of hosts) {
+      lab.startAgent(host);
+      lab.startAgent(host, ["--etcd-prefix=/blue/network", "--device=blue0", ...blue(host)], {
+        name: `${host.name}-blue`,
+      });
+    }
+    for (const host of hosts) {
+      await lab.waitReady(host);
+      const wait = await lab.overlay(host.ns, ["wait", "--timeout=20s", ...blue(host)]);
+      assert.equal(wait.code, 0, wait.stderr + lab.agent(`${host.name}-blue`)!.log());
+      assert.match(wait.stdout, /^ready subnet:10\.20\.\d+\.1\/24 mtu:1472 backend:udp peers:1/);
+      assert.match((await lab.health(host)).stdout, /^ready subnet:10\.10\.\d+\.1\/24 /);
+      const links = (await lab.exec(host.ns, ["ip", "-o", "link"])).stdout;
+      assert.match(links, / overlay0: /);
+      assert.match(links, / blue0: /);
+    }
+    const [a, b] = hosts;
+    const tunOf = async (file: string) => (await subnetOf(b, file)).replace("/24", "");
+    assert.notEqual(await lab.ping(a, await tunOf(b.subnetFile)), undefined, "default network");
+    assert.notEqual(
+      await lab.ping(a, await tunOf(`${b.stateDir}/blue.env`)),
+      undefined,
+      "blue network",
+    );
+    await lab.agent(`${a.name}-blue`)!.stop();
+    assert.equal((await lab.overlay(a.ns, ["--health", ...blue(a)])).code, 1, "blue stopped");
+    assert.equal((await lab.health(a)).code, 0, "default network unaffected");
+  },
+});
