@@ -41,6 +41,8 @@ export interface Backend {
   healthy?(): boolean;
   /** Packet and drop counters of a userspace data path. */
   counters?(): Record<string, number>;
+  /** Epoch ms the data path last heard from a peer (0: never); absent when it cannot tell. */
+  lastHeard?(peer: Lease): number;
 }
 
 export interface BackendContext {

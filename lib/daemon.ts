@@ -11,6 +11,7 @@ import {
   type DaemonState,
   describeState,
   HEARTBEAT_MS,
+  type PeerStatus,
   processStartTime,
   serveHealth,
   statePath,
@@ -26,6 +27,7 @@ import { ensureBridge } from "./bridge.ts";
 import { Netlink } from "../ffi/netlink.ts";
 import { applyMasq, keepMasq, masqChains } from "./ip_masq.ts";
 import { notifySystemd } from "./systemd.ts";
+import { renderMetrics } from "./metrics.ts";
 import { describeUnderlay, detectUnderlay } from "./underlay.ts";
 
 export interface DaemonOptions {
@@ -117,8 +119,20 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     await backend.start(own);
 
     const peers = new Map<string, Lease>();
+    const peerSince = new Map<string, number>();
     let lost = false;
+    let watchEvents = 0;
+    let etcdReconnects = 0;
+    const peerList = (): PeerStatus[] =>
+      [...peers.entries()].map(([key, lease]) => ({
+        subnet: formatIp4Net(lease.subnet),
+        publicIp: formatIp4(lease.attrs.publicIp),
+        backend: lease.attrs.backendType,
+        since: peerSince.get(key) ?? 0,
+        lastHeard: backend!.lastHeard ? backend!.lastHeard(lease) : null,
+      }));
     const onEvent = (event: LeaseEvent) => {
+      watchEvents++;
       const key = leaseKey(registry.prefix, event.lease.subnet);
       if (key === ownKey) {
         // Deleted, expired, or rewritten for another host: either way it is not ours.
@@ -130,6 +144,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       }
       if (event.type === "removed") {
         if (peers.delete(key)) {
+          peerSince.delete(key);
           backend!.removePeer(event.lease);
           log.info("peer left", { peer: describeLease(event.lease) });
         }
@@ -141,6 +156,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       } else {
         const known = peers.has(key);
         peers.set(key, event.lease);
+        if (!known) peerSince.set(key, Date.now());
         backend!.addPeer(event.lease);
         if (!known) log.info("peer joined", { peer: describeLease(event.lease) });
       }
@@ -151,17 +167,19 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const publishPeersSoon = () => {
       peersTimer ??= setTimeout(() => {
         peersTimer = undefined;
-        publish({ peers: peers.size });
+        publish({ peers: peers.size, peerList: peerList(), watchEvents });
       }, 20);
     };
     for (const lease of held.listing.leases) onEvent({ type: "put", lease });
+    watchEvents = 0; // the listing is not watch traffic
     let etcdReachable = true;
     const setEtcdReachable = (reachable: boolean) => {
       if (reachable === etcdReachable) return;
       etcdReachable = reachable;
+      if (reachable) etcdReconnects++;
       if (reachable) log.info("etcd reachable again");
       else log.warn("etcd unreachable; forwarding continues with the last known peers");
-      publish({ degraded: reachable ? undefined : "etcd unreachable" });
+      publish({ degraded: reachable ? undefined : "etcd unreachable", etcdReconnects });
     };
     const watch = registry.watchLeases(held.listing, onEvent, {
       onSkipped: (skipped) => log.warn("skipping malformed lease in etcd", { ...skipped }),
@@ -199,6 +217,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       mtu: backend.mtu,
       backend: backend.type,
       peers: peers.size,
+      peerList: peerList(),
       device: backend.device,
       bridge: options.bridge,
       dataPath: backend.dataPath,
@@ -217,16 +236,24 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       ? serveHealth(
         { ...options.healthz, signal: stop.signal },
         () => describeState(state),
+        () =>
+          renderMetrics({ ...state, counters: backend!.counters?.(), watchEvents, etcdReconnects }),
       )
       : undefined;
 
     const onSignal = () => stop.abort();
     Deno.addSignalListener("SIGINT", onSignal);
     Deno.addSignalListener("SIGTERM", onSignal);
+    const drops = new DropReporter();
     const heartbeat = setInterval(() => {
       const dataPathOk = backend!.healthy?.() ?? true;
+      const counters = backend!.counters?.();
+      if (counters) drops.report(counters);
       publish({
-        counters: backend!.counters?.(),
+        counters,
+        peerList: peerList(),
+        watchEvents,
+        etcdReconnects,
         ...(dataPathOk ? {} : { ready: false, reason: "data path failed" }),
       });
     }, HEARTBEAT_MS);
@@ -305,5 +332,32 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   } finally {
     stop.abort();
     client.close();
+  }
+}
+
+/**
+ * Per-packet problems are counted by the data path, never logged per packet: this logs
+ * at most one line every 10 s with what was dropped since the last line.
+ */
+class DropReporter {
+  #last: Record<string, number> = {};
+  #loggedAt = 0;
+
+  report(counters: Record<string, number>): void {
+    const now = Date.now();
+    if (now - this.#loggedAt < 10_000) return;
+    const fresh: Record<string, number> = {};
+    let total = 0;
+    for (const [name, value] of Object.entries(counters)) {
+      if (!name.startsWith("drop_")) continue;
+      const delta = value - (this.#last[name] ?? 0);
+      if (delta > 0) fresh[name.slice("drop_".length)] = delta;
+      total += delta;
+    }
+    this.#last = { ...counters };
+    if (total > 0) {
+      this.#loggedAt = now;
+      log.warn("data path dropped packets", { total, ...fresh });
+    }
   }
 }

@@ -61,6 +61,7 @@ const FLAG_SPECS = {
     help: "renew this long before expiry (minutes, or a duration like 30s)",
   },
   "log-level": { type: "string", default: "info", help: "debug, info, warn or error" },
+  "log-format": { type: "string", default: "text", help: "text or json (one event per line)" },
   "timeout": { type: "string", default: "60s", help: "give up after this long", noEnv: true },
   "force": { type: "boolean", help: "allow a change that strands existing leases", noEnv: true },
   "file": { type: "string", help: "read the value from this file (- for stdin)", noEnv: true },

@@ -30,6 +30,20 @@ export interface DaemonState {
   /** The data path's packet and drop counters (userspace backends). */
   readonly counters?: Record<string, number>;
   readonly dataPath?: string;
+  readonly etcdReconnects?: number;
+  readonly watchEvents?: number;
+  /** The peers, with when they joined and when the data path last heard from them. */
+  readonly peerList?: PeerStatus[];
+}
+
+export interface PeerStatus {
+  readonly subnet: string;
+  readonly publicIp: string;
+  readonly backend: string;
+  /** Epoch ms this agent learned of the peer. */
+  readonly since: number;
+  /** Epoch ms the data path last heard from it; null when it cannot tell, 0 when never. */
+  readonly lastHeard: number | null;
 }
 
 /** How often the daemon rewrites its state, and when a reader gives up on it. */
@@ -115,12 +129,13 @@ export async function evaluateHealth(path: string, now = Date.now()): Promise<He
 }
 
 /**
- * Serves `/healthz` (200 while the process lives) and `/readyz` (200 only when ready,
- * else 503 with the reason) on the given address.
+ * Serves `/healthz` (200 while the process lives), `/readyz` (200 only when ready, else
+ * 503 with the reason) and `/metrics` (Prometheus text) on the given address.
  */
 export function serveHealth(
   options: { hostname: string; port: number; signal: AbortSignal },
   verdict: () => HealthVerdict,
+  metrics: () => string,
 ): Deno.HttpServer {
   return Deno.serve({
     hostname: options.hostname,
@@ -134,6 +149,11 @@ export function serveHealth(
       const { ready, line } = verdict();
       return new Response(line + "\n", { status: ready ? 200 : 503 });
     }
-    return new Response("not found (try /healthz or /readyz)\n", { status: 404 });
+    if (path === "/metrics") {
+      return new Response(metrics(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
+    return new Response("not found (try /healthz, /readyz or /metrics)\n", { status: 404 });
   });
 }

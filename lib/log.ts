@@ -1,12 +1,22 @@
 /**
- * Logging: one event per line on stderr, `time LEVEL message key=value …`.
- * Per-event keys are stable so operators can grep them.
+ * Logging: one event per line on stderr, as text (`time LEVEL message key=value …`) or
+ * JSON (`{"time":…,"level":…,"msg":…,key:value,…}`). Keys are stable so operators can
+ * grep or parse them. Per-packet problems are never logged one line per packet: the data
+ * path counts them and the agent logs a summary at most every 10 s.
  */
 
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
 export type LogLevel = keyof typeof LEVELS;
 
 let threshold: number = LEVELS.info;
+let json = false;
+
+/** Chooses text or JSON lines. Returns false for an unknown format. */
+export function setLogFormat(format: string): boolean {
+  if (format !== "text" && format !== "json") return false;
+  json = format === "json";
+  return true;
+}
 
 /** Sets the lowest level that is printed. Returns false for an unknown level name. */
 export function setLogLevel(level: string): boolean {
@@ -17,6 +27,12 @@ export function setLogLevel(level: string): boolean {
 
 function emit(level: LogLevel, message: string, fields: Record<string, unknown>): void {
   if (LEVELS[level] < threshold) return;
+  if (json) {
+    console.error(
+      JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields }),
+    );
+    return;
+  }
   let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) continue;

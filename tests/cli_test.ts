@@ -18,6 +18,11 @@ Deno.test("every command answers --help with exit 0", async () => {
       ["config", "set", "--help"],
       ["config", "get", "--help"],
       ["leases", "--help"],
+      ["status", "--help"],
+      ["cleanup", "--help"],
+      ["docker-opts", "--help"],
+      ["systemd-unit", "--help"],
+      ["cloud-init", "--help"],
     ]
   ) {
     const result = await overlay(args);
@@ -38,6 +43,7 @@ Deno.test("bad flags are one-line errors with exit code 2", async () => {
     [["run", "--subnet-lease-ttl", "soon"], /--subnet-lease-ttl "soon" is not a duration/],
     [["run", "--healthz-port", "99999"], /--healthz-port "99999" is not a port/],
     [["run", "--public-ip", "1.2.3"], /--public-ip "1.2.3" is not an IPv4 address/],
+    [["run", "--log-format", "xml"], /--log-format "xml" is not a format \(use text or json\)/],
     [["run", "--log-level", "loud"], /--log-level "loud" is not a level/],
     [["run", "--etcd-certfile", "/x.pem"], /--etcd-certfile and --etcd-keyfile go together/],
     [["run", "--etcd-prefix", "coreos"], /--etcd-prefix "coreos" must start with "\/"/],

@@ -166,6 +166,10 @@ export class UdpBackend implements Backend {
     return Atomics.load(new Int32Array(this.#control), CONTROL_STATE) === DATA_PATH_RUNNING;
   }
 
+  lastHeard(peer: Lease): number {
+    return this.#peers!.lastHeard(peer.subnet.ip);
+  }
+
   /** Packet and drop counters of the data path. */
   counters(): Record<string, number> {
     return readCounters(this.#counters);

@@ -12,7 +12,7 @@ import {
   portFlag,
   stringFlag,
 } from "../flags.ts";
-import { setLogLevel } from "../log.ts";
+import { setLogFormat, setLogLevel } from "../log.ts";
 
 const FLAGS: FlagName[] = [
   ...ETCD_FLAGS,
@@ -27,6 +27,7 @@ const FLAGS: FlagName[] = [
   "subnet-lease-ttl",
   "subnet-lease-renew-margin",
   "log-level",
+  "log-format",
 ];
 
 export const RUN_HELP = helpText(
@@ -52,6 +53,12 @@ export async function runCommand(args: string[]): Promise<number> {
   if (!setLogLevel(level)) {
     throw new UsageError(
       `--log-level ${JSON.stringify(level)} is not a level (use debug, info, warn or error)`,
+    );
+  }
+  const format = stringFlag(values, "log-format");
+  if (!setLogFormat(format)) {
+    throw new UsageError(
+      `--log-format ${JSON.stringify(format)} is not a format (use text or json)`,
     );
   }
   const leaseTtlMs = durationFlag(values, "subnet-lease-ttl");

@@ -4,10 +4,14 @@ import { type FlagName, helpText, LOCATOR_FLAGS, parseFlags, stringFlag } from "
 import { type DaemonState, evaluateHealth, statePath } from "../health.ts";
 
 const FLAGS: FlagName[] = [...LOCATOR_FLAGS, "json"];
+/** A peer heard from within this long counts as alive on the data path. */
+const RECENT_MS = 30_000;
 
 export const STATUS_HELP = helpText(
   "overlay status [--json] [flags]",
-  "Show this host's overlay: health, subnet, backend, data path, device, MTU, lease expiry, peers and packet counters.",
+  `Show this host's overlay: health, subnet, backend, data path, device, MTU, lease expiry,
+etcd connectivity, the peers (subnet, public IP, backend, since when, and when the data
+path last heard from them: green within 30 s) and the packet and drop counters.`,
   FLAGS,
 );
 
@@ -31,7 +35,9 @@ export async function statusCommand(args: string[]): Promise<number> {
     );
     return verdict.ready ? 0 : 1;
   }
-  console.log(`health     ${verdict.line}`);
+  const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+  const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
+  console.log(`health     ${paint(verdict.ready ? 32 : 31, verdict.line)}`);
   if (state) {
     const expires = state.leaseExpiresAt == null
       ? "never (reservation)"
@@ -43,11 +49,46 @@ export async function statusCommand(args: string[]): Promise<number> {
       ["device", state.device],
       ["mtu", state.mtu],
       ["lease", expires],
-      ["etcd", state.degraded ?? "connected"],
+      ["etcd", state.degraded ? paint(33, state.degraded) : "connected"],
       ["peers", state.peers],
     ];
     for (const [key, value] of rows) {
       if (value !== undefined) console.log(`${key.padEnd(10)} ${value}`);
+    }
+    if (state.peerList && state.peerList.length > 0) {
+      const now = Date.now();
+      const rows = state.peerList.map((peer) => {
+        const heard = peer.lastHeard === null
+          ? "-"
+          : peer.lastHeard === 0
+          ? "never"
+          : `${formatDuration(now - peer.lastHeard)} ago`;
+        const recent = peer.lastHeard !== null && peer.lastHeard > 0 &&
+          now - peer.lastHeard < RECENT_MS;
+        return {
+          cells: [
+            peer.subnet,
+            peer.publicIp,
+            peer.backend,
+            `${formatDuration(now - peer.since)} ago`,
+            heard,
+          ],
+          recent,
+          known: peer.lastHeard !== null,
+        };
+      });
+      const header = ["SUBNET", "PUBLIC-IP", "BACKEND", "SINCE", "HEARD"];
+      const widths = header.map((_, i) =>
+        Math.max(header[i].length, ...rows.map((r) => r.cells[i].length))
+      );
+      const line = (cells: string[]) =>
+        cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
+      console.log("peer table");
+      console.log(`  ${line(header)}`);
+      for (const row of rows) {
+        const text = line(row.cells);
+        console.log(`  ${row.known ? paint(row.recent ? 32 : 33, text) : text}`);
+      }
     }
     if (state.counters) {
       console.log("counters");

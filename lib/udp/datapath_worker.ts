@@ -167,6 +167,7 @@ export function runDataPath(config: DataPathConfig): void {
       if (code === EAGAIN || code === EINTR) return 0;
       throw new SystemError("recvmmsg", code, "UDP socket");
     }
+    const now = Date.now();
     for (let i = 0; i < count; i++) {
       const offset = i * slotSize;
       const length = rx.receivedLength(i);
@@ -180,6 +181,7 @@ export function runDataPath(config: DataPathConfig): void {
         counters[peers.isPeer(sender) ? C.drop_spoofed_source : C.drop_unknown_peer]++;
         continue;
       }
+      peers.heardFrom(source, now);
       const destination = readU32(rxPackets, offset + 16);
       if (((destination & ownMask) >>> 0) !== ownNet) {
         counters[C.drop_not_for_us]++;

@@ -17,6 +17,8 @@ export const MAX_SUBNETS = 1 << 24;
 
 export interface PeerTableBuffers {
   readonly owners: SharedArrayBuffer;
+  /** Per subnet: epoch ms of the last datagram accepted from its owner (float64). */
+  readonly heard: SharedArrayBuffer;
   readonly set: SharedArrayBuffer;
   readonly networkIp: number;
   readonly networkPrefixLen: number;
@@ -27,6 +29,7 @@ export interface PeerTableBuffers {
 export class PeerTable {
   readonly buffers: PeerTableBuffers;
   readonly #owners: Uint32Array;
+  readonly #heard: Float64Array;
   readonly #set: Uint32Array;
   readonly #active: Int32Array;
   readonly #networkIp: number;
@@ -48,6 +51,7 @@ export class PeerTable {
     const setBits = Math.min(20, Math.max(8, Math.ceil(Math.log2(subnets)) + 1));
     return new PeerTable({
       owners: new SharedArrayBuffer(subnets * 4),
+      heard: new SharedArrayBuffer(subnets * 8),
       // Two halves of 2^setBits slots, then one i32 naming the active half.
       set: new SharedArrayBuffer(2 * (1 << setBits) * 4 + 4),
       networkIp,
@@ -61,6 +65,7 @@ export class PeerTable {
   constructor(buffers: PeerTableBuffers) {
     this.buffers = buffers;
     this.#owners = new Uint32Array(buffers.owners);
+    this.#heard = new Float64Array(buffers.heard);
     this.#setSize = 1 << buffers.setBits;
     this.#set = new Uint32Array(buffers.set, 0, 2 * this.#setSize);
     this.#active = new Int32Array(buffers.set, 2 * this.#setSize * 4, 1);
@@ -77,6 +82,17 @@ export class PeerTable {
   ownerOf(ip: number): number {
     if (((ip & this.#networkMask) >>> 0) !== this.#networkIp) return 0;
     return this.#owners[(ip - this.#networkIp) >>> this.#shift];
+  }
+
+  /** Notes that the owner of `ip`'s subnet was heard from at `now` (epoch ms). */
+  heardFrom(ip: number, now: number): void {
+    this.#heard[(ip - this.#networkIp) >>> this.#shift] = now;
+  }
+
+  /** Epoch ms of the last datagram from the owner of `subnetIp`; 0 when never. */
+  lastHeard(subnetIp: number): number {
+    if (!this.inNetwork(subnetIp)) return 0;
+    return this.#heard[(subnetIp - this.#networkIp) >>> this.#shift];
   }
 
   /** True when `ip` lies in the Network. */
@@ -102,6 +118,7 @@ export class PeerTable {
   setOwner(subnetIp: number, publicIp: number): void {
     if (!this.inNetwork(subnetIp)) return;
     this.#owners[(subnetIp - this.#networkIp) >>> this.#shift] = publicIp;
+    this.#heard[(subnetIp - this.#networkIp) >>> this.#shift] = 0;
   }
 
   /** Replaces the peer set: fills the idle half, then makes it the active one. */
