@@ -1,11 +1,12 @@
 /**
  * TUN devices: open /dev/net/tun and attach it to a named interface with TUNSETIFF.
- * The device lives while the descriptor is open (not persistent), so a crashed agent
- * leaves no device behind, and a second agent cannot take one that is in use (EBUSY).
+ * The device is made persistent, so it outlives a restart of the agent with its address
+ * and route (a restart adopts it); a second agent cannot take one that is in use (EBUSY).
  */
 import { check, closeFd, cString, EBUSY, errno, libc, O_RDWR, SystemError } from "./libc.ts";
 
 const TUNSETIFF = 0x400454ca;
+const TUNSETPERSIST = 0x400454cb;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 /** struct ifreq: name[16] then flags (u16, little endian) at offset 16; 40 bytes in all. */
@@ -37,6 +38,11 @@ export function openTun(name: string): TunDevice {
       error.message += " — another process holds this device (is another overlay run using it?)";
     }
     throw error;
+  }
+  if (libc().ioctl_value(fd, BigInt(TUNSETPERSIST), 1n) < 0) {
+    const code = errno();
+    closeFd(fd);
+    throw new SystemError("TUNSETPERSIST", code, name);
   }
   const nameEnd = ifreq.indexOf(0);
   return {

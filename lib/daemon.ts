@@ -22,6 +22,7 @@ import { describeLease, type Lease, leaseKey } from "./lease.ts";
 import { LeaseManager } from "./lease_manager.ts";
 import { log } from "./log.ts";
 import { type LeaseEvent, SubnetRegistry } from "./registry.ts";
+import { parseNetworkConfig } from "./config.ts";
 import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
 import { ensureBridge } from "./bridge.ts";
 import { Netlink } from "../ffi/netlink.ts";
@@ -48,6 +49,9 @@ export interface DaemonOptions {
 /** How often the ip-masq rules are checked and restored. */
 const MASQ_CHECK_MS = 10_000;
 
+/** How often etcd is probed while the agent runs. */
+const ETCD_PROBE_MS = 2_000;
+
 /** How often a failed renewal is retried while etcd is unreachable. */
 const RENEW_RETRY_MS = 1_000;
 
@@ -60,10 +64,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let wroteState = false;
   const stateDirExisted = await Deno.stat(options.stateDir).then(() => true, () => false);
   let backend: Backend | undefined;
+  /** A lease this start claimed, to give back if the start fails (bad input changes nothing). */
+  let claimedLease: Lease | undefined;
   try {
     const config = await registry.getConfig().catch((e) => {
       throw etcdFailure(e, options.etcd);
     });
+    const startupConfigText = await registry.getConfigText();
     const underlay = detectUnderlay({ iface: options.iface, publicIp: options.publicIp });
     log.info("underlay", {
       iface: describeUnderlay(underlay),
@@ -114,6 +121,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       throw etcdFailure(e, options.etcd);
     });
     let own: Lease = held.lease;
+    if (held.claimed) claimedLease = held.lease;
     let expiresAt = held.expiresAt;
     const ownKey = leaseKey(registry.prefix, own.subnet);
     await backend.start(own);
@@ -176,9 +184,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const setEtcdReachable = (reachable: boolean) => {
       if (reachable === etcdReachable) return;
       etcdReachable = reachable;
-      if (reachable) etcdReconnects++;
-      if (reachable) log.info("etcd reachable again");
-      else log.warn("etcd unreachable; forwarding continues with the last known peers");
+      if (reachable) {
+        etcdReconnects++;
+        log.info("etcd reachable again; renewing the lease now");
+        clearTimeout(renewTimer);
+        scheduleRenewal(Date.now());
+      } else log.warn("etcd unreachable; forwarding continues with the last known peers");
       publish({ degraded: reachable ? undefined : "etcd unreachable", etcdReconnects });
     };
     const watch = registry.watchLeases(held.listing, onEvent, {
@@ -224,6 +235,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       leaseExpiresAt: Number.isFinite(expiresAt) ? expiresAt : null,
     });
     notifySystemd(`READY=1\nSTATUS=${describeState(state).line}\nMAINPID=${Deno.pid}`);
+    claimedLease = undefined; // started: the lease is ours to keep
     log.info("ready", {
       subnet: formatIp4Net(own.subnet),
       mtu: backend.mtu,
@@ -244,6 +256,34 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const onSignal = () => stop.abort();
     Deno.addSignalListener("SIGINT", onSignal);
     Deno.addSignalListener("SIGTERM", onSignal);
+    // Probe etcd every few seconds: a watch on a member that lost quorum stays open but
+    // silent, and renewals may be hours apart. The probe also notices config changes.
+    let probing = false;
+    let configWarned = "";
+    const probe = setInterval(async () => {
+      if (probing) return;
+      probing = true;
+      try {
+        const text = await registry.getConfigText();
+        setEtcdReachable(true);
+        if (text !== startupConfigText && text !== configWarned) {
+          configWarned = text ?? "";
+          let verdict = "it takes effect when the agent restarts";
+          try {
+            parseNetworkConfig(text ?? "");
+          } catch (error) {
+            verdict = `it is invalid (${
+              (error as Error).message
+            }); the running network is unaffected`;
+          }
+          log.warn(`the network config in etcd changed; ${verdict}`, { key: registry.configKey });
+        }
+      } catch {
+        setEtcdReachable(false);
+      } finally {
+        probing = false;
+      }
+    }, ETCD_PROBE_MS);
     const drops = new DropReporter();
     const heartbeat = setInterval(() => {
       const dataPathOk = backend!.healthy?.() ?? true;
@@ -298,6 +338,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     notifySystemd("STOPPING=1");
     clearTimeout(renewTimer);
     clearTimeout(peersTimer);
+    clearInterval(probe);
     masq?.stop();
     clearInterval(heartbeat);
     Deno.removeSignalListener("SIGINT", onSignal);
@@ -323,6 +364,14 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     return 0;
   } catch (error) {
     await backend?.stop().catch(() => {});
+    if (claimedLease) {
+      const released = await registry.delete(claimedLease).catch(() => false);
+      if (released) {
+        log.info("released the subnet claimed by this failed start", {
+          subnet: formatIp4Net(claimedLease.subnet),
+        });
+      }
+    }
     if (wroteState) {
       // Bad input changes nothing: take back the state file, and its folder if we made it.
       await Deno.remove(stateFile).catch(() => {});

@@ -61,6 +61,9 @@ export interface WatchResponse {
 }
 
 const REQUEST_TIMEOUT_MS = 5000;
+/** etcd errors that an election causes and that clear up within a few seconds. */
+const TRANSIENT = /leader changed|no leader|request timed out|too many requests/i;
+const MAX_TRANSIENT_RETRIES = 15;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -299,6 +302,7 @@ export class EtcdClient {
    */
   async call<T = unknown>(path: string, body: unknown): Promise<T> {
     let lastError: unknown;
+    let transientRetries = 0;
     for (let attempt = 0; attempt < this.#endpoints.length; attempt++) {
       const endpoint = this.#endpoints[this.#current];
       let response: Response;
@@ -321,13 +325,24 @@ export class EtcdClient {
         if (response.status === 401 && this.#token) {
           this.#token = undefined; // expired token: authenticate again next time
         }
+        const message = errorMessage(text, response.status);
         if (response.status === 503 || response.status === 502) {
           // No leader, or the member is going away: another member may do better.
-          lastError = new Error(errorMessage(text, response.status));
+          lastError = new Error(message);
           this.#current = (this.#current + 1) % this.#endpoints.length;
+          if (!(TRANSIENT.test(message) && transientRetries++ < MAX_TRANSIENT_RETRIES)) continue;
+          attempt--;
+          await new Promise((resolve) => setTimeout(resolve, 200));
           continue;
         }
-        throw new EtcdResponseError(errorMessage(text, response.status), response.status);
+        if (TRANSIENT.test(message) && transientRetries++ < MAX_TRANSIENT_RETRIES) {
+          // An election in progress: the same request will do in a moment.
+          lastError = new Error(message);
+          attempt--;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          continue;
+        }
+        throw new EtcdResponseError(message, response.status);
       }
       const parsed = JSON.parse(text);
       return (parsed.result ?? parsed) as T;

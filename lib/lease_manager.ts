@@ -35,6 +35,8 @@ export interface HeldLease {
   readonly expiresAt: number;
   /** The listing taken during acquisition: watch from its revision + 1. */
   readonly listing: LeaseListing;
+  /** True when this acquisition claimed the subnet (false: an existing lease was reused). */
+  readonly claimed: boolean;
 }
 
 const MAX_CLAIM_ATTEMPTS = 100;
@@ -63,7 +65,7 @@ export class LeaseManager {
         if (own) {
           if (grantedId) await this.#registry.revoke(grantedId).catch(() => {});
           grantedId = undefined;
-          return { ...own, listing };
+          return { ...own, listing, claimed: false };
         }
 
         const subnet = this.#choose(config, listing);
@@ -78,7 +80,12 @@ export class LeaseManager {
             );
           }
           log.info("acquired subnet lease", { subnet: formatIp4Net(subnet), lease: id });
-          return { lease: claimed, expiresAt: Date.now() + ttlSeconds * 1000, listing };
+          return {
+            lease: claimed,
+            expiresAt: Date.now() + ttlSeconds * 1000,
+            listing,
+            claimed: true,
+          };
         }
         log.debug("lost the race for a subnet; choosing again", { subnet: formatIp4Net(subnet) });
       }
@@ -94,7 +101,7 @@ export class LeaseManager {
   async #adoptOwn(
     config: NetworkConfig,
     listing: LeaseListing,
-  ): Promise<Omit<HeldLease, "listing"> | undefined> {
+  ): Promise<Omit<HeldLease, "listing" | "claimed"> | undefined> {
     const mine = listing.leases.filter((l) => l.attrs.publicIp === this.#options.attrs.publicIp);
     for (const lease of mine) {
       if (!fitsNetwork(config, lease.subnet)) {

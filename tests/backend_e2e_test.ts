@@ -21,21 +21,6 @@ const CONFIGS: Record<BackendName, Record<string, unknown>> = {
 };
 const DEVICE_MTU: Record<BackendName, number> = { "udp": 1472, "vxlan": 1450, "host-gw": 1500 };
 
-async function subnetOf(host: LabHost): Promise<string> {
-  const text = await Deno.readTextFile(host.subnetFile);
-  return /FLANNEL_SUBNET=(\S+)/.exec(text)![1].replace(".1/", ".0/");
-}
-
-async function counters(lab: Lab, host: LabHost): Promise<Record<string, number>> {
-  const result = await lab.overlay(host.ns, [
-    "status",
-    "--json",
-    `--subnet-file=${host.subnetFile}`,
-    `--state-dir=${host.stateDir}`,
-  ]);
-  return JSON.parse(result.stdout).state?.counters ?? {};
-}
-
 /** Pings with retries until one answer; returns ms until then, or undefined. */
 async function reachableWithin(
   lab: Lab,
@@ -143,7 +128,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
       await t.step("a host that leaves is no longer routed to", async () => {
         const h4 = hosts[3];
         const c4 = containers[containers.length - 1];
-        const subnet = await subnetOf(h4);
+        const subnet = await lab.subnetOf(h4);
         await lab.agent(h4)!.stop();
         await lab.etcdctl("del", `/coreos.com/network/subnets/${subnet.replace("/", "-")}`);
         await waitPeers(lab, hosts.slice(0, 3), 2, 2000);
@@ -158,7 +143,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
             c4.ip,
           ]);
           assert.match(ping.stdout, /Destination Net Unreachable/);
-          await waitFor(async () => (await counters(lab, hosts[0])).drop_no_route >= 1, {
+          await waitFor(async () => (await lab.counters(hosts[0])).drop_no_route >= 1, {
             what: "drop_no_route counted",
           });
         } else {
@@ -172,7 +157,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
 
       await t.step("an agent that restarts keeps its subnet, and traffic resumes", async () => {
         const h2 = hosts[1];
-        const before = await subnetOf(h2);
+        const before = await lab.subnetOf(h2);
         const lease = await lab.etcdctl(
           "get",
           `/coreos.com/network/subnets/${before.replace("/", "-")}`,
@@ -181,7 +166,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
         assert.equal(await lab.agent(h2)!.stop(), 0);
         lab.startAgent(h2);
         await lab.waitReady(h2);
-        assert.equal(await subnetOf(h2), before);
+        assert.equal(await lab.subnetOf(h2), before);
         const after = await lab.etcdctl(
           "get",
           `/coreos.com/network/subnets/${before.replace("/", "-")}`,
@@ -219,9 +204,9 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
           "spoofed, malformed and foreign datagrams are dropped and counted, and traffic goes on",
           async () => {
             const [h1, h2, h3] = hosts;
-            const before = await counters(lab, h1);
+            const before = await lab.counters(h1);
             const rogue = await lab.addHost(); // on the underlay, but holds no lease
-            const own = (await subnetOf(h1)).replace("0/24", "2");
+            const own = (await lab.subnetOf(h1)).replace("0/24", "2");
             const send = (from: LabHost, spec: Record<string, unknown>) =>
               lab.exec(from.ns, [
                 "deno",
@@ -230,20 +215,20 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
                 SEND_DATAGRAMS,
                 JSON.stringify({ to: h1.ip, port: 8285, ...spec }),
               ]);
-            const h3Address = (await subnetOf(h3)).replace("0/24", "2");
+            const h3Address = (await lab.subnetOf(h3)).replace("0/24", "2");
             await send(rogue, { kind: "ipv4", count: 50, src: h3Address, dst: own });
             await send(h2, { kind: "ipv4", count: 40, src: h3Address, dst: own });
             await send(h2, { kind: "random", count: 30 });
             await send(h2, {
               kind: "truncated",
               count: 20,
-              src: (await subnetOf(h2)).replace("0/24", "2"),
+              src: (await lab.subnetOf(h2)).replace("0/24", "2"),
               dst: own,
             });
             const delta = (now: Record<string, number>, name: string) =>
               (now[name] ?? 0) - (before[name] ?? 0);
             const after = await waitFor(async () => {
-              const now = await counters(lab, h1);
+              const now = await lab.counters(h1);
               return delta(now, "drop_unknown_peer") >= 50 &&
                   delta(now, "drop_malformed") + delta(now, "drop_spoofed_source") >= 90
                 ? now
@@ -272,7 +257,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
             );
             const lease = await lab.etcdctl(
               "get",
-              `/coreos.com/network/subnets/${(await subnetOf(hosts[0])).replace("/", "-")}`,
+              `/coreos.com/network/subnets/${(await lab.subnetOf(hosts[0])).replace("/", "-")}`,
               "--print-value-only",
             );
             const mac = /link\/ether (\S+)/.exec(link.stdout)![1];
@@ -344,7 +329,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
       if (backend === "vxlan" || backend === "host-gw") {
         await t.step("entries deleted by hand come back within 10 s", async () => {
           const h1 = hosts[0];
-          const peer = await subnetOf(hosts[2]);
+          const peer = await lab.subnetOf(hosts[2]);
           const device = backend === "vxlan" ? "overlay.42" : "eth0";
           await lab.sh(h1.ns, `ip route del ${peer}`);
           if (backend === "vxlan") {
@@ -397,7 +382,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
             "ip",
             "route",
             "show",
-            await subnetOf(hosts[1]),
+            await lab.subnetOf(hosts[1]),
           ]);
           assert.match(route.stdout, new RegExp(`via ${hosts[1].ip} dev eth0`));
         });
@@ -512,7 +497,7 @@ Deno.test({
     lab.startAgent(h2);
     await Promise.all([lab.waitReady(h1), lab.waitReady(h2)]);
     await waitPeers(lab, [h1], 1, 2000);
-    const route = await lab.exec(h1.ns, ["ip", "route", "show", await subnetOf(h2)]);
+    const route = await lab.exec(h1.ns, ["ip", "route", "show", await lab.subnetOf(h2)]);
     assert.match(route.stdout, new RegExp(`via ${h2.ip} dev eth0`));
     const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
     assert.notEqual(await reachableWithin(lab, c1, c2.ip, 2000), undefined);

@@ -8,10 +8,6 @@ import { UnixDatagramListener } from "../ffi/socket.ts";
 import { INTEGRATION, overlay, tempDir, waitFor } from "./helpers.ts";
 import { Lab, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
 
-async function subnetOf(host: LabHost, file = host.subnetFile): Promise<string> {
-  return /FLANNEL_SUBNET=(\S+)/.exec(await Deno.readTextFile(file))![1].replace(".1/", ".0/");
-}
-
 Deno.test({
   name: "bridge and ip-masq on hosts in namespaces",
   ...INTEGRATION,
@@ -27,7 +23,7 @@ Deno.test({
       "--bridge makes lxcbr0 with the subnet's first address and the overlay MTU",
       async () => {
         const health = await lab.health(h1);
-        const gateway = (await subnetOf(h1)).replace(".0/24", ".1");
+        const gateway = (await lab.subnetOf(h1)).replace(".0/24", ".1");
         assert.match(
           health.stdout,
           new RegExp(
@@ -148,7 +144,7 @@ Deno.test({
     await t.step(
       "overlay cleanup removes the rules, bridge, subnet file and lease, and nothing else",
       async () => {
-        const subnet = await subnetOf(h2);
+        const subnet = await lab.subnetOf(h2);
         await lab.sh(
           h2.ns,
           "iptables -t nat -N SOMEONE-ELSES && iptables -t nat -A POSTROUTING -j SOMEONE-ELSES",
@@ -317,7 +313,7 @@ Deno.test({
       assert.match(links, / blue0: /);
     }
     const [a, b] = hosts;
-    const tunOf = async (file: string) => (await subnetOf(b, file)).replace("/24", "");
+    const tunOf = async (file: string) => (await lab.subnetOf(b, file)).replace("/24", "");
     assert.notEqual(await lab.ping(a, await tunOf(b.subnetFile)), undefined, "default network");
     assert.notEqual(
       await lab.ping(a, await tunOf(`${b.stateDir}/blue.env`)),

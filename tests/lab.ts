@@ -46,25 +46,35 @@ export interface CommandOutput {
 export class Lab implements AsyncDisposable {
   readonly id: string;
   readonly underlayNs: string;
-  readonly etcdEndpoint = `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT}`;
+  /** Client URL of each etcd member (one unless the lab was made with more). */
+  readonly etcdEndpoints: string[];
+  /** The first member's client URL. */
+  readonly etcdEndpoint: string;
   readonly hosts: LabHost[] = [];
   readonly containers: LabContainer[] = [];
   readonly #dir: string;
   readonly #namespaces: string[] = [];
   readonly #processes = new Set<LabProcess>();
   readonly #agents = new Map<string, LabProcess>();
+  readonly #members: (LabProcess | undefined)[] = [];
   #hostCounter = 0;
 
-  private constructor(id: string, dir: string) {
+  private constructor(id: string, dir: string, members: number) {
     this.id = id;
     this.#dir = dir;
     this.underlayNs = `${id}-u`;
+    // Members share the switch address on ports 2379, 12379, 22379 (peers: +1).
+    this.etcdEndpoints = Array.from(
+      { length: members },
+      (_, i) => `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT + i * 10_000}`,
+    );
+    this.etcdEndpoint = this.etcdEndpoints[0];
   }
 
-  /** Creates the underlay switch and starts etcd on it. */
-  static async create(options: { prefix?: string } = {}): Promise<Lab> {
+  /** Creates the underlay switch and starts etcd on it (`etcdMembers` for a cluster). */
+  static async create(options: { prefix?: string; etcdMembers?: number } = {}): Promise<Lab> {
     const id = `${options.prefix ?? "ovl"}${crypto.randomUUID().slice(0, 6)}`;
-    const lab = new Lab(id, await Deno.makeTempDir({ prefix: `${id}-` }));
+    const lab = new Lab(id, await Deno.makeTempDir({ prefix: `${id}-` }), options.etcdMembers ?? 1);
     try {
       await lab.#addNamespace(lab.underlayNs);
       await lab.ip(lab.underlayNs, "link", "add", "sw", "type", "bridge");
@@ -161,6 +171,23 @@ export class Lab implements AsyncDisposable {
     return result.stdout.trim();
   }
 
+  /** The subnet a host leases, "10.10.16.0/24", from its subnet file (or `file`). */
+  async subnetOf(host: LabHost, file = host.subnetFile): Promise<string> {
+    const text = await Deno.readTextFile(file);
+    return /FLANNEL_SUBNET=(\S+)/.exec(text)![1].replace(".1/", ".0/");
+  }
+
+  /** The data path counters a host's agent last reported (`overlay status --json`). */
+  async counters(host: LabHost): Promise<Record<string, number>> {
+    const result = await this.overlay(host.ns, [
+      "status",
+      "--json",
+      `--subnet-file=${host.subnetFile}`,
+      `--state-dir=${host.stateDir}`,
+    ]);
+    return JSON.parse(result.stdout).state?.counters ?? {};
+  }
+
   /** `overlay --health` on a host. */
   async health(host: LabHost): Promise<CommandOutput> {
     return await this.overlay(host.ns, [
@@ -254,7 +281,7 @@ export class Lab implements AsyncDisposable {
   async etcdctl(...args: string[]): Promise<CommandOutput> {
     return await this.exec(this.underlayNs, [
       "etcdctl",
-      `--endpoints=${this.etcdEndpoint}`,
+      `--endpoints=${this.etcdEndpoints.join(",")}`,
       ...args,
     ]);
   }
@@ -345,25 +372,50 @@ export class Lab implements AsyncDisposable {
   }
 
   async #startEtcd(): Promise<void> {
-    const url = this.etcdEndpoint;
-    const peer = `http://${UNDERLAY_PREFIX}.1:2380`;
-    this.spawn(this.underlayNs, [
+    for (let i = 0; i < this.etcdEndpoints.length; i++) this.startEtcdMember(i, "new");
+    const deadline = Date.now() + 15_000;
+    while ((await this.etcdctl("endpoint", "health")).code !== 0) {
+      if (Date.now() > deadline) throw new Error("lab etcd did not become healthy in 15 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  #peerUrl(i: number): string {
+    return `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT + 1 + i * 10_000}`;
+  }
+
+  /** Starts etcd member `i` (again, after stopEtcdMember, with its data kept). */
+  startEtcdMember(i: number, state: "new" | "existing" = "existing"): void {
+    const url = this.etcdEndpoints[i];
+    const cluster = this.etcdEndpoints.map((_, j) => `m${j}=${this.#peerUrl(j)}`).join(",");
+    this.#members[i] = this.spawn(this.underlayNs, [
       "etcd",
-      "--name=lab",
-      `--data-dir=${this.#dir}/etcd`,
+      `--name=m${i}`,
+      `--data-dir=${this.#dir}/etcd${i}`,
       `--listen-client-urls=${url}`,
       `--advertise-client-urls=${url}`,
-      `--listen-peer-urls=${peer}`,
-      `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=lab=${peer}`,
+      `--listen-peer-urls=${this.#peerUrl(i)}`,
+      `--initial-advertise-peer-urls=${this.#peerUrl(i)}`,
+      `--initial-cluster=${cluster}`,
+      `--initial-cluster-state=${state}`,
       "--log-level=error",
       "--logger=zap",
     ]);
-    const deadline = Date.now() + 10_000;
-    while ((await this.etcdctl("endpoint", "health")).code !== 0) {
-      if (Date.now() > deadline) throw new Error("lab etcd did not become healthy in 10 s");
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+  }
+
+  /** Kills etcd member `i` (SIGKILL: as a crash or a power cut would). */
+  async stopEtcdMember(i: number): Promise<void> {
+    await this.#members[i]?.stop("SIGKILL");
+    this.#members[i] = undefined;
+  }
+
+  /** etcdctl against one member only. */
+  async etcdctlAt(i: number, ...args: string[]): Promise<CommandOutput> {
+    return await this.exec(this.underlayNs, [
+      "etcdctl",
+      `--endpoints=${this.etcdEndpoints[i]}`,
+      ...args,
+    ]);
   }
 
   /** Stops every process (agents first, by PID), deletes every namespace and the temp dir. */

@@ -16,10 +16,7 @@ import { formatIp4, formatIp4Net, netContains, prefixMask } from "../ip.ts";
 import { describeLease, type Lease } from "../lease.ts";
 import { log } from "../log.ts";
 import type { Underlay } from "../underlay.ts";
-import { type KernelSnapshot, KernelState } from "./kernel_state.ts";
-import { routeEntry } from "./vxlan.ts";
-
-const RECONCILE_MS = 5_000;
+import { KernelState, routeEntry, snapshotRoutes } from "./kernel_state.ts";
 
 export class HostGwBackend implements Backend {
   readonly type = "host-gw" as const;
@@ -32,7 +29,6 @@ export class HostGwBackend implements Backend {
   #netlink: Netlink | undefined;
   #state: KernelState | undefined;
   #index = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(context: BackendContext) {
     this.#config = context.config;
@@ -50,8 +46,20 @@ export class HostGwBackend implements Backend {
   start(_own: Lease): Promise<void> {
     this.#netlink = new Netlink();
     this.#index = interfaceIndex(this.#underlay.name);
-    this.#state = new KernelState(this.#netlink, `host-gw ${this.device}`);
-    this.#timer = setInterval(() => this.reconcile(), RECONCILE_MS);
+    this.#state = new KernelState(
+      this.#netlink,
+      `host-gw routes on ${this.device}`,
+      () =>
+        snapshotRoutes(
+          this.#netlink!,
+          new Map(),
+          (route) =>
+            route.linkIndex === this.#index && route.gateway !== undefined &&
+            route.prefixLen === this.#config.subnetLen &&
+            netContains(this.#config.network, route.dst),
+        ),
+    );
+    this.#state.startReconciling();
     return Promise.resolve();
   }
 
@@ -87,31 +95,8 @@ export class HostGwBackend implements Backend {
     this.#state?.removePeer(key);
   }
 
-  /** Restores hand-deleted peer routes and removes routes of peers that left. */
-  reconcile(): void {
-    const netlink = this.#netlink;
-    if (!netlink || !this.#state) return;
-    try {
-      const actual: KernelSnapshot = new Map();
-      for (const route of netlink.routes()) {
-        if (
-          route.linkIndex !== this.#index || route.gateway === undefined ||
-          route.prefixLen !== this.#config.subnetLen ||
-          !netContains(this.#config.network, route.dst)
-        ) continue;
-        const entry = routeEntry(netlink, route);
-        actual.set(entry.key, { fingerprint: entry.fingerprint, remove: entry.remove });
-      }
-      const { restored, removed } = this.#state.reconcile(actual);
-      if (restored + removed > 0) log.info("reconciled host-gw routes", { restored, removed });
-    } catch (error) {
-      log.warn("host-gw reconcile failed; retrying later", { error: (error as Error).message });
-    }
-  }
-
   stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#netlink?.close();
+    this.#state?.close();
     this.#netlink = undefined;
     this.#state = undefined;
     return Promise.resolve();

@@ -7,9 +7,13 @@
  * An entry is one route, neighbour or FDB record, keyed so that the desired set and a
  * dump of the kernel can be compared. Changes go out as one netlink batch.
  */
-import type { Netlink, Request } from "../../ffi/netlink.ts";
+import type { Netlink, Request, Route } from "../../ffi/netlink.ts";
 import { describeErrno } from "../../ffi/libc.ts";
+import { formatIp4 } from "../ip.ts";
 import { log } from "../log.ts";
+
+/** How often the kernel is compared with the desired entries. */
+export const RECONCILE_MS = 5_000;
 
 export interface KernelEntry {
   /** Identity, e.g. "route 10.10.5.0/24"; the same key in a dump means the same entry. */
@@ -26,12 +30,42 @@ export type KernelSnapshot = Map<string, { fingerprint: string; remove: Request 
 export class KernelState {
   readonly #netlink: Netlink;
   readonly #what: string;
+  readonly #dump: () => KernelSnapshot;
   /** Desired entries per peer (subnet key), in the order they must be added. */
   readonly #peers = new Map<string, KernelEntry[]>();
+  #timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(netlink: Netlink, what: string) {
+  /**
+   * `dump` reads what the backend owns in the kernel now; it is called on every
+   * reconcile. The state owns `netlink` from here on and closes it in close().
+   */
+  constructor(netlink: Netlink, what: string, dump: () => KernelSnapshot) {
     this.#netlink = netlink;
     this.#what = what;
+    this.#dump = dump;
+  }
+
+  /** Reconciles every RECONCILE_MS until close(). */
+  startReconciling(): void {
+    this.#timer = setInterval(() => this.reconcileNow(), RECONCILE_MS);
+  }
+
+  /** Dumps the kernel and fixes the difference; logs what it changed, never throws. */
+  reconcileNow(): void {
+    try {
+      const { restored, removed } = this.reconcile(this.#dump());
+      if (restored + removed > 0) log.info(`reconciled ${this.#what}`, { restored, removed });
+    } catch (error) {
+      log.warn(`${this.#what}: reconcile failed; retrying later`, {
+        error: (error as Error).message,
+      });
+    }
+  }
+
+  /** Stops reconciling and closes the netlink socket. Kernel entries stay for a restart. */
+  close(): void {
+    clearInterval(this.#timer);
+    this.#netlink.close();
   }
 
   /** Sets a peer's entries, adding them now (replacing whatever is there). */
@@ -98,4 +132,30 @@ export class KernelState {
       });
     }
   }
+}
+
+/** A route entry; routes are keyed by destination. */
+export function routeEntry(netlink: Netlink, route: Route): KernelEntry {
+  return {
+    key: `route ${formatIp4(route.dst)}/${route.prefixLen}`,
+    fingerprint: `via ${
+      route.gateway === undefined ? "-" : formatIp4(route.gateway)
+    } dev ${route.linkIndex}${route.onlink ? " onlink" : ""}`,
+    add: netlink.routeReplaceRequest(route),
+    remove: netlink.routeDeleteRequest(route),
+  };
+}
+
+/** Adds the routes that `owned` selects from a dump of the main table to `snapshot`. */
+export function snapshotRoutes(
+  netlink: Netlink,
+  snapshot: KernelSnapshot,
+  owned: (route: Route) => boolean,
+): KernelSnapshot {
+  for (const route of netlink.routes()) {
+    if (!owned(route)) continue;
+    const entry = routeEntry(netlink, route);
+    snapshot.set(entry.key, { fingerprint: entry.fingerprint, remove: entry.remove });
+  }
+  return snapshot;
 }

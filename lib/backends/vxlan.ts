@@ -36,11 +36,16 @@ import { formatIp4, formatIp4Net, netContains, prefixMask } from "../ip.ts";
 import { describeLease, type Lease } from "../lease.ts";
 import { log } from "../log.ts";
 import type { Underlay } from "../underlay.ts";
-import { type KernelEntry, type KernelSnapshot, KernelState } from "./kernel_state.ts";
+import {
+  type KernelEntry,
+  type KernelSnapshot,
+  KernelState,
+  routeEntry,
+  snapshotRoutes,
+} from "./kernel_state.ts";
 import { writeFileAtomic } from "../subnet_file.ts";
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
-const RECONCILE_MS = 5_000;
 
 export class VxlanBackend implements Backend {
   readonly type = "vxlan" as const;
@@ -56,7 +61,6 @@ export class VxlanBackend implements Backend {
   #state: KernelState | undefined;
   #index = 0;
   #underlayIndex = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(context: BackendContext) {
     this.#config = context.config;
@@ -82,7 +86,7 @@ export class VxlanBackend implements Backend {
       this.#netlink = undefined;
       throw new OverlayError(`vxlan backend: ${(error as Error).message}`, { cause: error });
     }
-    this.#state = new KernelState(netlink, `vxlan ${this.device}`);
+    this.#state = new KernelState(netlink, `vxlan ${this.device}`, () => this.#snapshot());
     log.info("vxlan device up", {
       device: this.device,
       vni: this.#config.backend.vni,
@@ -91,7 +95,7 @@ export class VxlanBackend implements Backend {
       mac: this.#mac,
       mtu: this.mtu,
     });
-    this.#timer = setInterval(() => this.reconcile(), RECONCILE_MS);
+    this.#state.startReconciling();
     return writeFileAtomic(this.#macFile, this.#mac + "\n");
   }
 
@@ -192,48 +196,33 @@ export class VxlanBackend implements Backend {
     ];
   }
 
-  /** Makes the kernel match the peers: restores hand-deleted entries, drops stale ones. */
-  reconcile(): void {
-    const netlink = this.#netlink;
-    const state = this.#state;
-    if (!netlink || !state) return;
-    try {
-      const actual: KernelSnapshot = new Map();
-      const network = this.#config.network;
-      for (const route of netlink.routes()) {
-        const ours = route.linkIndex === this.#index ||
-          (route.linkIndex === this.#underlayIndex && route.gateway !== undefined &&
-            route.prefixLen === this.#config.subnetLen && netContains(network, route.dst));
-        if (!ours) continue;
-        const entry = routeEntry(netlink, route);
-        actual.set(entry.key, { fingerprint: entry.fingerprint, remove: entry.remove });
-      }
-      for (const n of netlink.neighbours(AF_INET, this.#index)) {
-        if (n.ip === undefined || !(n.state & NUD_PERMANENT)) continue;
-        actual.set(`neigh ${formatIp4(n.ip)}`, {
-          fingerprint: n.mac ?? "",
-          remove: netlink.neighbourDeleteRequest(this.#index, n.ip),
-        });
-      }
-      for (const f of netlink.neighbours(AF_BRIDGE, this.#index)) {
-        if (!f.mac || f.ip === undefined) continue;
-        actual.set(`fdb ${f.mac}`, {
-          fingerprint: formatIp4(f.ip),
-          remove: netlink.fdbDeleteRequest(this.#index, f.mac, f.ip),
-        });
-      }
-      const { restored, removed } = state.reconcile(actual);
-      if (restored + removed > 0) {
-        log.info("reconciled vxlan entries", { device: this.device, restored, removed });
-      }
-    } catch (error) {
-      log.warn("vxlan reconcile failed; retrying later", { error: (error as Error).message });
+  /** What this backend owns in the kernel: routes, neighbours and FDB entries. */
+  #snapshot(): KernelSnapshot {
+    const netlink = this.#netlink!;
+    const network = this.#config.network;
+    const actual = snapshotRoutes(netlink, new Map(), (route) =>
+      route.linkIndex === this.#index ||
+      (route.linkIndex === this.#underlayIndex && route.gateway !== undefined &&
+        route.prefixLen === this.#config.subnetLen && netContains(network, route.dst)));
+    for (const n of netlink.neighbours(AF_INET, this.#index)) {
+      if (n.ip === undefined || !(n.state & NUD_PERMANENT)) continue;
+      actual.set(`neigh ${formatIp4(n.ip)}`, {
+        fingerprint: n.mac ?? "",
+        remove: netlink.neighbourDeleteRequest(this.#index, n.ip),
+      });
     }
+    for (const f of netlink.neighbours(AF_BRIDGE, this.#index)) {
+      if (!f.mac || f.ip === undefined) continue;
+      actual.set(`fdb ${f.mac}`, {
+        fingerprint: formatIp4(f.ip),
+        remove: netlink.fdbDeleteRequest(this.#index, f.mac, f.ip),
+      });
+    }
+    return actual;
   }
 
   stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#netlink?.close();
+    this.#state?.close();
     this.#netlink = undefined;
     this.#state = undefined;
     return Promise.resolve();
@@ -242,21 +231,6 @@ export class VxlanBackend implements Backend {
   healthy(): boolean {
     return this.#index === 0 || interfaceIndex(this.device) === this.#index;
   }
-}
-
-/** A route entry; routes are keyed by destination. */
-export function routeEntry(
-  netlink: Netlink,
-  route: { dst: number; prefixLen: number; linkIndex: number; gateway?: number; onlink?: boolean },
-): KernelEntry {
-  return {
-    key: `route ${formatIp4(route.dst)}/${route.prefixLen}`,
-    fingerprint: `via ${
-      route.gateway === undefined ? "-" : formatIp4(route.gateway)
-    } dev ${route.linkIndex}${route.onlink ? " onlink" : ""}`,
-    add: netlink.routeReplaceRequest(route),
-    remove: netlink.routeDeleteRequest(route),
-  };
 }
 
 function readMac(path: string): string | undefined {

@@ -66,6 +66,16 @@ export async function runCommand(args: string[]): Promise<number> {
     throw new UsageError(`--subnet-lease-ttl must be at least 2s`);
   }
   const healthzPort = portFlag(values, "healthz-port", true);
+  for (const name of ["device", "bridge"] as const) {
+    const device = values[name];
+    if (typeof device === "string" && device !== "" && !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) {
+      throw new UsageError(
+        `--${name} ${
+          JSON.stringify(device)
+        } is not a device name (1..15 letters, digits, "_", "-" or ".")`,
+      );
+    }
+  }
   return await runDaemon({
     etcd: etcdOptionsFrom(values),
     iface: (values.iface as string | undefined) || undefined,
