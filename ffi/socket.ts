@@ -105,15 +105,27 @@ export class MessageVector {
   readonly addressView: DataView;
   readonly #iovecs: Uint8Array<ArrayBuffer>;
 
-  constructor(count: number, slotSize: number) {
+  readonly #controls: Uint8Array<ArrayBuffer>;
+  readonly #controlView: DataView;
+  readonly #controlSize: number;
+
+  /**
+   * `extra` bytes after the last slot are the caller's scratch space in the same buffer;
+   * `controlSize` gives every message room for ancillary data (UDP_GRO's segment size).
+   */
+  constructor(count: number, slotSize: number, extra = 0, controlSize = 0) {
     this.count = count;
     this.slotSize = slotSize;
-    this.packets = new Uint8Array(count * slotSize);
+    this.packets = new Uint8Array(count * slotSize + extra);
     this.headers = new Uint8Array(count * MMSGHDR_SIZE);
     this.headerView = new DataView(this.headers.buffer);
     this.addresses = new Uint8Array(count * SOCKADDR_IN_SIZE);
     this.addressView = new DataView(this.addresses.buffer);
     this.#iovecs = new Uint8Array(count * IOVEC_SIZE);
+    this.#controlSize = controlSize;
+    this.#controls = new Uint8Array(Math.max(8, count * controlSize));
+    this.#controlView = new DataView(this.#controls.buffer);
+    const controlBase = addressOf(this.#controls);
     const iovView = new DataView(this.#iovecs.buffer);
     const packetBase = addressOf(this.packets);
     const iovBase = addressOf(this.#iovecs);
@@ -126,6 +138,10 @@ export class MessageVector {
       this.headerView.setUint32(h + 8, SOCKADDR_IN_SIZE, true);
       this.headerView.setBigUint64(h + 16, iovBase + BigInt(i * IOVEC_SIZE), true);
       this.headerView.setBigUint64(h + 24, 1n, true);
+      if (controlSize > 0) {
+        this.headerView.setBigUint64(h + 32, controlBase + BigInt(i * controlSize), true);
+        this.headerView.setBigUint64(h + 40, BigInt(controlSize), true);
+      }
     }
     this.#iovView = iovView;
   }
@@ -137,10 +153,27 @@ export class MessageVector {
     this.#iovView.setUint32(i * IOVEC_SIZE + 8, length, true);
   }
 
-  /** Resets slot i for receiving: full room and a fresh address length. */
+  /** Resets slot i for receiving: full room, a fresh address length and control room. */
   prepareReceive(i: number): void {
     this.#iovView.setUint32(i * IOVEC_SIZE + 8, this.slotSize, true);
     this.headerView.setUint32(i * MMSGHDR_SIZE + 8, SOCKADDR_IN_SIZE, true);
+    if (this.#controlSize > 0) {
+      this.headerView.setUint32(i * MMSGHDR_SIZE + 40, this.#controlSize, true);
+    }
+  }
+
+  /**
+   * The UDP_GRO segment size the kernel reported for slot i (every datagram joined into
+   * the slot had this size, the last one possibly less); 0 when the slot holds one datagram.
+   */
+  groSegmentSize(i: number): number {
+    if (this.#controlSize === 0) return 0;
+    const used = this.headerView.getUint32(i * MMSGHDR_SIZE + 40, true);
+    const base = i * this.#controlSize;
+    if (used < 20) return 0;
+    const level = this.#controlView.getInt32(base + 8, true);
+    const type = this.#controlView.getInt32(base + 12, true);
+    return level === SOL_UDP && type === UDP_GRO ? this.#controlView.getUint16(base + 16, true) : 0;
   }
 
   /** Bytes received into slot i by the last recvmmsg. */
@@ -162,6 +195,65 @@ export class MessageVector {
   slot(i: number): Uint8Array<ArrayBuffer> {
     return this.packets.subarray(i * this.slotSize, (i + 1) * this.slotSize);
   }
+}
+
+export const SOL_UDP = 17;
+export const UDP_SEGMENT = 103;
+export const UDP_GRO = 104;
+const CMSG_SPACE_U16 = 24; // cmsghdr (16) + 2 bytes, aligned to 8
+const MSGHDR_SIZE = 56;
+
+/**
+ * One sendmsg() with UDP_SEGMENT (UDP GSO): a buffer of equal-size segments (only the last
+ * may be shorter) leaves as one datagram per segment. Header, iovec, address and control
+ * message are preallocated; send() only patches numbers into them.
+ */
+export class SegmentSender {
+  readonly #fd: number;
+  readonly #message = new Uint8Array(MSGHDR_SIZE);
+  readonly #iovec = new Uint8Array(IOVEC_SIZE);
+  readonly #address = new Uint8Array(SOCKADDR_IN_SIZE);
+  readonly #control = new Uint8Array(CMSG_SPACE_U16);
+  readonly #iovView = new DataView(this.#iovec.buffer);
+  readonly #addressView = new DataView(this.#address.buffer);
+  readonly #controlView = new DataView(this.#control.buffer);
+  readonly #base: number;
+
+  /** Sends from `buffer`, which must stay referenced for as long as this sender lives. */
+  constructor(fd: number, buffer: Uint8Array, port: number) {
+    this.#fd = fd;
+    this.#base = Number(addressOf(buffer));
+    writeSockaddrIn(this.#addressView, 0, 0, port);
+    const message = new DataView(this.#message.buffer);
+    message.setBigUint64(0, addressOf(this.#address), true);
+    message.setUint32(8, SOCKADDR_IN_SIZE, true);
+    message.setBigUint64(16, addressOf(this.#iovec), true);
+    message.setBigUint64(24, 1n, true);
+    message.setBigUint64(32, addressOf(this.#control), true);
+    message.setBigUint64(40, BigInt(CMSG_SPACE_U16), true);
+    this.#controlView.setBigUint64(0, 18n, true); // CMSG_LEN(2)
+    this.#controlView.setInt32(8, SOL_UDP, true);
+    this.#controlView.setInt32(12, UDP_SEGMENT, true);
+  }
+
+  /** Sends `length` bytes at `offset` to `ip` as segments of `segmentSize`; returns sendmsg's result. */
+  send(ip: number, offset: number, length: number, segmentSize: number): number {
+    const address = this.#base + offset;
+    this.#iovView.setUint32(0, address % 0x1_0000_0000, true);
+    this.#iovView.setUint32(4, Math.floor(address / 0x1_0000_0000), true);
+    this.#iovView.setUint32(8, length, true);
+    this.#iovView.setUint32(12, 0, true);
+    this.#addressView.setUint32(4, ip, false);
+    this.#controlView.setUint16(16, segmentSize, true);
+    return libc().sendmsg(this.#fd, this.#message, 0);
+  }
+}
+
+/** True when the kernel takes UDP_SEGMENT and UDP_GRO on this socket (Linux ≥ 5.0). */
+export function probeUdpOffloads(fd: number): boolean {
+  const gso = setSocketInt(fd, SOL_UDP, UDP_SEGMENT, 1400) &&
+    setSocketInt(fd, SOL_UDP, UDP_SEGMENT, 0);
+  return gso && setSocketInt(fd, SOL_UDP, UDP_GRO, 1);
 }
 
 export const AF_UNIX = 1;

@@ -7,6 +7,10 @@ import { check, closeFd, cString, EBUSY, errno, libc, O_RDWR, SystemError } from
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
+const TUNSETOFFLOAD = 0x400454d0;
+const IFF_VNET_HDR = 0x4000;
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 /** struct ifreq: name[16] then flags (u16, little endian) at offset 16; 40 bytes in all. */
@@ -22,14 +26,18 @@ export interface TunDevice {
  * Opens the TUN device `name` (created if absent) without packet-info headers: each
  * read or write is one bare IP packet. Throws SystemError naming the device.
  */
-export function openTun(name: string): TunDevice {
+export function openTun(name: string, options: { vnetHdr?: boolean } = {}): TunDevice {
   if (name.length === 0 || name.length >= IFNAMSIZ) {
     throw new Error(`TUN device name ${JSON.stringify(name)} must be 1..15 characters`);
   }
   const fd = check(libc().open(cString("/dev/net/tun"), O_RDWR), "open", "/dev/net/tun");
   const ifreq = new Uint8Array(IFREQ_SIZE);
   ifreq.set(new TextEncoder().encode(name));
-  new DataView(ifreq.buffer).setUint16(16, IFF_TUN | IFF_NO_PI, true);
+  new DataView(ifreq.buffer).setUint16(
+    16,
+    IFF_TUN | IFF_NO_PI | (options.vnetHdr ? IFF_VNET_HDR : 0),
+    true,
+  );
   if (libc().ioctl(fd, BigInt(TUNSETIFF), ifreq) < 0) {
     const code = errno();
     closeFd(fd);
@@ -49,4 +57,20 @@ export function openTun(name: string): TunDevice {
     fd,
     name: new TextDecoder().decode(ifreq.subarray(0, nameEnd < 0 ? IFNAMSIZ : nameEnd)),
   };
+}
+
+/**
+ * Lets the kernel hand this TUN TCPv4 super-packets and leave checksums to us
+ * (TUNSETOFFLOAD with CSUM|TSO4, flags passed by value). False when it refuses.
+ */
+export function enableTso4(fd: number): boolean {
+  return libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(TUN_F_CSUM | TUN_F_TSO4)) === 0;
+}
+
+/**
+ * Turns TUN offloads off. A persistent device keeps the offloads an earlier agent
+ * enabled; without a vnet header we must not be handed super-packets.
+ */
+export function disableOffloads(fd: number): void {
+  libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), 0n);
 }

@@ -14,8 +14,8 @@
 import { type Backend, type BackendContext, deviceMtu } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
-import { openUdpSocket, raiseSocketBuffers } from "../../ffi/socket.ts";
-import { openTun } from "../../ffi/tun.ts";
+import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/socket.ts";
+import { disableOffloads, enableTso4, openTun } from "../../ffi/tun.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
 import { formatIp4, formatIp4Net } from "../ip.ts";
@@ -43,7 +43,7 @@ export class UdpBackend implements Backend {
   readonly type = "udp" as const;
   readonly mtu: number;
   readonly device: string;
-  readonly dataPath = "udp: worker thread, batched recvmmsg/sendmmsg";
+  #offload = false;
   readonly #config: NetworkConfig;
   readonly #counters = createCounterBuffer();
   readonly #control = new SharedArrayBuffer(8);
@@ -70,8 +70,21 @@ export class UdpBackend implements Backend {
     const network = this.#config.network;
     const netlink = new Netlink();
     try {
-      const tun = openTun(this.device);
+      // Offloads when the kernel has them (OVERLAY_OFFLOAD=0 turns them off): a vnet header
+      // and TSO4 on the TUN, UDP_SEGMENT and UDP_GRO on the socket. Else the batched path.
+      const wantOffload = Deno.env.get("OVERLAY_OFFLOAD") !== "0";
+      let tun = openTun(this.device, { vnetHdr: wantOffload });
       this.#tunFd = tun.fd;
+      this.#udpFd = openUdpSocket(0, this.#config.backend.port);
+      this.#offload = wantOffload && enableTso4(tun.fd) && probeUdpOffloads(this.#udpFd);
+      if (!this.#offload) {
+        if (wantOffload) {
+          closeFd(tun.fd);
+          tun = openTun(this.device);
+          this.#tunFd = tun.fd;
+        }
+        disableOffloads(tun.fd);
+      }
       setNonBlocking(tun.fd);
       disableIpv6(tun.name);
       const index = interfaceIndex(tun.name);
@@ -80,7 +93,6 @@ export class UdpBackend implements Backend {
       netlink.addressReplace(index, own.subnet.ip, 32);
       netlink.linkSetUp(index);
       netlink.routeReplace({ dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
-      this.#udpFd = openUdpSocket(0, this.#config.backend.port);
       const buffers = raiseSocketBuffers(this.#udpFd, SOCKET_BUFFER_BYTES);
       log.info("udp backend device up", {
         device: tun.name,
@@ -88,6 +100,7 @@ export class UdpBackend implements Backend {
         route: `${formatIp4Net(network)} dev ${tun.name}`,
         mtu: this.mtu,
         port: this.#config.backend.port,
+        dataPath: this.dataPath,
         rcvbuf: buffers.rcvbuf,
         sndbuf: buffers.sndbuf,
       });
@@ -110,6 +123,8 @@ export class UdpBackend implements Backend {
       icmpSourceIp: this.#config.network.ip,
       // Room for the largest packet the device MTU allows, in whole cache lines.
       slotSize: Math.ceil(Math.max(this.mtu, 1500) / 64) * 64,
+      offload: this.#offload,
+      mtu: this.mtu,
       busyPollMs: busyPollMs(),
       peers: this.#peers!.buffers,
       counters: this.#counters,
@@ -145,6 +160,13 @@ export class UdpBackend implements Backend {
       }
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
+  }
+
+  /** Which data path runs: said in the log, `overlay status` and /metrics. */
+  get dataPath(): string {
+    return this.#offload
+      ? "udp: worker thread, TUN TSO + UDP GSO/GRO offloads"
+      : "udp: worker thread, batched recvmmsg/sendmmsg";
   }
 
   addPeer(peer: Lease): void {

@@ -8,10 +8,24 @@
  * datagrams come in with one recvmmsg() and are written to the TUN. Buffers, iovecs,
  * message headers and pointers are made once; nothing is allocated per packet.
  *
+ * With offloads (probed at start) the TUN hands over TCP super-packets that leave as one
+ * UDP_SEGMENT send each, and GRO'd arrivals are coalesced back into super-packets for one
+ * TUN write (lib/udp/offload.ts). Every datagram on the wire is still one inner packet.
+ *
  * Wire format (flannel's udp backend): the UDP payload is the bare inner IPv4 packet.
  */
 import { EAGAIN, EINTR, errno, libc, SystemError } from "../../ffi/libc.ts";
-import { addressOf, MessageVector, MMSGHDR_SIZE } from "../../ffi/socket.ts";
+import { addressOf, MessageVector, MMSGHDR_SIZE, SegmentSender } from "../../ffi/socket.ts";
+import {
+  finishChecksum,
+  type Segmented,
+  segmentTcp4,
+  TcpCoalescer,
+  VNET_F_NEEDS_CSUM,
+  VNET_GSO_NONE,
+  VNET_GSO_TCPV4,
+  VNET_HDR_SIZE,
+} from "./offload.ts";
 import { COUNTER_INDEX as C } from "./counters.ts";
 import { decrementTtl, PACKET_OK, readU32, validateIpv4, writeNetUnreachable } from "./packet.ts";
 import { PeerTable, type PeerTableBuffers } from "./peer_table.ts";
@@ -29,6 +43,13 @@ export interface DataPathConfig {
    */
   readonly icmpSourceIp: number;
   readonly slotSize: number;
+  /** The device MTU: no inner packet from a peer may be larger. */
+  readonly mtu: number;
+  /**
+   * TUN offloads in use: the TUN has a vnet header and TSO4, the socket UDP_SEGMENT and
+   * UDP_GRO. Otherwise the batched per-packet path.
+   */
+  readonly offload: boolean;
   /** Busy-poll window after traffic, ms (0: always sleep in poll). */
   readonly busyPollMs: number;
   readonly peers: PeerTableBuffers;
@@ -47,6 +68,13 @@ export const DATA_PATH_FAILED = 3;
 const BATCH = 64;
 const POLL_TIMEOUT_MS = 200;
 const POLLIN = 1;
+/** A GRO'd receive holds up to 64 KB of datagrams. */
+const GRO_SLOT = 65_536;
+/** Room after the TX batch slots: a 64 KB super-packet read, then its segments. */
+const TX_SCRATCH = (VNET_HDR_SIZE + 65_535) + 65_535 + 128 * 80;
+/** The kernel sends at most this many segments per UDP GSO send, and 65,507 bytes. */
+const MAX_GSO_SEGMENTS = 64;
+const MAX_UDP_PAYLOAD = 65_507;
 
 /** Runs the loop until the stop flag is set. Throws on a fatal error. */
 export function runDataPath(config: DataPathConfig): void {
@@ -54,8 +82,18 @@ export function runDataPath(config: DataPathConfig): void {
   const control = new Int32Array(config.control);
   const counters = new Float64Array(config.counters);
   const peers = new PeerTable(config.peers);
-  const tx = new MessageVector(BATCH, config.slotSize);
-  const rx = new MessageVector(BATCH, config.slotSize);
+  const offload = config.offload;
+  // With offloads the TUN reads up to 64 KB super-packets, and GRO hands us up to 64 KB of
+  // datagrams at once; each vector's buffer also holds the scratch regions (segments out,
+  // coalesced run) so every copy stays inside one buffer.
+  const rxSlot = offload ? GRO_SLOT : config.slotSize;
+  const tx = new MessageVector(BATCH, config.slotSize, offload ? TX_SCRATCH : 0);
+  const rx = new MessageVector(
+    BATCH,
+    rxSlot,
+    offload ? VNET_HDR_SIZE + 65_535 : 0,
+    offload ? 32 : 0,
+  );
   const txPackets = tx.packets;
   const rxPackets = rx.packets;
   const slotSize = config.slotSize;
@@ -72,11 +110,27 @@ export function runDataPath(config: DataPathConfig): void {
   const txHeaderBase = addressOf(tx.headers);
   for (let i = 0; i < BATCH; i++) {
     txSlotPointers.push(Deno.UnsafePointer.create(txBase + BigInt(i * slotSize)));
-    rxSlotPointers.push(Deno.UnsafePointer.create(rxBase + BigInt(i * slotSize)));
+    rxSlotPointers.push(Deno.UnsafePointer.create(rxBase + BigInt(i * rxSlot)));
     txHeaderPointers.push(Deno.UnsafePointer.create(txHeaderBase + BigInt(i * MMSGHDR_SIZE)));
   }
-  const icmp = new Uint8Array(128);
+  // ICMP replies: behind an (empty) vnet header when the TUN expects one.
+  const icmpHeadroom = offload ? VNET_HDR_SIZE : 0;
+  const icmp = new Uint8Array(128 + icmpHeadroom);
   const icmpPointer = Deno.UnsafePointer.of(icmp);
+
+  // Offload scratch: the super-packet read region and the segments region of tx.packets.
+  const readAt = BATCH * slotSize;
+  const segmentsAt = readAt + VNET_HDR_SIZE + 65_535;
+  const readPointer = offload ? Deno.UnsafePointer.create(txBase + BigInt(readAt)) : null;
+  const segmenter = offload ? new SegmentSender(config.udpFd, txPackets, port) : undefined;
+  const segmented: Segmented = { count: 0, segmentSize: 0, total: 0 };
+  const runAt = BATCH * rxSlot;
+  const runPointer = offload ? Deno.UnsafePointer.create(rxBase + BigInt(runAt)) : null;
+  const coalescer = offload
+    ? new TcpCoalescer(rxPackets, runAt, (_start, length) => {
+      if (c.write_ptr(config.tunFd, runPointer, length) < 0) counters[C.drop_queue_full]++;
+    })
+    : undefined;
 
   const pollFds = new Uint8Array(16);
   const pollView = new DataView(pollFds.buffer);
@@ -88,51 +142,78 @@ export function runDataPath(config: DataPathConfig): void {
   const ownMask = (0xffffffff << (32 - config.ownSubnetPrefixLen)) >>> 0;
   const ownNet = config.ownSubnetIp;
 
-  /** TUN → peers. Returns the number of packets read. */
-  function drainTun(): number {
-    let accepted = 0;
-    let read = 0;
-    while (accepted < BATCH) {
-      const offset = accepted * slotSize;
-      const length = c.read_ptr(config.tunFd, txSlotPointers[accepted], slotSize);
-      if (length < 0) {
-        const code = errno();
-        if (code === EAGAIN || code === EINTR) break;
-        throw new SystemError("read", code, "TUN device");
-      }
-      read++;
-      if (length < 20 || txPackets[offset] >>> 4 !== 4) {
-        counters[C.drop_not_ipv4]++;
-        continue;
-      }
-      const destination = readU32(txPackets, offset + 16);
-      const owner = peers.ownerOf(destination);
-      if (owner === 0) {
-        counters[C.drop_no_route]++;
-        if (peers.inNetwork(destination)) {
-          const replyLength = writeNetUnreachable(
-            txPackets,
-            offset,
-            length,
-            config.icmpSourceIp,
-            icmp,
-            0,
-          );
-          if (replyLength > 0 && c.write_ptr(config.tunFd, icmpPointer, replyLength) > 0) {
-            counters[C.icmp_unreachable_sent]++;
-          }
-        }
-        continue;
-      }
-      if (!decrementTtl(txPackets, offset)) {
-        counters[C.drop_ttl_expired]++;
-        continue;
-      }
-      txAddress.setUint32(accepted * 16 + 4, owner, false);
-      tx.setLength(accepted, length);
-      counters[C.tx_bytes] += length;
-      accepted++;
+  /**
+   * The peer that gets a packet read from the TUN, with its TTL decremented; 0 when it
+   * is dropped (counted, and answered with ICMP net-unreachable for an overlay address).
+   */
+  function routeFromTun(bytes: Uint8Array, offset: number, length: number): number {
+    if (length < 20 || bytes[offset] >>> 4 !== 4) {
+      counters[C.drop_not_ipv4]++;
+      return 0;
     }
+    const destination = readU32(bytes, offset + 16);
+    const owner = peers.ownerOf(destination);
+    if (owner === 0) {
+      counters[C.drop_no_route]++;
+      if (peers.inNetwork(destination)) {
+        const reply = writeNetUnreachable(
+          bytes,
+          offset,
+          length,
+          config.icmpSourceIp,
+          icmp,
+          icmpHeadroom,
+        );
+        if (reply > 0 && c.write_ptr(config.tunFd, icmpPointer, icmpHeadroom + reply) > 0) {
+          counters[C.icmp_unreachable_sent]++;
+        }
+      }
+      return 0;
+    }
+    if (!decrementTtl(bytes, offset)) {
+      counters[C.drop_ttl_expired]++;
+      return 0;
+    }
+    return owner;
+  }
+
+  /**
+   * Checks one inner packet from `sender`: exactly one valid IPv4 packet, from the
+   * sender's own subnet, to ours, TTL left (then decremented). Counts every drop.
+   */
+  function acceptFromPeer(
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+    sender: number,
+    now: number,
+  ): boolean {
+    if (length > config.mtu || validateIpv4(bytes, offset, length) !== PACKET_OK) {
+      counters[peers.isPeer(sender) ? C.drop_malformed : C.drop_unknown_peer]++;
+      return false;
+    }
+    const source = readU32(bytes, offset + 12);
+    if (peers.ownerOf(source) !== sender) {
+      counters[peers.isPeer(sender) ? C.drop_spoofed_source : C.drop_unknown_peer]++;
+      return false;
+    }
+    peers.heardFrom(source, now);
+    const destination = readU32(bytes, offset + 16);
+    if (((destination & ownMask) >>> 0) !== ownNet) {
+      counters[C.drop_not_for_us]++;
+      return false;
+    }
+    if (!decrementTtl(bytes, offset)) {
+      counters[C.drop_ttl_expired]++;
+      return false;
+    }
+    counters[C.rx_packets]++;
+    counters[C.rx_bytes] += length;
+    return true;
+  }
+
+  /** Sends the first `accepted` batch slots with sendmmsg. */
+  function sendBatch(accepted: number): void {
     let sent = 0;
     while (sent < accepted) {
       const n = c.sendmmsg_ptr(config.udpFd, txHeaderPointers[sent], accepted - sent, 0);
@@ -151,6 +232,110 @@ export function runDataPath(config: DataPathConfig): void {
       sent += n;
       counters[C.tx_packets] += n;
     }
+  }
+
+  /** TUN → peers, one packet per read. Returns the number of packets read. */
+  function drainTun(): number {
+    let accepted = 0;
+    let read = 0;
+    while (accepted < BATCH) {
+      const offset = accepted * slotSize;
+      const length = c.read_ptr(config.tunFd, txSlotPointers[accepted], slotSize);
+      if (length < 0) {
+        const code = errno();
+        if (code === EAGAIN || code === EINTR) break;
+        throw new SystemError("read", code, "TUN device");
+      }
+      read++;
+      const owner = routeFromTun(txPackets, offset, length);
+      if (owner === 0) continue;
+      txAddress.setUint32(accepted * 16 + 4, owner, false);
+      tx.setLength(accepted, length);
+      counters[C.tx_bytes] += length;
+      accepted++;
+    }
+    sendBatch(accepted);
+    return read;
+  }
+
+  /**
+   * TUN → peers with offloads: each read is a vnet header and a packet, possibly a TCP
+   * super-packet that is cut into MTU-size segments and sent with one UDP_SEGMENT send
+   * per ≤ 64 segments; ordinary packets gather in the sendmmsg batch.
+   */
+  function drainTunOffload(): number {
+    let accepted = 0;
+    let read = 0;
+    while (read < BATCH) {
+      const length = c.read_ptr(config.tunFd, readPointer, VNET_HDR_SIZE + 65_535);
+      if (length < 0) {
+        const code = errno();
+        if (code === EAGAIN || code === EINTR) break;
+        throw new SystemError("read", code, "TUN device");
+      }
+      read++;
+      const packet = readAt + VNET_HDR_SIZE;
+      const packetLength = length - VNET_HDR_SIZE;
+      const flags = txPackets[readAt];
+      const gsoType = txPackets[readAt + 1];
+      if (gsoType === VNET_GSO_NONE || packetLength < 40) {
+        if (flags & VNET_F_NEEDS_CSUM) {
+          const start = txPackets[readAt + 6] | (txPackets[readAt + 7] << 8);
+          const at = txPackets[readAt + 8] | (txPackets[readAt + 9] << 8);
+          finishChecksum(txPackets, packet, packetLength, start, at);
+        }
+        if (packetLength > slotSize) {
+          counters[C.drop_malformed]++;
+          continue;
+        }
+        const slot = accepted * slotSize;
+        txPackets.copyWithin(slot, packet, packet + packetLength);
+        const owner = routeFromTun(txPackets, slot, packetLength);
+        if (owner === 0) continue;
+        txAddress.setUint32(accepted * 16 + 4, owner, false);
+        tx.setLength(accepted, packetLength);
+        counters[C.tx_bytes] += packetLength;
+        accepted++;
+        if (accepted === BATCH) {
+          sendBatch(accepted);
+          accepted = 0;
+        }
+        continue;
+      }
+      const gsoSize = txPackets[readAt + 4] | (txPackets[readAt + 5] << 8);
+      const owner = gsoType === VNET_GSO_TCPV4 ? routeFromTun(txPackets, packet, packetLength) : 0;
+      if (owner === 0) {
+        if (gsoType !== VNET_GSO_TCPV4) counters[C.drop_malformed]++;
+        continue;
+      }
+      if (!segmentTcp4(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
+        counters[C.drop_malformed]++;
+        continue;
+      }
+      // Keep order with packets of the same flow already in the batch.
+      sendBatch(accepted);
+      accepted = 0;
+      const perSend = Math.max(
+        1,
+        Math.min(MAX_GSO_SEGMENTS, Math.floor(MAX_UDP_PAYLOAD / segmented.segmentSize)),
+      );
+      for (let first = 0; first < segmented.count; first += perSend) {
+        const count = Math.min(perSend, segmented.count - first);
+        const offset = segmentsAt + first * segmented.segmentSize;
+        const bytes = Math.min(
+          count * segmented.segmentSize,
+          segmented.total - first * segmented.segmentSize,
+        );
+        if (segmenter!.send(owner, offset, bytes, segmented.segmentSize) < 0) {
+          if (errno() === EAGAIN) counters[C.drop_queue_full] += count;
+          else counters[C.send_errors]++;
+          continue;
+        }
+        counters[C.tx_packets] += count;
+      }
+      counters[C.tx_bytes] += segmented.total;
+    }
+    sendBatch(accepted);
     return read;
   }
 
@@ -169,39 +354,28 @@ export function runDataPath(config: DataPathConfig): void {
     }
     const now = Date.now();
     for (let i = 0; i < count; i++) {
-      const offset = i * slotSize;
       const length = rx.receivedLength(i);
       const sender = rx.address(i);
-      if (validateIpv4(rxPackets, offset, length) !== PACKET_OK) {
-        counters[peers.isPeer(sender) ? C.drop_malformed : C.drop_unknown_peer]++;
+      const offset = i * rxSlot;
+      if (!coalescer) {
+        if (!acceptFromPeer(rxPackets, offset, length, sender, now)) continue;
+        if (c.write_ptr(config.tunFd, rxSlotPointers[i], length) < 0) counters[C.drop_queue_full]++;
         continue;
       }
-      const source = readU32(rxPackets, offset + 12);
-      if (peers.ownerOf(source) !== sender) {
-        counters[peers.isPeer(sender) ? C.drop_spoofed_source : C.drop_unknown_peer]++;
-        continue;
+      // GRO may have joined several datagrams of `segment` bytes each (the last may be
+      // shorter); every one must hold exactly one inner packet, and counts once.
+      const segment = rx.groSegmentSize(i) || length;
+      const end = offset + length;
+      for (let at = offset; at < end; at += segment) {
+        const size = Math.min(segment, end - at);
+        if (acceptFromPeer(rxPackets, at, size, sender, now)) coalescer.add(at, size);
       }
-      peers.heardFrom(source, now);
-      const destination = readU32(rxPackets, offset + 16);
-      if (((destination & ownMask) >>> 0) !== ownNet) {
-        counters[C.drop_not_for_us]++;
-        continue;
-      }
-      if (!decrementTtl(rxPackets, offset)) {
-        counters[C.drop_ttl_expired]++;
-        continue;
-      }
-      const written = c.write_ptr(config.tunFd, rxSlotPointers[i], length);
-      if (written < 0) {
-        counters[C.drop_queue_full]++;
-        continue;
-      }
-      counters[C.rx_packets]++;
-      counters[C.rx_bytes] += length;
     }
+    coalescer?.flush();
     return count;
   }
 
+  const fromTun = offload ? drainTunOffload : drainTun;
   Atomics.store(control, CONTROL_STATE, DATA_PATH_RUNNING);
   let lastActivity = -Infinity;
   while (Atomics.load(control, CONTROL_STOP) === 0) {
@@ -217,7 +391,7 @@ export function runDataPath(config: DataPathConfig): void {
       continue;
     }
     let moved = 1;
-    while (moved > 0) moved = drainTun() + drainUdp();
+    while (moved > 0) moved = fromTun() + drainUdp();
     lastActivity = performance.now();
   }
   // Keep the buffers the kernel wrote into alive until the very end.
