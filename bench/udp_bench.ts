@@ -188,6 +188,9 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
     "1G",
     "-l",
     "1400",
+    // iperf3's default socket buffer overflows at the receiving container first.
+    "-w",
+    "4M",
     "-t",
     "5",
     "-J",
