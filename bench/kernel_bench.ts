@@ -26,21 +26,6 @@ export interface KernelBenchResult {
 
 export const KERNEL_TARGETS = { ratio: 0.95, programMs: 1000, removeMs: 1000, rssMb: 80 };
 
-async function iperf(
-  lab: Lab,
-  serverNs: string,
-  clientNs: string,
-  ip: string,
-  seconds: number,
-): Promise<number> {
-  const server = lab.spawn(serverNs, ["iperf3", "-s", "-1"]);
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  const result = await lab.exec(clientNs, ["iperf3", "-c", ip, "-t", String(seconds), "-J"]);
-  await server.stop("SIGKILL");
-  if (result.code !== 0) throw new Error(`iperf3 to ${ip} failed: ${result.stdout.slice(-300)}`);
-  return JSON.parse(result.stdout).end.sum_received.bits_per_second / 1e9;
-}
-
 async function subnetBase(file: string): Promise<string> {
   return /FLANNEL_SUBNET=(\S+)\.1\//.exec(await Deno.readTextFile(file))![1];
 }
@@ -76,8 +61,8 @@ export async function kernelBench(seconds = 5): Promise<KernelBenchResult> {
     const backend: number[] = [];
     const byHand: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      backend.push(await iperf(lab, h2.ns, h1.ns, h2Overlay, seconds));
-      byHand.push(await iperf(lab, h2.ns, h1.ns, "10.99.0.2", seconds));
+      backend.push(await lab.iperf(h2.ns, h1.ns, h2Overlay, seconds));
+      byHand.push(await lab.iperf(h2.ns, h1.ns, "10.99.0.2", seconds));
     }
     vxlan = {
       backendGbps: median(backend),
@@ -100,7 +85,7 @@ export async function kernelBench(seconds = 5): Promise<KernelBenchResult> {
     const backend: number[] = [];
     const byHand: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      backend.push(await iperf(lab, c2.ns, c1.ns, c2.ip, seconds));
+      backend.push(await lab.iperf(c2.ns, c1.ns, c2.ip, seconds));
       await lab.agent(h1)!.stop();
       await lab.agent(h2)!.stop();
       for (const [host, peer] of [[h1, h2], [h2, h1]] as const) {
@@ -110,7 +95,7 @@ export async function kernelBench(seconds = 5): Promise<KernelBenchResult> {
           `ip route del ${subnet}; ip route add ${subnet} via ${peer.ip} dev eth0`,
         );
       }
-      byHand.push(await iperf(lab, c2.ns, c1.ns, c2.ip, seconds));
+      byHand.push(await lab.iperf(c2.ns, c1.ns, c2.ip, seconds));
       lab.startAgent(h1);
       lab.startAgent(h2);
       await lab.waitReady(h1);

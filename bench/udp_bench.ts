@@ -43,23 +43,6 @@ const TARGETS = {
 };
 export { TARGETS as UDP_TARGETS };
 
-async function iperf(
-  lab: Lab,
-  serverNs: string,
-  clientNs: string,
-  serverIp: string,
-  seconds: number,
-): Promise<number> {
-  const server = lab.spawn(serverNs, ["iperf3", "-s", "-1"]);
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  const result = await lab.exec(clientNs, ["iperf3", "-c", serverIp, "-t", String(seconds), "-J"]);
-  await server.stop("SIGKILL");
-  if (result.code !== 0) {
-    throw new Error(`iperf3 to ${serverIp} failed: ${result.stdout.slice(-400)}`);
-  }
-  return JSON.parse(result.stdout).end.sum_received.bits_per_second / 1e9;
-}
-
 async function pingAvg(lab: Lab, ns: string, ip: string): Promise<number> {
   const result = await lab.exec(ns, ["ping", "-n", "-q", "-c", "20", "-i", "0.2", ip]);
   const match = /= [\d.]+\/([\d.]+)\//.exec(result.stdout);
@@ -114,7 +97,7 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
   await lab.ip(vethA, "link", "set", "eth0", "up");
   await lab.ip(vethB, "link", "set", "eth0", "up");
   const rawVeth = {
-    tcpGbps: await iperf(lab, vethB, vethA, "172.31.253.2", seconds),
+    tcpGbps: await lab.iperf(vethB, vethA, "172.31.253.2", seconds),
     pingAvgMs: await pingAvg(lab, vethA, "172.31.253.2"),
   };
 
@@ -147,7 +130,7 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
     await lab.ip(host.ns, "link", "set", "vx0", "up");
   }
   const kernelVxlan = {
-    tcpGbps: await iperf(lab, h2.ns, h1.ns, "10.99.0.2", seconds),
+    tcpGbps: await lab.iperf(h2.ns, h1.ns, "10.99.0.2", seconds),
     pingAvgMs: await pingAvg(lab, h1.ns, "10.99.0.2"),
   };
 
@@ -165,7 +148,7 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
   const measure = async () => {
     const ticksBefore = cpuTicks(lab.agent(h2)!.child.pid);
     const t0 = performance.now();
-    const gbps = await iperf(lab, c2.ns, c1.ns, c2.ip, seconds);
+    const gbps = await lab.iperf(c2.ns, c1.ns, c2.ip, seconds);
     const cpuSeconds = (cpuTicks(lab.agent(h2)!.child.pid) - ticksBefore) / 100;
     return {
       tcpGbps: gbps,
@@ -213,7 +196,7 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
     "udp port 8285",
   ]);
   await new Promise((resolve) => setTimeout(resolve, 500));
-  await iperf(lab, c2.ns, c1.ns, c2.ip, 2);
+  await lab.iperf(c2.ns, c1.ns, c2.ip, 2);
   await capture.stop("SIGINT");
   const captureCheck = checkCapture(await Deno.readFile(pcap), 8285, 1472);
   // The same with offloads off: what the offloads buy.

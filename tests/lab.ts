@@ -272,6 +272,16 @@ export class Lab implements AsyncDisposable {
     return match ? Number(match[1]) : undefined;
   }
 
+  /** iperf3 TCP for `seconds` from one namespace to a server in another; Gbit/s received. */
+  async iperf(serverNs: string, clientNs: string, ip: string, seconds: number): Promise<number> {
+    const server = this.spawn(serverNs, ["iperf3", "-s", "-1"]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const result = await this.exec(clientNs, ["iperf3", "-c", ip, "-t", String(seconds), "-J"]);
+    await server.stop("SIGKILL");
+    if (result.code !== 0) throw new Error(`iperf3 to ${ip} failed: ${result.stdout.slice(-300)}`);
+    return JSON.parse(result.stdout).end.sum_received.bits_per_second / 1e9;
+  }
+
   /** `overlay ARGS…` inside a namespace. */
   async overlay(ns: string, args: string[]): Promise<CommandOutput> {
     return await this.exec(ns, [...overlayArgv(), ...args]);

@@ -265,11 +265,6 @@ export class TcpCoalescer {
     this.#segments = 0;
     this.#length = 0;
   }
-
-  /** Super-packets written so far carry this many segments at most (for tests). */
-  get pending(): number {
-    return this.#segments;
-  }
 }
 
 function writeLe16(bytes: Uint8Array, offset: number, value: number): void {
