@@ -291,7 +291,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       if (counters) drops.report(counters);
       publish({
         counters,
-        peerList: peerList(),
+        // The list changes between lease events only where the data path stamps "heard"
+        // times (udp); elsewhere it is written on lease events, not rebuilt every beat.
+        ...(backend!.lastHeard ? { peerList: peerList() } : {}),
         watchEvents,
         etcdReconnects,
         ...(dataPathOk ? {} : { ready: false, reason: "data path failed" }),

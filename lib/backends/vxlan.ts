@@ -208,14 +208,14 @@ export class VxlanBackend implements Backend {
       if (n.ip === undefined || !(n.state & NUD_PERMANENT)) continue;
       actual.set(`neigh ${formatIp4(n.ip)}`, {
         fingerprint: n.mac ?? "",
-        remove: netlink.neighbourDeleteRequest(this.#index, n.ip),
+        remove: () => netlink.neighbourDeleteRequest(this.#index, n.ip!),
       });
     }
     for (const f of netlink.neighbours(AF_BRIDGE, this.#index)) {
       if (!f.mac || f.ip === undefined) continue;
       actual.set(`fdb ${f.mac}`, {
         fingerprint: formatIp4(f.ip),
-        remove: netlink.fdbDeleteRequest(this.#index, f.mac, f.ip),
+        remove: () => netlink.fdbDeleteRequest(this.#index, f.mac!, f.ip!),
       });
     }
     return actual;
