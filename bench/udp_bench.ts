@@ -79,19 +79,7 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
   // Raw veth: two namespaces, one cable.
   const vethA = await lab.addNamespace("va");
   const vethB = await lab.addNamespace("vb");
-  await lab.ip(
-    vethA,
-    "link",
-    "add",
-    "eth0",
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "eth0",
-    "netns",
-    vethB,
-  );
+  await lab.cable(vethA, "eth0", vethB);
   await lab.ip(vethA, "addr", "add", "172.31.253.1/24", "dev", "eth0");
   await lab.ip(vethB, "addr", "add", "172.31.253.2/24", "dev", "eth0");
   await lab.ip(vethA, "link", "set", "eth0", "up");

@@ -140,35 +140,23 @@ Deno.test({
         assert.equal(get.stdout, `{"Network":"10.10.0.0/16"}\n`);
       });
 
-      await t.step("a wrong CA is a one-line TLS error that names the flags", async () => {
-        const result = await overlay([
-          "config",
-          "get",
-          `--etcd-endpoints=${endpoint}`,
+      const tlsFailure =
+        /^overlay: etcd at https:\/\/127\.0\.0\.1:\d+: TLS failed: .*\(check --etcd-cafile, --etcd-certfile, --etcd-keyfile\)\n$/;
+      const failures: [string, string[]][] = [
+        ["a wrong CA", [
           `--etcd-cafile=${dir}/other/ca.pem`,
           `--etcd-certfile=${dir}/client.pem`,
           `--etcd-keyfile=${dir}/client.key`,
-        ]);
-        assert.equal(result.code, 1);
-        assert.match(
-          result.stderr,
-          /^overlay: etcd at https:\/\/127\.0\.0\.1:\d+: TLS failed: .*\(check --etcd-cafile, --etcd-certfile, --etcd-keyfile\)\n$/,
-        );
-      });
-
-      await t.step("a missing client certificate is a clear error", async () => {
-        const result = await overlay([
-          "config",
-          "get",
-          `--etcd-endpoints=${endpoint}`,
-          `--etcd-cafile=${dir}/ca.pem`,
-        ]);
-        assert.equal(result.code, 1);
-        assert.match(
-          result.stderr,
-          /^overlay: etcd at https:\/\/127\.0\.0\.1:\d+: TLS failed: .*\(check --etcd-cafile, --etcd-certfile, --etcd-keyfile\)\n$/,
-        );
-      });
+        ]],
+        ["a missing client certificate", [`--etcd-cafile=${dir}/ca.pem`]],
+      ];
+      for (const [what, flags] of failures) {
+        await t.step(`${what} is a one-line TLS error that names the flags`, async () => {
+          const result = await overlay(["config", "get", `--etcd-endpoints=${endpoint}`, ...flags]);
+          assert.equal(result.code, 1);
+          assert.match(result.stderr, tlsFailure);
+        });
+      }
 
       await t.step("an unreadable certificate file is a usage error", async () => {
         const result = await overlay([

@@ -94,19 +94,7 @@ export class Lab implements AsyncDisposable {
     const name = `h${index}`;
     const ns = `${this.id}-${name}`;
     await this.#addNamespace(ns);
-    await this.ip(
-      this.underlayNs,
-      "link",
-      "add",
-      name,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      ns,
-    );
+    await this.cable(this.underlayNs, name, ns);
     await this.ip(this.underlayNs, "link", "set", name, "master", "sw", "up");
     const ip = `${UNDERLAY_PREFIX}.${10 + index}`;
     await this.ip(ns, "addr", "add", `${ip}/24`, "dev", "eth0");
@@ -218,21 +206,7 @@ export class Lab implements AsyncDisposable {
     const ns = `${this.id}-${name}`;
     await this.#addNamespace(ns);
     const hostSide = `veth${index}`;
-    await this.ip(
-      host.ns,
-      "link",
-      "add",
-      hostSide,
-      "mtu",
-      mtu,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      ns,
-    );
+    await this.cable(host.ns, hostSide, ns, mtu);
     await this.ip(host.ns, "link", "set", hostSide, "master", bridge, "up");
     const octets = gateway.split(".").map(Number);
     octets[3] += index;
@@ -270,6 +244,25 @@ export class Lab implements AsyncDisposable {
     if (result.code !== 0) return undefined;
     const match = /= [\d.]+\/([\d.]+)\//.exec(result.stdout);
     return match ? Number(match[1]) : undefined;
+  }
+
+  /** A veth pair: `name` in `ns`, its peer "eth0" in `peerNs` (`ip link add … type veth`). */
+  async cable(ns: string, name: string, peerNs: string, mtu?: string): Promise<void> {
+    const withMtu = mtu ? ["mtu", mtu] : [];
+    await this.ip(
+      ns,
+      "link",
+      "add",
+      name,
+      ...withMtu,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      peerNs,
+    );
   }
 
   /** iperf3 TCP for `seconds` from one namespace to a server in another; Gbit/s received. */
