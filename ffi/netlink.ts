@@ -66,7 +66,6 @@ export const RT_TABLE_MAIN = 254;
 export const RTPROT_BOOT = 3;
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
-export const RT_SCOPE_HOST = 254;
 export const RTN_UNICAST = 1;
 export const RTNH_F_ONLINK = 4;
 export const NUD_PERMANENT = 0x80;
@@ -455,16 +454,6 @@ export class Netlink {
       header: ifinfomsg({ index }),
       attrs: [u32Attr(IFLA_TXQLEN, length)],
     }, `link ${index} txqueuelen ${length}`);
-  }
-
-  /** `ip link set dev INDEX master MASTER` */
-  linkSetMaster(index: number, master: number): void {
-    this.request({
-      type: RTM_NEWLINK,
-      flags: NLM_F_REQUEST | NLM_F_ACK,
-      header: ifinfomsg({ index }),
-      attrs: [u32Attr(IFLA_MASTER, master)],
-    }, `link ${index} master ${master}`);
   }
 
   /**

@@ -34,6 +34,22 @@ function render(families: Family[]): string {
   return lines.join("\n") + "\n";
 }
 
+/** A counter family with tx and rx samples from the data path's `tx_<unit>`/`rx_<unit>`. */
+function byDirection(
+  name: string,
+  help: string,
+  counters: Record<string, number>,
+  unit: string,
+): Family {
+  const samples = `tx_${unit}` in counters
+    ? [
+      { labels: { direction: "tx" }, value: counters[`tx_${unit}`] },
+      { labels: { direction: "rx" }, value: counters[`rx_${unit}`] },
+    ]
+    : [];
+  return { name, type: "counter", help, samples };
+}
+
 /** The metrics text for a daemon state. */
 export function renderMetrics(state: DaemonState, now = Date.now()): string {
   const counters = state.counters ?? {};
@@ -45,29 +61,18 @@ export function renderMetrics(state: DaemonState, now = Date.now()): string {
       help: "1 when this host's overlay is ready.",
       samples: [{ value: state.ready ? 1 : 0 }],
     },
-    {
-      name: "overlay_packets_total",
-      type: "counter",
-      help:
-        "Packets carried by the userspace data path (tx: device to peers, rx: peers to device).",
-      samples: "tx_packets" in counters
-        ? [{ labels: { direction: "tx" }, value: counters.tx_packets }, {
-          labels: { direction: "rx" },
-          value: counters.rx_packets,
-        }]
-        : [],
-    },
-    {
-      name: "overlay_bytes_total",
-      type: "counter",
-      help: "Bytes of inner packets carried by the userspace data path.",
-      samples: "tx_bytes" in counters
-        ? [{ labels: { direction: "tx" }, value: counters.tx_bytes }, {
-          labels: { direction: "rx" },
-          value: counters.rx_bytes,
-        }]
-        : [],
-    },
+    byDirection(
+      "overlay_packets_total",
+      "Packets carried by the userspace data path (tx: device to peers, rx: peers to device).",
+      counters,
+      "packets",
+    ),
+    byDirection(
+      "overlay_bytes_total",
+      "Bytes of inner packets carried by the userspace data path.",
+      counters,
+      "bytes",
+    ),
     {
       name: "overlay_dropped_packets_total",
       type: "counter",

@@ -18,8 +18,9 @@ async function openssl(dir: string, ...args: string[]): Promise<void> {
   }
 }
 
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA. */
-async function makeCertificates(dir: string, name = "ca"): Promise<void> {
+/** A self-signed CA, `${name}.pem` and `${name}.key` in `dir`. */
+async function makeCa(dir: string, name = "ca"): Promise<void> {
+  const subject = `/CN=${name}`;
   await openssl(
     dir,
     "req",
@@ -30,12 +31,17 @@ async function makeCertificates(dir: string, name = "ca"): Promise<void> {
     "-days",
     "1",
     "-subj",
-    `/CN=${name}`,
+    subject,
     "-keyout",
     `${name}.key`,
     "-out",
     `${name}.pem`,
   );
+}
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA. */
+async function makeCertificates(dir: string, name = "ca"): Promise<void> {
+  await makeCa(dir, name);
   await Deno.writeTextFile(
     `${dir}/server.ext`,
     "subjectAltName=IP:127.0.0.1\n# etcd's JSON gateway dials etcd itself with the server certificate.\nextendedKeyUsage=serverAuth,clientAuth\n",
@@ -83,22 +89,7 @@ Deno.test({
     await using dir = await tempDir();
     await makeCertificates(`${dir}`);
     await Deno.mkdir(`${dir}/other`);
-    await openssl(
-      `${dir}/other`,
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=other",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-    );
+    await makeCa(`${dir}/other`);
     const port = freePort();
     const peerPort = freePort();
     const endpoint = `https://127.0.0.1:${port}`;

@@ -6,7 +6,7 @@
 export const COUNTERS = [
   "tx_packets", // TUN → peer
   "tx_bytes",
-  "rx_packets", // peer → TUN
+  "rx_packets", // peer → TUN: accepted from peers (a full TUN queue then counts a drop too)
   "rx_bytes",
   "drop_unknown_peer", // datagram from an address that holds no lease
   "drop_spoofed_source", // inner source outside the sender's leased subnet
