@@ -45,7 +45,6 @@ const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
 const IFLA_LINK = 5;
-const IFLA_MASTER = 10;
 const IFLA_TXQLEN = 13;
 const IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1;

@@ -161,6 +161,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
           peer: describeLease(event.lease),
           want: backend!.type,
         });
+        // A peer whose lease now names another backend is no longer one we can reach.
+        const previous = peers.get(key);
+        if (previous) {
+          peers.delete(key);
+          peerSince.delete(key);
+          backend!.removePeer(previous);
+        }
       } else {
         const known = peers.has(key);
         peers.set(key, event.lease);

@@ -271,23 +271,33 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
         );
 
         await t.step("a lease of another backend type is ignored with a warning", async () => {
+          // 10.10.0.0/24 is below the default SubnetMin: no host of the lab leases it. It
+          // starts as a vxlan peer, then its lease turns into a udp one.
+          const route = async () =>
+            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout;
           await lab.etcdctl(
             "put",
-            "/coreos.com/network/subnets/10.10.250.0-24",
+            "/coreos.com/network/subnets/10.10.0.0-24",
+            `{"PublicIP":"${UNDERLAY_PREFIX}.250","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":42,"VtepMAC":"02:aa:bb:cc:dd:ee"}}`,
+          );
+          await waitFor(async () => (await route()) !== "", { what: "vxlan peer programmed" });
+          await lab.etcdctl(
+            "put",
+            "/coreos.com/network/subnets/10.10.0.0-24",
             `{"PublicIP":"${UNDERLAY_PREFIX}.250","PublicIPv6":null}`,
           );
           await waitFor(
             () =>
-              /WARN {2}ignoring a lease of another backend type peer="10\.10\.250\.0\/24/.test(
+              /WARN {2}ignoring a lease of another backend type peer="10\.10\.0\.0\/24/.test(
                 lab.agent(hosts[0])!.log(),
               ),
             { what: "warning" },
           );
           assert.equal(
-            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.250.0/24"])).stdout,
+            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout,
             "",
           );
-          await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.250.0-24");
+          await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.0.0-24");
         });
 
         await t.step("packets on the wire carry VNI 42 to UDP port 7890", async () => {
@@ -385,6 +395,27 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
             await lab.subnetOf(hosts[1]),
           ]);
           assert.match(route.stdout, new RegExp(`via ${hosts[1].ip} dev eth0`));
+        });
+
+        await t.step("a peer off this L2 segment gets a warning and no route", async () => {
+          // 10.10.0.0/24 is below the default SubnetMin: no host of the lab leases it.
+          await lab.etcdctl(
+            "put",
+            "/coreos.com/network/subnets/10.10.0.0-24",
+            `{"PublicIP":"192.0.2.99","PublicIPv6":null,"BackendType":"host-gw"}`,
+          );
+          await waitFor(
+            () =>
+              /WARN {2}host-gw peer is not on this host's L2 segment/.test(
+                lab.agent(hosts[0])!.log(),
+              ),
+            { what: "warning" },
+          );
+          assert.equal(
+            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout,
+            "",
+          );
+          await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.0.0-24");
         });
 
         await t.step(
