@@ -40,6 +40,7 @@ const SYMBOLS = {
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sched_yield: { parameters: [], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
@@ -149,4 +150,12 @@ export function closeFd(fd: number): void {
 /** The interface index of a device, or 0 when there is none. */
 export function interfaceIndex(name: string): number {
   return libc().if_nametoindex(cString(name));
+}
+
+/** The name of interface `index`, or undefined when there is none. */
+export function interfaceName(index: number): string | undefined {
+  const name = new Uint8Array(16);
+  if (libc().if_indextoname(index, name) === null) return undefined;
+  const end = name.indexOf(0);
+  return new TextDecoder().decode(name.subarray(0, end < 0 ? name.length : end));
 }

@@ -12,7 +12,7 @@
  *   ndmsg      12 B: u8 family, pad, u16 pad, i32 ifindex, u16 state, u8 flags, u8 type
  *   rtattr      4 B: u16 len, u16 type, then the value, padded to 4
  */
-import { check, closeFd, errno, libc, SystemError } from "./libc.ts";
+import { check, closeFd, errno, interfaceName, libc, SystemError } from "./libc.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -57,12 +57,14 @@ const RTA_GATEWAY = 5;
 const RTA_TABLE = 15;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
+const NDA_PROTOCOL = 12;
 
 export const AF_INET = 2;
 export const AF_BRIDGE = 7;
 export const IFF_UP = 0x1;
 export const RT_TABLE_MAIN = 254;
 export const RTPROT_BOOT = 3;
+export const RTPROT_KERNEL = 2;
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
 export const RTN_UNICAST = 1;
@@ -208,13 +210,14 @@ function ifaddrmsg(index: number, prefixLen: number, scope = RT_SCOPE_UNIVERSE):
   return bytes;
 }
 
-function rtmsg(route: Route): Uint8Array {
+/** `protocol` for a write defaults to boot; for a delete, 0 matches any maker. */
+function rtmsg(route: Route, defaultProtocol = RTPROT_BOOT): Uint8Array {
   const bytes = new Uint8Array(12);
   const view = new DataView(bytes.buffer);
   view.setUint8(0, AF_INET);
   view.setUint8(1, route.prefixLen);
   view.setUint8(4, RT_TABLE_MAIN);
-  view.setUint8(5, RTPROT_BOOT);
+  view.setUint8(5, route.protocol ?? defaultProtocol);
   view.setUint8(6, route.gateway === undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
   view.setUint8(7, RTN_UNICAST);
   view.setUint32(8, route.onlink ? RTNH_F_ONLINK : 0, true);
@@ -238,6 +241,20 @@ export interface Route {
   readonly linkIndex: number;
   readonly gateway?: number;
   readonly onlink?: boolean;
+  /**
+   * rtm_protocol: who made the route (`proto` in `ip route`). Writes default to boot (3),
+   * as `ip route add` does; a delete that names one removes only a route made by it.
+   */
+  readonly protocol?: number;
+}
+
+/** A neighbour (IPv4) or FDB (AF_BRIDGE) entry as a dump reports it. */
+export interface Neighbour {
+  readonly ip?: number;
+  readonly mac?: string;
+  readonly state: number;
+  /** NDA_PROTOCOL: who made the entry (0 when nobody said). */
+  readonly protocol: number;
 }
 
 /** A link as a dump reports it. */
@@ -552,27 +569,43 @@ export class Netlink {
     };
   }
 
-  /** The request for `ip route del DST/LEN dev INDEX`. */
+  /**
+   * The request for `ip route add DST/LEN [via GW] dev INDEX [onlink]`: it fails with
+   * EEXIST when a route to DST/LEN (same metric) exists, whoever made it.
+   */
+  routeAddRequest(route: Route): Request {
+    const request = this.routeReplaceRequest(route);
+    return { ...request, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL };
+  }
+
+  /** The request for `ip route del DST/LEN dev INDEX [proto P]`. */
   routeDeleteRequest(route: Route): Request {
     const attrs = [
       ip4Attr(RTA_DST, route.dst),
       u32Attr(RTA_OIF, route.linkIndex),
       u32Attr(RTA_TABLE, RT_TABLE_MAIN),
     ];
-    return { type: RTM_DELROUTE, flags: NLM_F_REQUEST | NLM_F_ACK, header: rtmsg(route), attrs };
+    return {
+      type: RTM_DELROUTE,
+      flags: NLM_F_REQUEST | NLM_F_ACK,
+      header: rtmsg(route, 0),
+      attrs,
+    };
   }
 
   /** `ip route replace DST/LEN [via GW] dev INDEX [onlink]` */
   routeReplace(route: Route): void {
-    this.request(
-      this.routeReplaceRequest(route),
-      `route replace ${route.dst >>> 24}.…/${route.prefixLen}`,
-    );
+    this.request(this.routeReplaceRequest(route), `route replace ${describeRoute(route)}`);
   }
 
-  /** `ip route del DST/LEN dev INDEX` (absent is fine). */
+  /** `ip route add DST/LEN [via GW] dev INDEX [onlink]`; throws EEXIST when one is there. */
+  routeAdd(route: Route): void {
+    this.request(this.routeAddRequest(route), `route add ${describeRoute(route)}`);
+  }
+
+  /** `ip route del DST/LEN dev INDEX [proto P]` (absent is fine). */
   routeDelete(route: Route): void {
-    this.request(this.routeDeleteRequest(route), `route del /${route.prefixLen}`, [3]);
+    this.request(this.routeDeleteRequest(route), `route del ${describeRoute(route)}`, [3]);
   }
 
   /** `ip -4 route show table main`: destination, prefix, device, gateway, flags. */
@@ -588,6 +621,7 @@ export class Netlink {
           linkIndex: attrs.get(RTA_OIF)?.getUint32(0, true) ?? 0,
           gateway: attrs.get(RTA_GATEWAY)?.getUint32(0, false),
           onlink: (m.body.getUint32(8, true) & RTNH_F_ONLINK) !== 0,
+          protocol: m.body.getUint8(5),
         };
       },
     );
@@ -595,13 +629,15 @@ export class Netlink {
 
   // ---- neighbours and FDB --------------------------------------------------------
 
-  /** The request for `ip neigh replace IP lladdr MAC dev INDEX nud permanent`. */
-  neighbourReplaceRequest(index: number, ip: number, mac: string): Request {
+  /** The request for `ip neigh replace IP lladdr MAC dev INDEX nud permanent [proto P]`. */
+  neighbourReplaceRequest(index: number, ip: number, mac: string, protocol = 0): Request {
+    const attrs = [ip4Attr(NDA_DST, ip), { type: NDA_LLADDR, value: macBytes(mac) }];
+    if (protocol !== 0) attrs.push(u8Attr(NDA_PROTOCOL, protocol));
     return {
       type: RTM_NEWNEIGH,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
       header: ndmsg(AF_INET, index, NUD_PERMANENT, 0),
-      attrs: [ip4Attr(NDA_DST, ip), { type: NDA_LLADDR, value: macBytes(mac) }],
+      attrs,
     };
   }
 
@@ -636,7 +672,7 @@ export class Netlink {
   }
 
   /** `ip neigh show dev INDEX` (IPv4) or `bridge fdb show dev INDEX` (AF_BRIDGE). */
-  neighbours(family: number, index: number): { ip?: number; mac?: string; state: number }[] {
+  neighbours(family: number, index: number): Neighbour[] {
     return this.dump(RTM_GETNEIGH, ndmsg(family, 0, 0, 0)).filter((m) =>
       m.body.getInt32(4, true) === index && m.body.getUint8(0) === family
     ).map((m) => {
@@ -647,7 +683,22 @@ export class Netlink {
         ip: dst && dst.byteLength === 4 ? dst.getUint32(0, false) : undefined,
         mac: lladdr && lladdr.byteLength === 6 ? formatMac(lladdr) : undefined,
         state: m.body.getUint16(8, true),
+        protocol: attrs.get(NDA_PROTOCOL)?.getUint8(0) ?? 0,
       };
     });
   }
+}
+
+function formatDottedQuad(ip: number): string {
+  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+}
+
+/** A route as `ip route` prints it: "10.10.5.0/24 via 172.31.254.12 dev #3 onlink proto 111". */
+export function describeRoute(route: Route): string {
+  let text = `${formatDottedQuad(route.dst)}/${route.prefixLen}`;
+  if (route.gateway !== undefined) text += ` via ${formatDottedQuad(route.gateway)}`;
+  text += ` dev ${interfaceName(route.linkIndex) ?? `#${route.linkIndex}`}`;
+  if (route.onlink) text += " onlink";
+  if (route.protocol !== undefined) text += ` proto ${route.protocol}`;
+  return text;
 }

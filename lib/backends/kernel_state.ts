@@ -1,16 +1,20 @@
 /**
  * Desired kernel state for the kernel backends (vxlan, host-gw), and the reconciler
  * that makes the kernel match it: entries someone deleted by hand come back, entries of
- * peers that left go away, nothing is duplicated (every write is a replace), and an
- * agent that restarts adopts what is already there.
+ * peers that left go away, nothing is duplicated, and an agent that restarts adopts what
+ * it made before (lib/ownership.ts: the entries carry its mark).
  *
  * An entry is one route, neighbour or FDB record, keyed so that the desired set and a
- * dump of the kernel can be compared. Changes go out as one netlink batch.
+ * dump of the kernel can be compared. Changes go out as one netlink batch. A new route is
+ * added exclusively (`ip route add`, never `replace`): if the kernel already holds a route
+ * to that destination, the agent looks at who made it: its own from an earlier run is
+ * adopted, anyone else's is left alone and reported as a conflict until it goes away.
  */
-import type { Netlink, Request, Route } from "../../ffi/netlink.ts";
-import { describeErrno } from "../../ffi/libc.ts";
+import { describeRoute, type Netlink, type Request, type Route } from "../../ffi/netlink.ts";
+import { describeErrno, EEXIST, ENOENT, ESRCH } from "../../ffi/libc.ts";
 import { formatIp4 } from "../ip.ts";
 import { log } from "../log.ts";
+import { OVERLAY_PROTOCOL } from "../ownership.ts";
 
 /** How often the kernel is compared with the desired entries. */
 export const RECONCILE_MS = 5_000;
@@ -20,16 +24,32 @@ export interface KernelEntry {
   readonly key: string;
   /** What the kernel must hold, compared with a dumped entry's fingerprint. */
   readonly fingerprint: string;
+  /** Creates the entry: exclusive for routes (EEXIST when anyone's route is there). */
   readonly add: Request;
+  /** Rewrites an entry this agent owns. */
+  readonly replace: Request;
   readonly remove: Request;
 }
 
+/** An entry found in the kernel that this agent owns. */
+export interface OwnedEntry {
+  readonly fingerprint: string;
+  /** Builds the delete request (only for the few that must go). */
+  readonly remove: () => Request;
+}
+
 /**
- * What a dump found: key → fingerprint, and how to build the request that deletes it
- * (built only for the few entries that must go: a dump of 1,000 peers every 5 s should
- * not encode 3,000 requests nobody sends).
+ * What a dump found, by key: the entries this agent owns, and the entries someone else
+ * made where the agent might want one (as `ip` prints them).
  */
-export type KernelSnapshot = Map<string, { fingerprint: string; remove: () => Request }>;
+export interface KernelSnapshot {
+  readonly ours: Map<string, OwnedEntry>;
+  readonly others: Map<string, string>;
+}
+
+export function emptySnapshot(): KernelSnapshot {
+  return { ours: new Map(), others: new Map() };
+}
 
 export class KernelState {
   readonly #netlink: Netlink;
@@ -37,11 +57,14 @@ export class KernelState {
   readonly #dump: () => KernelSnapshot;
   /** Desired entries per peer (subnet key), in the order they must be added. */
   readonly #peers = new Map<string, KernelEntry[]>();
+  /** Keys of desired entries held by someone else's entry: key → what holds it. */
+  readonly #conflicts = new Map<string, string>();
   #timer: ReturnType<typeof setInterval> | undefined;
+  #soon: ReturnType<typeof setTimeout> | undefined;
 
   /**
-   * `dump` reads what the backend owns in the kernel now; it is called on every
-   * reconcile. The state owns `netlink` from here on and closes it in close().
+   * `dump` reads what the backend owns in the kernel now (and what others hold in its
+   * way); it is called on every reconcile. The state owns `netlink` and closes it in close().
    */
   constructor(netlink: Netlink, what: string, dump: () => KernelSnapshot) {
     this.#netlink = netlink;
@@ -56,6 +79,8 @@ export class KernelState {
 
   /** Dumps the kernel and fixes the difference; logs what it changed, never throws. */
   reconcileNow(): void {
+    clearTimeout(this.#soon);
+    this.#soon = undefined;
     try {
       const { restored, removed } = this.reconcile(this.#dump());
       if (restored + removed > 0) log.info(`reconciled ${this.#what}`, { restored, removed });
@@ -69,16 +94,29 @@ export class KernelState {
   /** Stops reconciling and closes the netlink socket. Kernel entries stay for a restart. */
   close(): void {
     clearInterval(this.#timer);
+    clearTimeout(this.#soon);
     this.#netlink.close();
   }
 
-  /** Sets a peer's entries, adding them now (replacing whatever is there). */
+  /**
+   * Sets a peer's entries. Entries this run already made are replaced; new ones are added
+   * exclusively, and an entry already in the kernel is sorted out by a reconcile right
+   * after (adopted when it carries our mark, reported when it does not).
+   */
   setPeer(peer: string, entries: KernelEntry[]): void {
     const previous = this.#peers.get(peer) ?? [];
     this.#peers.set(peer, entries);
+    const made = new Set(previous.map((e) => e.key));
     const keep = new Set(entries.map((e) => e.key));
-    const stale = previous.filter((e) => !keep.has(e.key)).reverse().map((e) => e.remove);
-    this.#send([...stale, ...entries.map((e) => e.add)], "program peer");
+    const stale = previous.filter((e) => !keep.has(e.key)).reverse();
+    for (const entry of stale) this.#resolve(entry.key);
+    const writes = entries.filter((e) => !this.#conflicts.has(e.key));
+    const requests = [
+      ...stale.map((e) => e.remove),
+      ...writes.map((e) => (made.has(e.key) ? e.replace : e.add)),
+    ];
+    const codes = this.#send(requests, "program peer", [ENOENT, ESRCH, EEXIST]);
+    if (codes.slice(stale.length).includes(EEXIST)) this.#reconcileSoon();
   }
 
   /** Removes a peer's entries, in the reverse of the order they were added. */
@@ -86,7 +124,9 @@ export class KernelState {
     const entries = this.#peers.get(peer);
     if (!entries) return;
     this.#peers.delete(peer);
-    this.#send(entries.slice().reverse().map((e) => e.remove), "remove peer", true);
+    const ours = entries.filter((e) => !this.#conflicts.has(e.key));
+    for (const entry of entries) this.#resolve(entry.key);
+    this.#send(ours.slice().reverse().map((e) => e.remove), "remove peer", [ENOENT, ESRCH]);
   }
 
   /** Number of entries desired. */
@@ -96,38 +136,74 @@ export class KernelState {
     return total;
   }
 
+  /** Desired entries held by someone else's: "route 10.10.9.0/24 (held by: … proto static)". */
+  conflicts(): string[] {
+    return [...this.#conflicts].map(([key, holder]) => `${key} (held by: ${holder})`);
+  }
+
   /**
-   * Compares the desired entries with `actual` (a dump of what this backend owns) and
-   * fixes the difference: missing or changed entries are written again, entries nobody
-   * wants are deleted. Returns how many entries it restored and removed.
+   * Compares the desired entries with `actual` and fixes the difference: missing entries
+   * are added, ours that changed are rewritten, ours nobody wants are deleted, and a
+   * desired entry someone else holds is left alone and reported. Returns how many entries
+   * it restored and removed.
    */
   reconcile(actual: KernelSnapshot): { restored: number; removed: number } {
     const requests: Request[] = [];
+    const keys: string[] = [];
     const wanted = new Set<string>();
-    let restored = 0;
     for (const entries of this.#peers.values()) {
       for (const entry of entries) {
         wanted.add(entry.key);
-        if (actual.get(entry.key)?.fingerprint !== entry.fingerprint) {
-          requests.push(entry.add);
-          restored++;
+        const holder = actual.others.get(entry.key);
+        if (holder !== undefined) {
+          this.#conflict(entry.key, holder);
+          continue;
         }
+        this.#resolve(entry.key);
+        const found = actual.ours.get(entry.key);
+        if (found?.fingerprint === entry.fingerprint) continue;
+        requests.push(found ? entry.replace : entry.add);
+        keys.push(entry.key);
       }
     }
     // Removals first: a route must go before the neighbour it points through.
     const removals: Request[] = [];
-    for (const [key, found] of actual) if (!wanted.has(key)) removals.push(found.remove());
-    this.#send([...removals, ...requests], "reconcile", true);
-    return { restored, removed: removals.length };
+    for (const [key, found] of actual.ours) if (!wanted.has(key)) removals.push(found.remove());
+    const codes = this.#send([...removals, ...requests], "reconcile", [ENOENT, ESRCH, EEXIST]);
+    codes.slice(removals.length).forEach((code, i) => {
+      // Someone added a route between our dump and our write: theirs stays.
+      if (code === EEXIST) this.#conflict(keys[i], "an entry made just now by someone else");
+    });
+    return {
+      restored: codes.slice(removals.length).filter((c) => c === 0).length,
+      removed: removals.length,
+    };
   }
 
-  #send(requests: Request[], action: string, ignoreMissing = false): void {
-    if (requests.length === 0) return;
+  #reconcileSoon(): void {
+    this.#soon ??= setTimeout(() => this.reconcileNow(), 0);
+  }
+
+  #conflict(key: string, holder: string): void {
+    if (this.#conflicts.get(key) === holder) return;
+    this.#conflicts.set(key, holder);
+    log.warn(
+      `${this.#what}: ${key} is held by an entry overlay did not make; left alone (remove it to let overlay program the peer)`,
+      { holder },
+    );
+  }
+
+  #resolve(key: string): void {
+    if (this.#conflicts.delete(key)) log.info(`${this.#what}: ${key} is free again`);
+  }
+
+  /** Sends requests; logs failures other than `expected`. Returns every result code. */
+  #send(requests: Request[], action: string, expected: number[]): number[] {
+    if (requests.length === 0) return [];
     const codes = this.#netlink.batch(requests);
     const failures = new Map<number, number>();
     for (const code of codes) {
-      // ENOENT/ESRCH: already gone, which is what a removal wants.
-      if (code === 0 || (ignoreMissing && (code === 2 || code === 3))) continue;
+      if (code === 0 || expected.includes(code)) continue;
       failures.set(code, (failures.get(code) ?? 0) + 1);
     }
     for (const [code, count] of failures) {
@@ -135,6 +211,7 @@ export class KernelState {
         error: describeErrno(code),
       });
     }
+    return codes;
   }
 }
 
@@ -148,27 +225,63 @@ function routeFingerprint(route: Route): string {
   return `via ${via} dev ${route.linkIndex}${route.onlink ? " onlink" : ""}`;
 }
 
+/** The entry for one of our routes (it carries our mark). */
 export function routeEntry(netlink: Netlink, route: Route): KernelEntry {
+  const ours = { ...route, protocol: OVERLAY_PROTOCOL };
   return {
     key: routeKey(route),
     fingerprint: routeFingerprint(route),
-    add: netlink.routeReplaceRequest(route),
-    remove: netlink.routeDeleteRequest(route),
+    add: netlink.routeAddRequest(ours),
+    replace: netlink.routeReplaceRequest(ours),
+    remove: netlink.routeDeleteRequest(ours),
   };
 }
 
-/** Adds the routes that `owned` selects from a dump of the main table to `snapshot`. */
+/**
+ * Adds the main table's routes that `inScope` selects to `snapshot`: those with our mark
+ * as ours, the others as someone else's (they block a peer route to the same place).
+ */
 export function snapshotRoutes(
   netlink: Netlink,
   snapshot: KernelSnapshot,
-  owned: (route: Route) => boolean,
+  inScope: (route: Route) => boolean,
 ): KernelSnapshot {
   for (const route of netlink.routes()) {
-    if (!owned(route)) continue;
-    snapshot.set(routeKey(route), {
-      fingerprint: routeFingerprint(route),
-      remove: () => netlink.routeDeleteRequest(route),
-    });
+    if (!inScope(route)) continue;
+    if (route.protocol === OVERLAY_PROTOCOL) {
+      snapshot.ours.set(routeKey(route), {
+        fingerprint: routeFingerprint(route),
+        remove: () => netlink.routeDeleteRequest(route),
+      });
+    } else {
+      snapshot.others.set(routeKey(route), describeRoute(route));
+    }
   }
   return snapshot;
+}
+
+/**
+ * Makes sure the agent's own route is in place: adds it, or adopts one with our mark
+ * from an earlier run. A route to the same place made by someone else is not replaced:
+ * the caller gets an Error naming it.
+ */
+export function ensureOwnRoute(netlink: Netlink, route: Route): void {
+  const ours = { ...route, protocol: OVERLAY_PROTOCOL };
+  const [code] = netlink.batch([netlink.routeAddRequest(ours)]);
+  if (code === 0) return;
+  if (code !== EEXIST) {
+    throw new Error(`route add ${describeRoute(ours)}: ${describeErrno(code)}`);
+  }
+  const holder = netlink.routes().find((r) =>
+    r.dst === route.dst && r.prefixLen === route.prefixLen
+  );
+  if (holder && holder.protocol !== OVERLAY_PROTOCOL) {
+    throw new Error(
+      `route ${describeRoute(holder)} is in the way and overlay did not make it ` +
+        `(remove it, e.g. ip route del ${
+          formatIp4(route.dst)
+        }/${route.prefixLen}, or stop what made it)`,
+    );
+  }
+  netlink.routeReplace(ours);
 }

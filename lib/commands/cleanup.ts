@@ -25,6 +25,7 @@ import { SubnetRegistry } from "../registry.ts";
 import { parseEnvFile } from "../subnet_file.ts";
 import { detectUnderlay } from "../underlay.ts";
 import { DEFAULT_UDP_DEVICE } from "../backends/udp.ts";
+import { OVERLAY_PROTOCOL } from "../ownership.ts";
 
 const FLAGS: FlagName[] = [
   ...ETCD_FLAGS,
@@ -130,13 +131,13 @@ export async function cleanupCommand(args: string[]): Promise<number> {
       }
     }
     const net = config?.network ?? network;
-    const subnetLen = config?.subnetLen ?? subnet?.prefixLen;
-    if (net && subnetLen) {
-      const stale = netlink.routes().filter((r) =>
-        r.gateway !== undefined && r.prefixLen === subnetLen && netContains(net, r.dst)
+    if (net) {
+      // Only routes that carry the agent's mark: someone else's route in the Network stays.
+      const ours = netlink.routes().filter((r) =>
+        r.protocol === OVERLAY_PROTOCOL && netContains(net, r.dst)
       );
-      netlink.batch(stale.map((r) => netlink.routeDeleteRequest(r)));
-      if (stale.length > 0) removed.push(`${stale.length} peer routes in ${formatIp4Net(net)}`);
+      netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
+      if (ours.length > 0) removed.push(`${ours.length} routes in ${formatIp4Net(net)}`);
     }
   } finally {
     netlink.close();
