@@ -27,22 +27,40 @@ export interface Backend {
   readonly backendData?: Record<string, unknown>;
   /** The device this backend owns, which --health checks is present. */
   readonly device?: string;
-  /** Which data path is active, for health and status ("control-plane only", "udp batched", …). */
+  /** Which data path is active, for health and status ("kernel vxlan", "udp: …", …). */
   readonly dataPath: string;
+  /** True when the data path stamps when it last heard from each peer (lastHeard). */
+  readonly hearsPeers: boolean;
   /** Sets up forwarding for our own lease. */
   start(own: Lease): Promise<void>;
-  /** A peer's lease appeared or changed. */
+  /** Why this backend cannot use a peer's BackendData, or undefined when it can. */
+  checkPeer(peer: Lease): string | undefined;
+  /**
+   * What a peer's lease claims that no other lease may share ("VtepMAC 02:…": vxlan's
+   * FDB is keyed by MAC). Of two leases with one claim, the older is used.
+   */
+  claims(peer: Lease): string[];
+  /** A peer's lease appeared or changed (it passed checkPeer and holds its claims). */
   addPeer(peer: Lease): void;
-  /** A peer's lease was deleted or expired. */
+  /** A peer's lease was deleted, expired or is no longer usable. */
   removePeer(peer: Lease): void;
   /** Stops forwarding. */
   stop(): Promise<void>;
-  /** False when the data path has failed (health turns not-ready). Absent: always true. */
-  healthy?(): boolean;
+  /** The data path's condition, read on every heartbeat. */
+  observe(): BackendObservation;
+  /** Epoch ms the data path last heard from a peer: 0 when never, null when it cannot tell. */
+  lastHeard(peer: Lease): number | null;
+}
+
+export interface BackendObservation {
+  /** False when the data path has failed (health turns not-ready). */
+  readonly healthy: boolean;
   /** Packet and drop counters of a userspace data path. */
-  counters?(): Record<string, number>;
-  /** Epoch ms the data path last heard from a peer (0: never); absent when it cannot tell. */
-  lastHeard?(peer: Lease): number;
+  readonly counters?: Record<string, number>;
+  /** Entries the backend wants that someone else's entry holds (see lib/ownership.ts). */
+  readonly conflicts: string[];
+  /** Grows when a peer is heard from for the first time (hearsPeers backends). */
+  readonly firstContacts?: number;
 }
 
 export interface BackendContext {

@@ -90,3 +90,16 @@ export function netGateway(net: Ip4Net): number {
 export function netEqual(a: Ip4Net, b: Ip4Net): boolean {
   return a.ip === b.ip && a.prefixLen === b.prefixLen;
 }
+
+/**
+ * Why `ip` cannot be a host's address on the underlay, or undefined when it can: not in
+ * 0.0.0.0/8 ("this network"), not loopback, not multicast, not reserved or broadcast.
+ */
+export function ip4AddressProblem(ip: number): string | undefined {
+  const first = ip >>> 24;
+  if (first === 0) return "is not a host address (0.0.0.0/8)";
+  if (first === 127) return "is a loopback address";
+  if (first >= 224 && first < 240) return "is a multicast address";
+  if (first >= 240) return "is a reserved or broadcast address";
+  return undefined;
+}

@@ -21,6 +21,8 @@ export interface Lease {
   /** etcd lease ID as a decimal string; "0" for a reservation (an admin's permanent key). */
   readonly etcdLeaseId: string;
   readonly modRevision: string;
+  /** The revision that created the key: of two leases that collide, the older one wins. */
+  readonly createRevision: string;
 }
 
 /** The largest lease value we accept; anything bigger is not a lease. */

@@ -125,6 +125,22 @@ export function renderMetrics(state: DaemonState, now = Date.now()): string {
       samples: [{ value: state.watchEvents ?? 0 }],
     },
     {
+      name: "overlay_leases_skipped_total",
+      type: "counter",
+      help:
+        "Leases in etcd not used for routing (untrusted data that fails the checks), by reason.",
+      samples: Object.entries(state.leaseSkips ?? {}).map(([reason, value]) => ({
+        labels: { reason },
+        value,
+      })),
+    },
+    {
+      name: "overlay_route_conflicts",
+      type: "gauge",
+      help: "Entries the agent wants that someone else's route or entry holds (left alone).",
+      samples: [{ value: state.conflicts?.length ?? 0 }],
+    },
+    {
       name: "overlay_data_path_info",
       type: "gauge",
       help: "The active data path (always 1; see the labels).",

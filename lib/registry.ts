@@ -1,6 +1,7 @@
 /**
- * The subnet registry: flannel's etcd schema read and written through npm:etcd3.
- * It knows keys, values, etcd leases and revisions; it knows nothing of devices.
+ * The subnet registry: flannel's etcd schema read and written through the etcd client
+ * (lib/etcd_client.ts). It knows keys, values, etcd leases and revisions; it knows
+ * nothing of devices.
  */
 import { type EtcdClient, type KeyValue, prefixEnd, type WatchResponse } from "./etcd_client.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "./config.ts";
@@ -86,6 +87,34 @@ export class SubnetRegistry {
     return await this.#client.get(this.configKey);
   }
 
+  /** The config text (undefined when absent) and the revision it was read at. */
+  async readConfig(): Promise<{ text: string | undefined; revision: string }> {
+    const { kvs, revision } = await this.#client.range(this.configKey);
+    return { text: kvs[0]?.value, revision };
+  }
+
+  /**
+   * Resolves when the config key changes after `revision`, after `timeoutMs`, or when
+   * `signal` aborts, whichever comes first. Throws when etcd cannot be reached.
+   */
+  async configChanged(revision: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const done = new AbortController();
+    const timer = setTimeout(() => done.abort(), timeoutMs);
+    try {
+      await this.#client.watch({
+        key: this.configKey,
+        startRevision: (BigInt(revision) + 1n).toString(),
+        signal: AbortSignal.any([signal, done.signal]),
+      }, (response) => {
+        if (response.events.length > 0) done.abort();
+      });
+    } catch (error) {
+      if (!done.signal.aborted && !signal.aborted) throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async putConfigText(text: string): Promise<void> {
     await this.#client.put(this.configKey, text);
   }
@@ -147,7 +176,13 @@ export class SubnetRegistry {
     if (!subnet) return { key: kv.key, reason: "key is not <ip>-<prefixlen>" };
     const attrs = decodeLeaseValue(kv.value);
     if (typeof attrs === "string") return { key: kv.key, reason: attrs };
-    return { subnet, attrs, etcdLeaseId: kv.lease, modRevision: kv.modRevision };
+    return {
+      subnet,
+      attrs,
+      etcdLeaseId: kv.lease,
+      modRevision: kv.modRevision,
+      createRevision: kv.createRevision,
+    };
   }
 
   /** Grants an etcd lease of `ttlSeconds`; returns its ID. */

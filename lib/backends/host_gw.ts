@@ -7,7 +7,12 @@
  * warning and no route (a route to an unreachable gateway would only blackhole traffic).
  * Device MTU = underlay MTU.
  */
-import { type Backend, type BackendContext, deviceMtu } from "../backend.ts";
+import {
+  type Backend,
+  type BackendContext,
+  type BackendObservation,
+  deviceMtu,
+} from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import type { NetworkConfig } from "../config.ts";
@@ -16,11 +21,12 @@ import { formatIp4, formatIp4Net, netContains, prefixMask } from "../ip.ts";
 import { describeLease, type Lease } from "../lease.ts";
 import { log } from "../log.ts";
 import type { Underlay } from "../underlay.ts";
-import { KernelState, routeEntry, snapshotRoutes } from "./kernel_state.ts";
+import { emptySnapshot, KernelState, routeEntry, snapshotRoutes } from "./kernel_state.ts";
 
 export class HostGwBackend implements Backend {
   readonly type = "host-gw" as const;
   readonly mtu: number;
+  readonly hearsPeers = false;
   readonly device: string;
   readonly dataPath = "kernel routing";
   readonly #config: NetworkConfig;
@@ -52,9 +58,8 @@ export class HostGwBackend implements Backend {
       () =>
         snapshotRoutes(
           this.#netlink!,
-          new Map(),
+          emptySnapshot(),
           (route) =>
-            route.linkIndex === this.#index && route.gateway !== undefined &&
             route.prefixLen === this.#config.subnetLen &&
             netContains(this.#config.network, route.dst),
         ),
@@ -93,6 +98,23 @@ export class HostGwBackend implements Backend {
     const key = formatIp4Net(peer.subnet);
     this.#offSegment.delete(key);
     this.#state?.removePeer(key);
+  }
+
+  /** host-gw leases carry no BackendData. */
+  checkPeer(_peer: Lease): string | undefined {
+    return undefined;
+  }
+
+  claims(_peer: Lease): string[] {
+    return [];
+  }
+
+  observe(): BackendObservation {
+    return { healthy: true, conflicts: this.#state?.conflicts() ?? [] };
+  }
+
+  lastHeard(_peer: Lease): null {
+    return null;
   }
 
   stop(): Promise<void> {

@@ -11,7 +11,12 @@
  * 1 Gbit/s — so the socket is libc's, configured through FFI setsockopt (buffers) as the
  * card says. See README "Data path".
  */
-import { type Backend, type BackendContext, deviceMtu } from "../backend.ts";
+import {
+  type Backend,
+  type BackendContext,
+  type BackendObservation,
+  deviceMtu,
+} from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/socket.ts";
@@ -30,6 +35,7 @@ import {
   type DataPathConfig,
 } from "../udp/datapath_worker.ts";
 import { PeerTable } from "../udp/peer_table.ts";
+import { ensureOwnRoute } from "./kernel_state.ts";
 
 export const DEFAULT_UDP_DEVICE = "overlay0";
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
@@ -42,6 +48,7 @@ const TUN_TX_QUEUE_LENGTH = 10_000;
 export class UdpBackend implements Backend {
   readonly type = "udp" as const;
   readonly mtu: number;
+  readonly hearsPeers = true;
   readonly device: string;
   #offload = false;
   readonly #config: NetworkConfig;
@@ -92,7 +99,7 @@ export class UdpBackend implements Backend {
       netlink.linkSetTxQueueLength(index, TUN_TX_QUEUE_LENGTH);
       netlink.addressReplace(index, own.subnet.ip, 32);
       netlink.linkSetUp(index);
-      netlink.routeReplace({ dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
+      ensureOwnRoute(netlink, { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
       const buffers = raiseSocketBuffers(this.#udpFd, SOCKET_BUFFER_BYTES);
       log.info("udp backend device up", {
         device: tun.name,
@@ -183,18 +190,27 @@ export class UdpBackend implements Backend {
     this.#peers!.setPeers(this.#peerIps.values());
   }
 
-  /** True while the data path runs. */
-  healthy(): boolean {
-    return Atomics.load(new Int32Array(this.#control), CONTROL_STATE) === DATA_PATH_RUNNING;
+  /** flannel's udp leases carry no BackendData: there is nothing to check. */
+  checkPeer(_peer: Lease): string | undefined {
+    return undefined;
+  }
+
+  claims(_peer: Lease): string[] {
+    return [];
+  }
+
+  /** The data path runs while its Worker says so; its counters are shared memory. */
+  observe(): BackendObservation {
+    return {
+      healthy: Atomics.load(new Int32Array(this.#control), CONTROL_STATE) === DATA_PATH_RUNNING,
+      counters: readCounters(this.#counters),
+      conflicts: [],
+      firstContacts: this.#peers!.firstContacts,
+    };
   }
 
   lastHeard(peer: Lease): number {
     return this.#peers!.lastHeard(peer.subnet.ip);
-  }
-
-  /** Packet and drop counters of the data path. */
-  counters(): Record<string, number> {
-    return readCounters(this.#counters);
   }
 
   async stop(): Promise<void> {

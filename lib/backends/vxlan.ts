@@ -13,7 +13,12 @@
  * With DirectRouting, a peer on our L2 segment gets `ip route replace <peer subnet> via
  * <peer PublicIP> dev <underlay>` instead.
  */
-import { type Backend, type BackendContext, deviceMtu } from "../backend.ts";
+import {
+  type Backend,
+  type BackendContext,
+  type BackendObservation,
+  deviceMtu,
+} from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
 import {
   AF_BRIDGE,
@@ -33,23 +38,26 @@ import {
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
 import { formatIp4, formatIp4Net, netContains, prefixMask } from "../ip.ts";
-import { describeLease, type Lease } from "../lease.ts";
+import type { Lease } from "../lease.ts";
 import { log } from "../log.ts";
 import type { Underlay } from "../underlay.ts";
 import {
+  emptySnapshot,
   type KernelEntry,
   type KernelSnapshot,
   KernelState,
   routeEntry,
   snapshotRoutes,
 } from "./kernel_state.ts";
-import { writeFileAtomic } from "../subnet_file.ts";
+import { OVERLAY_PROTOCOL } from "../ownership.ts";
+import { writeFileAtomic } from "../atomic_file.ts";
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
 export class VxlanBackend implements Backend {
   readonly type = "vxlan" as const;
   readonly mtu: number;
+  readonly hearsPeers = false;
   readonly device: string;
   readonly dataPath = "kernel vxlan";
   readonly backendData: Record<string, unknown>;
@@ -140,14 +148,29 @@ export class VxlanBackend implements Backend {
     return index;
   }
 
-  addPeer(peer: Lease): void {
-    const mac = peer.attrs.backendData?.VtepMAC;
-    if (typeof mac !== "string" || !MAC.test(mac.toLowerCase())) {
-      log.warn("ignoring a vxlan peer without a valid VtepMAC", { peer: describeLease(peer) });
-      this.#state?.removePeer(formatIp4Net(peer.subnet));
-      return;
+  /** A peer needs a unicast VtepMAC: the zero MAC is vxlan's default destination. */
+  checkPeer(peer: Lease): string | undefined {
+    const data = peer.attrs.backendData;
+    const mac = data?.VtepMAC;
+    if (typeof mac !== "string") return `BackendData.VtepMAC is missing`;
+    const problem = macProblem(mac);
+    if (problem) return `BackendData.VtepMAC ${JSON.stringify(mac)} ${problem}`;
+    const vni = data?.VNI;
+    if (vni !== undefined && (typeof vni !== "number" || !Number.isInteger(vni))) {
+      return `BackendData.VNI ${JSON.stringify(vni)} is not a number`;
     }
-    this.#state?.setPeer(formatIp4Net(peer.subnet), this.#entries(peer, mac.toLowerCase()));
+    return undefined;
+  }
+
+  /** Every host's VTEP MAC must be its own: FDB entries are keyed by MAC. */
+  claims(peer: Lease): string[] {
+    const mac = peer.attrs.backendData?.VtepMAC;
+    return typeof mac === "string" ? [`VtepMAC ${mac.toLowerCase()}`] : [];
+  }
+
+  addPeer(peer: Lease): void {
+    const mac = (peer.attrs.backendData!.VtepMAC as string).toLowerCase();
+    this.#state?.setPeer(formatIp4Net(peer.subnet), this.#entries(peer, mac));
   }
 
   removePeer(peer: Lease): void {
@@ -173,17 +196,22 @@ export class VxlanBackend implements Backend {
       return [routeEntry(netlink, route)];
     }
     const vtep = subnet.ip; // the peer's subnet .0 stands for its VTEP
+    // Neighbour and FDB entries live on our own device: writing them is always a replace.
+    const neighbour = netlink.neighbourReplaceRequest(this.#index, vtep, mac, OVERLAY_PROTOCOL);
+    const fdb = netlink.fdbReplaceRequest(this.#index, mac, publicIp);
     return [
       {
         key: `neigh ${formatIp4(vtep)}`,
         fingerprint: mac,
-        add: netlink.neighbourReplaceRequest(this.#index, vtep, mac),
+        add: neighbour,
+        replace: neighbour,
         remove: netlink.neighbourDeleteRequest(this.#index, vtep),
       },
       {
         key: `fdb ${mac}`,
         fingerprint: formatIp4(publicIp),
-        add: netlink.fdbReplaceRequest(this.#index, mac, publicIp),
+        add: fdb,
+        replace: fdb,
         remove: netlink.fdbDeleteRequest(this.#index, mac, publicIp),
       },
       routeEntry(netlink, {
@@ -196,24 +224,29 @@ export class VxlanBackend implements Backend {
     ];
   }
 
-  /** What this backend owns in the kernel: routes, neighbours and FDB entries. */
+  /**
+   * What this backend owns in the kernel: routes with our mark to peer subnets (on our
+   * device, or on the underlay with DirectRouting), and the neighbour and FDB entries on
+   * our device; and the routes of others that sit where a peer route would go.
+   */
   #snapshot(): KernelSnapshot {
     const netlink = this.#netlink!;
     const network = this.#config.network;
-    const actual = snapshotRoutes(netlink, new Map(), (route) =>
-      route.linkIndex === this.#index ||
-      (route.linkIndex === this.#underlayIndex && route.gateway !== undefined &&
-        route.prefixLen === this.#config.subnetLen && netContains(network, route.dst)));
+    const actual = snapshotRoutes(
+      netlink,
+      emptySnapshot(),
+      (route) => route.prefixLen === this.#config.subnetLen && netContains(network, route.dst),
+    );
     for (const n of netlink.neighbours(AF_INET, this.#index)) {
       if (n.ip === undefined || !(n.state & NUD_PERMANENT)) continue;
-      actual.set(`neigh ${formatIp4(n.ip)}`, {
+      actual.ours.set(`neigh ${formatIp4(n.ip)}`, {
         fingerprint: n.mac ?? "",
         remove: () => netlink.neighbourDeleteRequest(this.#index, n.ip!),
       });
     }
     for (const f of netlink.neighbours(AF_BRIDGE, this.#index)) {
       if (!f.mac || f.ip === undefined) continue;
-      actual.set(`fdb ${f.mac}`, {
+      actual.ours.set(`fdb ${f.mac}`, {
         fingerprint: formatIp4(f.ip),
         remove: () => netlink.fdbDeleteRequest(this.#index, f.mac!, f.ip!),
       });
@@ -228,9 +261,25 @@ export class VxlanBackend implements Backend {
     return Promise.resolve();
   }
 
-  healthy(): boolean {
-    return this.#index === 0 || interfaceIndex(this.device) === this.#index;
+  observe(): BackendObservation {
+    return {
+      healthy: this.#index === 0 || interfaceIndex(this.device) === this.#index,
+      conflicts: this.#state?.conflicts() ?? [],
+    };
   }
+
+  lastHeard(_peer: Lease): null {
+    return null;
+  }
+}
+
+/** Why a MAC cannot be a VTEP's, or undefined: it must be a unicast, non-zero MAC. */
+export function macProblem(mac: string): string | undefined {
+  const text = mac.toLowerCase();
+  if (!MAC.test(text)) return "is not a MAC address";
+  if (text === "00:00:00:00:00:00") return "is the zero MAC (vxlan's default destination)";
+  if (parseInt(text.slice(0, 2), 16) & 1) return "is a multicast or broadcast MAC";
+  return undefined;
 }
 
 function readMac(path: string): string | undefined {

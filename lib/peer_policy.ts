@@ -1,0 +1,82 @@
+/**
+ * Which peer leases the agent may route to. etcd data is untrusted: any host holding
+ * etcd credentials can write any key under the prefix, by mistake or not, so a lease is
+ * used only when it describes a peer the config allows:
+ * - its subnet lies inside the Network with exactly the config's SubnetLen (so no lease
+ *   can make the agent touch a route outside the Network, or one nested in another's);
+ * - its PublicIP is a unicast host address, not loopback, not inside the Network, and not
+ *   this host's own (the host's own lease is handled apart from the peers);
+ * - its backend type is ours and its BackendData is what our backend needs.
+ * Everything else is skipped with one warning and a count; it changes nothing on the host.
+ */
+import type { NetworkConfig } from "./config.ts";
+import { formatIp4, formatIp4Net, ip4AddressProblem, netContains } from "./ip.ts";
+import type { Lease } from "./lease.ts";
+
+/** Why a lease is skipped, as the `reason` label of overlay_leases_skipped_total. */
+export type SkipReason =
+  | "malformed"
+  | "outside_network"
+  | "bad_public_ip"
+  | "backend_type"
+  | "bad_backend_data"
+  | "conflict";
+
+export interface LeaseProblem {
+  readonly reason: SkipReason;
+  /** One line for the log: what is wrong with the lease. */
+  readonly text: string;
+}
+
+export interface PeerPolicy {
+  readonly config: NetworkConfig;
+  readonly ownPublicIp: number;
+  readonly backendType: string;
+  /** The backend's own check of a peer's BackendData; undefined when usable. */
+  readonly checkBackendData: (peer: Lease) => string | undefined;
+}
+
+/** Why a peer lease must not be used for routing, or undefined when it may be. */
+export function leaseProblem(lease: Lease, policy: PeerPolicy): LeaseProblem | undefined {
+  const { network, subnetLen } = policy.config;
+  const subnet = formatIp4Net(lease.subnet);
+  if (!netContains(network, lease.subnet.ip)) {
+    return {
+      reason: "outside_network",
+      text: `subnet ${subnet} is outside Network ${formatIp4Net(network)}`,
+    };
+  }
+  if (lease.subnet.prefixLen !== subnetLen) {
+    return {
+      reason: "outside_network",
+      text: `subnet ${subnet} is not a /${subnetLen} (the config's SubnetLen)`,
+    };
+  }
+  const ip = lease.attrs.publicIp;
+  const addressProblem = ip4AddressProblem(ip);
+  if (addressProblem) {
+    return { reason: "bad_public_ip", text: `PublicIP ${formatIp4(ip)} ${addressProblem}` };
+  }
+  if (netContains(network, ip)) {
+    return {
+      reason: "bad_public_ip",
+      text: `PublicIP ${formatIp4(ip)} is inside Network ${formatIp4Net(network)}`,
+    };
+  }
+  if (ip === policy.ownPublicIp) {
+    return {
+      reason: "bad_public_ip",
+      text: `PublicIP ${formatIp4(ip)} is this host's own, but the lease is not this host's`,
+    };
+  }
+  if (lease.attrs.backendType !== policy.backendType) {
+    return {
+      reason: "backend_type",
+      text: `backend type ${JSON.stringify(lease.attrs.backendType)} is not this network's ` +
+        `${JSON.stringify(policy.backendType)}`,
+    };
+  }
+  const dataProblem = policy.checkBackendData(lease);
+  if (dataProblem) return { reason: "bad_backend_data", text: dataProblem };
+  return undefined;
+}
