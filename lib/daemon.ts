@@ -1,35 +1,35 @@
 /**
- * `overlay run`: the agent. It wires the pieces together and owns their lifecycle:
- * config → underlay → backend → lease → data path → subnet file → ready, then keeps
- * the lease renewed and the peers current until it is stopped or loses its lease.
+ * `overlay run`: the agent's life, in the order it happens (runDaemon reads as that list).
+ * Each step is a method of Agent below; the pieces it wires live in their own modules:
+ * boot order (boot.ts), leasing and renewal (lease_manager.ts), peers (peers.ts), the
+ * backend (backends/), host integration (forwarding.ts, bridge.ts, ip_masq.ts,
+ * subnet_file.ts), the state file and heartbeat (state_file.ts), the etcd probe
+ * (etcd_probe.ts) and health (health.ts).
  */
 import type { Backend } from "./backend.ts";
 import { createBackend } from "./backends/factory.ts";
-import { describeEtcdError, etcdFailure, type EtcdOptions } from "./etcd.ts";
-import { EtcdClient } from "./etcd_client.ts";
-import {
-  type DaemonState,
-  describeState,
-  HEARTBEAT_MS,
-  type PeerStatus,
-  processStartTime,
-  serveHealth,
-  statePath,
-  writeState,
-} from "./health.ts";
-import { formatIp4, formatIp4Net, netGateway } from "./ip.ts";
-import { describeLease, type Lease, leaseKey } from "./lease.ts";
-import { LeaseManager } from "./lease_manager.ts";
-import { log } from "./log.ts";
-import { type LeaseEvent, SubnetRegistry } from "./registry.ts";
-import { parseNetworkConfig } from "./config.ts";
-import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
+import { Backoff, sleep } from "./backoff.ts";
+import { awaitNetworkConfig, type BootedConfig } from "./boot.ts";
 import { ensureBridge } from "./bridge.ts";
-import { Netlink } from "../ffi/netlink.ts";
+import { DropReporter } from "./drop_reporter.ts";
+import { describeEtcdError, etcdFailure, type EtcdOptions, EtcdUnavailableError } from "./etcd.ts";
+import { EtcdClient } from "./etcd_client.ts";
+import { probeEtcd } from "./etcd_probe.ts";
+import { enableIpv4Forwarding, ipv4ForwardingEnabled } from "./forwarding.ts";
+import { describeState, serveHealth } from "./health.ts";
+import { formatIp4, formatIp4Net, netGateway } from "./ip.ts";
 import { applyMasq, keepMasq, masqChains } from "./ip_masq.ts";
-import { notifySystemd } from "./systemd.ts";
+import { type Lease, leaseKey } from "./lease.ts";
+import { type HeldLease, LeaseManager, type Renewal } from "./lease_manager.ts";
+import { log } from "./log.ts";
 import { renderMetrics } from "./metrics.ts";
-import { describeUnderlay, detectUnderlay } from "./underlay.ts";
+import { PeerTracker } from "./peers.ts";
+import { type LeaseEvent, type LeaseWatch, SubnetRegistry } from "./registry.ts";
+import { StateFile } from "./state_file.ts";
+import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
+import { notifySystemd } from "./systemd.ts";
+import { describeUnderlay, detectUnderlay, type Underlay } from "./underlay.ts";
+import { Netlink } from "../ffi/netlink.ts";
 
 export interface DaemonOptions {
   readonly etcd: EtcdOptions;
@@ -46,43 +46,113 @@ export interface DaemonOptions {
   readonly renewMarginMs: number;
 }
 
-/** How often the ip-masq rules are checked and restored. */
-const MASQ_CHECK_MS = 10_000;
-
-/** How often etcd is probed while the agent runs. */
-const ETCD_PROBE_MS = 2_000;
-
-/** How often a failed renewal is retried while etcd is unreachable. */
-const RENEW_RETRY_MS = 1_000;
-
 /** Runs the agent until SIGINT/SIGTERM (exit 0) or until the lease is lost (exit 1). */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
-  const client = new EtcdClient(options.etcd);
-  const registry = new SubnetRegistry(client, options.etcd.prefix);
-  const stop = new AbortController();
-  const stateFile = statePath(options.stateDir, options.subnetFile);
-  let wroteState = false;
-  const stateDirExisted = await Deno.stat(options.stateDir).then(() => true, () => false);
-  let backend: Backend | undefined;
-  /** A lease this start claimed, to give back if the start fails (bad input changes nothing). */
-  let claimedLease: Lease | undefined;
+  const agent = await Agent.create(options);
   try {
-    const config = await registry.getConfig().catch((e) => {
-      throw etcdFailure(e, options.etcd);
+    if (!await agent.awaitNetworkConfig()) return await agent.abandon(); // stopped first
+    await agent.acquire(); // underlay, backend, this host's subnet lease
+    await agent.bringUp(); // device, forwarding, bridge, ip-masq, subnet file
+    agent.followPeers(); // the lease watch, through the peer tracker, to the backend
+    await agent.serve(); // ready: health server, heartbeat, renewal, etcd probe
+    return await agent.runUntilStopped(); // SIGTERM keeps the lease (0); a lost lease is 1
+  } catch (error) {
+    await agent.abandon(); // bad input changes nothing: give back what this start took
+    throw error;
+  } finally {
+    agent.close();
+  }
+}
+
+/** How often the ip-masq rules are checked and restored. */
+const MASQ_CHECK_MS = 10_000;
+/** A burst of lease events (1,000 hosts at once) makes one state write, not 1,000. */
+const PEERS_PUBLISH_DELAY_MS = 20;
+/** Skipped leases shown in status (all of them are counted in /metrics). */
+const SKIPPED_SHOWN = 20;
+/** How soon status shows a peer as heard after the first datagram from it. */
+const FIRST_CONTACT_CHECK_MS = 250;
+
+class Agent {
+  readonly #options: DaemonOptions;
+  readonly #client: EtcdClient;
+  readonly #registry: SubnetRegistry;
+  readonly #state: StateFile;
+  readonly #stop = new AbortController();
+  readonly #onSignal = () => this.#stop.abort();
+  readonly #drops = new DropReporter();
+  #booted: BootedConfig | undefined;
+  #underlay: Underlay | undefined;
+  #backend: Backend | undefined;
+  #manager: LeaseManager | undefined;
+  #held: HeldLease | undefined;
+  /** A lease this start claimed, given back if the start fails. */
+  #claimed: Lease | undefined;
+  #own: Lease | undefined;
+  #lost = false;
+  #tracker: PeerTracker | undefined;
+  #watch: LeaseWatch | undefined;
+  #renewal: Renewal | undefined;
+  #probe: { stop(): void } | undefined;
+  #masq: { stop(): void } | undefined;
+  #healthServer: Deno.HttpServer | undefined;
+  #peersTimer: ReturnType<typeof setTimeout> | undefined;
+  #contactTimer: ReturnType<typeof setInterval> | undefined;
+  #etcdReachable = true;
+  #forwarding = true;
+  #notified = false;
+  #watchEvents = 0;
+  #etcdReconnects = 0;
+
+  private constructor(options: DaemonOptions, state: StateFile) {
+    this.#options = options;
+    this.#client = new EtcdClient(options.etcd);
+    this.#registry = new SubnetRegistry(this.#client, options.etcd.prefix);
+    this.#state = state;
+    Deno.addSignalListener("SIGINT", this.#onSignal);
+    Deno.addSignalListener("SIGTERM", this.#onSignal);
+  }
+
+  static async create(options: DaemonOptions): Promise<Agent> {
+    return new Agent(options, await StateFile.open(options.stateDir, options.subnetFile));
+  }
+
+  /** Boot order: waits for etcd and a valid config. False when stopped while waiting. */
+  async awaitNetworkConfig(): Promise<boolean> {
+    await this.#state.publish({});
+    this.#booted = await awaitNetworkConfig(this.#registry, this.#client, {
+      signal: this.#stop.signal,
+      describeEtcdError: (error) => describeEtcdError(error, this.#options.etcd),
+      onWaiting: (reason) => {
+        log.warn("not starting yet; retrying", { reason });
+        this.#state.publish({ ready: false, reason });
+      },
     });
-    const startupConfigText = await registry.getConfigText();
+    if (this.#booted && this.#state.state.reason !== "starting") {
+      log.info("etcd answers with a valid network config; starting");
+      await this.#state.publish({ reason: "starting" });
+    }
+    return this.#booted !== undefined;
+  }
+
+  /** The underlay, the backend and this host's subnet lease (waits while etcd is away). */
+  async acquire(): Promise<void> {
+    const options = this.#options;
+    const config = this.#booted!.config;
     const underlay = detectUnderlay({ iface: options.iface, publicIp: options.publicIp });
+    this.#underlay = underlay;
     log.info("underlay", {
       iface: describeUnderlay(underlay),
       publicIp: formatIp4(underlay.publicIp),
     });
-    backend = createBackend({
+    const backend = createBackend({
       config,
       underlay,
       device: options.device,
       stateDir: options.stateDir,
     });
-    const manager = new LeaseManager(registry, {
+    this.#backend = backend;
+    this.#manager = new LeaseManager(this.#registry, {
       attrs: {
         publicIp: underlay.publicIp,
         backendType: backend.type,
@@ -92,330 +162,317 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       renewMarginMs: options.renewMarginMs,
       previousSubnet: await readPreviousSubnet(options.subnetFile),
     });
+    const backoff = new Backoff({ baseMs: 1_000, capMs: 10_000 });
+    while (!this.#held) {
+      try {
+        this.#held = await this.#manager.acquire(config);
+      } catch (error) {
+        if (!(error instanceof EtcdUnavailableError) || this.#stop.signal.aborted) {
+          throw etcdFailure(error, options.etcd);
+        }
+        const reason = `waiting-for-etcd: ${error.message}`;
+        if (this.#state.state.reason !== reason) log.warn("cannot lease yet; retrying", { reason });
+        await this.#state.publish({ ready: false, reason });
+        await sleep(backoff.next(), this.#stop.signal);
+      }
+    }
+    if (this.#held.claimed) this.#claimed = this.#held.lease;
+    this.#own = this.#held.lease;
+  }
 
-    const pidStart = processStartTime(Deno.pid) ?? "";
-    let state: DaemonState = {
-      pid: Deno.pid,
-      pidStart,
-      ready: false,
-      reason: "starting",
-      heartbeatAt: Date.now(),
-      subnetFile: options.subnetFile,
-    };
-    // Writes go one after another, so the file always ends with the latest state.
-    let writing = Promise.resolve();
-    const publish = (change: Partial<DaemonState>): Promise<void> => {
-      state = { ...state, ...change, heartbeatAt: Date.now() };
-      const snapshot = state;
-      wroteState = true;
-      writing = writing.then(() =>
-        writeState(stateFile, snapshot).catch((error) =>
-          log.error("cannot write state file", { path: stateFile, error: error.message })
-        )
-      );
-      return writing;
-    };
-    await publish({});
-
-    const held = await manager.acquire(config).catch((e) => {
-      throw etcdFailure(e, options.etcd);
-    });
-    let own: Lease = held.lease;
-    if (held.claimed) claimedLease = held.lease;
-    let expiresAt = held.expiresAt;
-    const ownKey = leaseKey(registry.prefix, own.subnet);
+  /** Forwarding for our lease: the device, IPv4 forwarding, the bridge, ip-masq, subnet file. */
+  async bringUp(): Promise<void> {
+    const options = this.#options;
+    const backend = this.#backend!;
+    const own = this.#own!;
+    const network = this.#booted!.config.network;
     await backend.start(own);
-
-    const peers = new Map<string, Lease>();
-    const peerSince = new Map<string, number>();
-    let lost = false;
-    let watchEvents = 0;
-    let etcdReconnects = 0;
-    const peerList = (): PeerStatus[] =>
-      [...peers.entries()].map(([key, lease]) => ({
-        subnet: formatIp4Net(lease.subnet),
-        publicIp: formatIp4(lease.attrs.publicIp),
-        backend: lease.attrs.backendType,
-        since: peerSince.get(key) ?? 0,
-        lastHeard: backend!.lastHeard ? backend!.lastHeard(lease) : null,
-      }));
-    const onEvent = (event: LeaseEvent) => {
-      watchEvents++;
-      const key = leaseKey(registry.prefix, event.lease.subnet);
-      if (key === ownKey) {
-        // Deleted, expired, or rewritten for another host: either way it is not ours.
-        if (event.type === "removed" || event.lease.attrs.publicIp !== underlay.publicIp) {
-          lost = true;
-          stop.abort();
-        } else own = event.lease;
-        return;
-      }
-      if (event.type === "removed") {
-        if (peers.delete(key)) {
-          peerSince.delete(key);
-          backend!.removePeer(event.lease);
-          log.info("peer left", { peer: describeLease(event.lease) });
-        }
-      } else if (event.lease.attrs.backendType !== backend!.type) {
-        log.warn("ignoring a lease of another backend type", {
-          peer: describeLease(event.lease),
-          want: backend!.type,
-        });
-        // A peer whose lease now names another backend is no longer one we can reach.
-        const previous = peers.get(key);
-        if (previous) {
-          peers.delete(key);
-          peerSince.delete(key);
-          backend!.removePeer(previous);
-        }
-      } else {
-        const known = peers.has(key);
-        peers.set(key, event.lease);
-        if (!known) peerSince.set(key, Date.now());
-        backend!.addPeer(event.lease);
-        if (!known) log.info("peer joined", { peer: describeLease(event.lease) });
-      }
-      if (state.ready) publishPeersSoon();
-    };
-    // A burst of lease events (1,000 hosts at once) makes one state write, not 1,000.
-    let peersTimer: ReturnType<typeof setTimeout> | undefined;
-    const publishPeersSoon = () => {
-      peersTimer ??= setTimeout(() => {
-        peersTimer = undefined;
-        publish({ peers: peers.size, peerList: peerList(), watchEvents });
-      }, 20);
-    };
-    for (const lease of held.listing.leases) onEvent({ type: "put", lease });
-    watchEvents = 0; // the listing is not watch traffic
-    let etcdReachable = true;
-    const setEtcdReachable = (reachable: boolean) => {
-      if (reachable === etcdReachable) return;
-      etcdReachable = reachable;
-      if (reachable) {
-        etcdReconnects++;
-        log.info("etcd reachable again; renewing the lease now");
-        clearTimeout(renewTimer);
-        scheduleRenewal(Date.now());
-      } else log.warn("etcd unreachable; forwarding continues with the last known peers");
-      publish({ degraded: reachable ? undefined : "etcd unreachable", etcdReconnects });
-    };
-    const watch = registry.watchLeases(held.listing, onEvent, {
-      onSkipped: (skipped) => log.warn("skipping malformed lease in etcd", { ...skipped }),
-      onResync: () => log.info("lease watch re-listed after compaction"),
-      onConnection: setEtcdReachable,
-    });
-
+    this.#ensureForwarding();
     if (options.bridge) {
       const netlink = new Netlink();
       try {
         ensureBridge(netlink, {
           name: options.bridge,
           subnet: own.subnet,
-          network: config.network,
+          network,
           mtu: backend.mtu,
         });
       } finally {
         netlink.close();
       }
     }
-    const chains = options.ipMasq ? await masqChains(registry.prefix) : undefined;
-    if (chains) await applyMasq(chains, config.network, own.subnet);
-    const masq = chains ? keepMasq(chains, config.network, own.subnet, MASQ_CHECK_MS) : undefined;
-
+    if (options.ipMasq) {
+      const chains = await masqChains(this.#registry.prefix);
+      await applyMasq(chains, network, own.subnet);
+      this.#masq = keepMasq(chains, network, own.subnet, MASQ_CHECK_MS);
+    }
     await writeSubnetFile(options.subnetFile, {
-      network: config.network,
+      network,
       subnet: own.subnet,
       mtu: backend.mtu,
       ipMasq: options.ipMasq,
     });
-    await publish({
-      ready: !lost,
-      reason: lost ? "lease lost" : undefined,
+  }
+
+  /** Peers: the listing taken at acquisition, then the watch from its revision + 1. */
+  followPeers(): void {
+    const backend = this.#backend!;
+    const held = this.#held!;
+    this.#tracker = new PeerTracker(backend, {
+      config: this.#booted!.config,
+      ownPublicIp: this.#underlay!.publicIp,
+      backendType: backend.type,
+      checkBackendData: (peer) => backend.checkPeer(peer),
+    }, this.#registry.prefix);
+    const ownKey = this.#ownKey();
+    this.#tracker.load(
+      held.listing.leases.filter((l) => leaseKey(this.#registry.prefix, l.subnet) !== ownKey),
+    );
+    for (const skipped of held.listing.skipped) this.#tracker.malformed(skipped);
+    this.#watch = this.#registry.watchLeases(held.listing, (event) => {
+      this.#watchEvents++;
+      this.#onLeaseEvent(event);
+    }, {
+      onSkipped: (skipped) => this.#tracker!.malformed(skipped),
+      onResync: () => log.info("lease watch re-listed after compaction"),
+      onConnection: (connected) => this.#setEtcdReachable(connected),
+    });
+  }
+
+  /** Ready: the state says so, then health, heartbeat, renewal and the etcd probe run. */
+  async serve(): Promise<void> {
+    const backend = this.#backend!;
+    const own = this.#own!;
+    const expiresAt = this.#held!.expiresAt;
+    await this.#state.publish({
+      ready: !this.#lost,
+      reason: this.#lost ? "lease lost" : undefined,
       subnet: `${formatIp4(netGateway(own.subnet))}/${own.subnet.prefixLen}`,
       mtu: backend.mtu,
       backend: backend.type,
-      peers: peers.size,
-      peerList: peerList(),
       device: backend.device,
-      bridge: options.bridge,
+      bridge: this.#options.bridge,
       dataPath: backend.dataPath,
       leaseExpiresAt: Number.isFinite(expiresAt) ? expiresAt : null,
+      ...this.#peerFields(),
     });
-    notifySystemd(`READY=1\nSTATUS=${describeState(state).line}\nMAINPID=${Deno.pid}`);
-    claimedLease = undefined; // started: the lease is ours to keep
-    log.info("ready", {
-      subnet: formatIp4Net(own.subnet),
-      mtu: backend.mtu,
-      backend: backend.type,
-      dataPath: backend.dataPath,
-      peers: peers.size,
-    });
-
-    const healthServer = options.healthz && options.healthz.port > 0
-      ? serveHealth(
-        { ...options.healthz, signal: stop.signal },
-        () => describeState(state),
-        () =>
-          renderMetrics({ ...state, counters: backend!.counters?.(), watchEvents, etcdReconnects }),
-      )
-      : undefined;
-
-    const onSignal = () => stop.abort();
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
-    // Probe etcd every few seconds: a watch on a member that lost quorum stays open but
-    // silent, and renewals may be hours apart. The probe also notices config changes.
-    let probing = false;
-    let configWarned = "";
-    const probe = setInterval(async () => {
-      if (probing) return;
-      probing = true;
-      try {
-        const text = await registry.getConfigText();
-        setEtcdReachable(true);
-        if (text !== startupConfigText && text !== configWarned) {
-          configWarned = text ?? "";
-          let verdict = "it takes effect when the agent restarts";
-          try {
-            parseNetworkConfig(text ?? "");
-          } catch (error) {
-            verdict = `it is invalid (${
-              (error as Error).message
-            }); the running network is unaffected`;
-          }
-          log.warn(`the network config in etcd changed; ${verdict}`, { key: registry.configKey });
-        }
-      } catch {
-        setEtcdReachable(false);
-      } finally {
-        probing = false;
-      }
-    }, ETCD_PROBE_MS);
-    const drops = new DropReporter();
-    const heartbeat = setInterval(() => {
-      const dataPathOk = backend!.healthy?.() ?? true;
-      const counters = backend!.counters?.();
-      if (counters) drops.report(counters);
-      publish({
-        counters,
-        // The list changes between lease events only where the data path stamps "heard"
-        // times (udp); elsewhere it is written on lease events, not rebuilt every beat.
-        ...(backend!.lastHeard ? { peerList: peerList() } : {}),
-        watchEvents,
-        etcdReconnects,
-        ...(dataPathOk ? {} : { ready: false, reason: "data path failed" }),
-      });
-    }, HEARTBEAT_MS);
-
-    // Renewal: one timer at a time, retried every second while etcd is unreachable.
-    let renewTimer: ReturnType<typeof setTimeout> | undefined;
-    const scheduleRenewal = (at: number) => {
-      if (!Number.isFinite(at) || stop.signal.aborted) return;
-      renewTimer = setTimeout(renew, Math.max(0, at - Date.now()));
-    };
-    const renew = async () => {
-      try {
-        const result = await manager.renew(own);
-        if (result === "lost") {
-          lost = true;
-          stop.abort();
-          return;
-        }
-        expiresAt = result;
-        setEtcdReachable(true);
-        await publish({ leaseExpiresAt: expiresAt });
-        log.debug("renewed lease", {
-          subnet: formatIp4Net(own.subnet),
-          expiresAt: new Date(expiresAt).toISOString(),
-        });
-        scheduleRenewal(manager.renewAt(expiresAt));
-      } catch (error) {
-        setEtcdReachable(false);
+    this.#claimed = undefined; // started: the lease is ours to keep
+    this.#notifyWhenReady();
+    const healthz = this.#options.healthz;
+    if (healthz && healthz.port > 0) {
+      this.#healthServer = serveHealth(
+        { ...healthz, signal: this.#stop.signal },
+        () => describeState(this.#state.state),
+        () => renderMetrics({ ...this.#state.state, ...this.#liveFields() }),
+      );
+    }
+    this.#state.startHeartbeat(() => this.#heartbeat());
+    if (backend.hearsPeers) this.#watchFirstContacts();
+    this.#renewal = this.#manager!.keepRenewed(() => this.#own!, expiresAt, {
+      onRenewed: (at) => {
+        this.#setEtcdReachable(true);
+        this.#state.publish({ leaseExpiresAt: at });
+        log.debug("renewed lease", { subnet: formatIp4Net(own.subnet) });
+      },
+      onLost: () => this.#loseLease(),
+      onFailed: (error) => {
+        this.#setEtcdReachable(false);
         log.warn("lease renewal failed; retrying", {
-          error: describeEtcdError(error, options.etcd),
+          error: describeEtcdError(error, this.#options.etcd),
         });
-        scheduleRenewal(Date.now() + RENEW_RETRY_MS);
-      }
-    };
-    scheduleRenewal(manager.renewAt(expiresAt));
-
-    await new Promise<void>((resolve) => {
-      if (stop.signal.aborted) resolve();
-      stop.signal.addEventListener("abort", () => resolve(), { once: true });
+      },
     });
+    this.#probe = probeEtcd(this.#registry, this.#booted!.text, {
+      onReachable: (reachable) => this.#setEtcdReachable(reachable),
+    });
+  }
 
+  /** Waits for SIGINT/SIGTERM or a lost lease, then stops forwarding. */
+  async runUntilStopped(): Promise<number> {
+    await new Promise<void>((resolve) => {
+      if (this.#stop.signal.aborted) return resolve();
+      this.#stop.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
     notifySystemd("STOPPING=1");
-    clearTimeout(renewTimer);
-    clearTimeout(peersTimer);
-    clearInterval(probe);
-    masq?.stop();
-    clearInterval(heartbeat);
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    await watch.close();
-    await backend.stop();
-    await healthServer?.finished;
-    if (lost) {
+    this.#stopServing();
+    await this.#watch?.close();
+    await this.#backend!.stop();
+    await this.#healthServer?.finished;
+    const subnet = formatIp4Net(this.#own!.subnet);
+    if (this.#lost) {
       log.error(
         "lease lost: this host no longer owns its subnet; exiting so a supervisor restarts it clean",
-        {
-          subnet: formatIp4Net(own.subnet),
-        },
+        { subnet },
       );
-      await publish({ ready: false, reason: "lease lost" });
+      await this.#state.publish({ ready: false, reason: "lease lost" });
       return 1;
     }
-    log.info("stopped; the lease is kept so a restart reuses the subnet", {
-      subnet: formatIp4Net(own.subnet),
-    });
-    await writing; // a queued write must not bring the file back after we remove it
-    await Deno.remove(stateFile).catch(() => {});
+    log.info("stopped; the lease is kept so a restart reuses the subnet", { subnet });
+    await this.#state.remove();
     return 0;
-  } catch (error) {
-    await backend?.stop().catch(() => {});
-    if (claimedLease) {
-      const released = await registry.delete(claimedLease).catch(() => false);
-      if (released) {
-        log.info("released the subnet claimed by this failed start", {
-          subnet: formatIp4Net(claimedLease.subnet),
-        });
-      }
-    }
-    if (wroteState) {
-      // Bad input changes nothing: take back the state file, and its folder if we made it.
-      await Deno.remove(stateFile).catch(() => {});
-      if (!stateDirExisted) await Deno.remove(options.stateDir).catch(() => {});
-    }
-    throw error;
-  } finally {
-    stop.abort();
-    client.close();
   }
-}
 
-/**
- * Per-packet problems are counted by the data path, never logged per packet: this logs
- * at most one line every 10 s with what was dropped since the last line.
- */
-class DropReporter {
-  #last: Record<string, number> = {};
-  #loggedAt = 0;
+  /** Undoes a start that did not finish: stops what runs, gives back a claimed lease. */
+  async abandon(): Promise<number> {
+    this.#stopServing();
+    await this.#watch?.close().catch(() => {});
+    await this.#backend?.stop().catch(() => {});
+    const claimed = this.#claimed;
+    if (claimed && await this.#registry.delete(claimed).catch(() => false)) {
+      log.info("released the subnet claimed by this failed start", {
+        subnet: formatIp4Net(claimed.subnet),
+      });
+    }
+    await this.#state.discard();
+    return 0;
+  }
 
-  report(counters: Record<string, number>): void {
-    const now = Date.now();
-    if (now - this.#loggedAt < 10_000) return;
-    const fresh: Record<string, number> = {};
-    let total = 0;
-    for (const [name, value] of Object.entries(counters)) {
-      if (!name.startsWith("drop_")) continue;
-      const delta = value - (this.#last[name] ?? 0);
-      if (delta > 0) fresh[name.slice("drop_".length)] = delta;
-      total += delta;
+  close(): void {
+    Deno.removeSignalListener("SIGINT", this.#onSignal);
+    Deno.removeSignalListener("SIGTERM", this.#onSignal);
+    this.#stop.abort();
+    this.#client.close();
+  }
+
+  #stopServing(): void {
+    clearTimeout(this.#peersTimer);
+    clearInterval(this.#contactTimer);
+    this.#renewal?.stop();
+    this.#probe?.stop();
+    this.#masq?.stop();
+    this.#state.stopHeartbeat();
+  }
+
+  #onLeaseEvent(event: LeaseEvent): void {
+    if (leaseKey(this.#registry.prefix, event.lease.subnet) === this.#ownKey()) {
+      // Deleted, expired, or rewritten for another host: either way it is not ours.
+      if (event.type === "removed" || event.lease.attrs.publicIp !== this.#underlay!.publicIp) {
+        this.#loseLease();
+      } else this.#own = event.lease;
+      return;
     }
-    this.#last = { ...counters };
-    if (total > 0) {
-      this.#loggedAt = now;
-      log.warn("data path dropped packets", { total, ...fresh });
+    this.#tracker!.apply(event);
+    if (this.#state.state.ready) this.#publishPeersSoon();
+  }
+
+  #ownKey(): string {
+    return leaseKey(this.#registry.prefix, this.#own!.subnet);
+  }
+
+  #loseLease(): void {
+    this.#lost = true;
+    this.#stop.abort();
+  }
+
+  /** A peer heard from for the first time shows in status at once, not at the next beat. */
+  #watchFirstContacts(): void {
+    let seen = this.#backend!.observe().firstContacts;
+    this.#contactTimer = setInterval(() => {
+      const now = this.#backend!.observe().firstContacts;
+      if (now !== seen) this.#publishPeersSoon();
+      seen = now;
+    }, FIRST_CONTACT_CHECK_MS);
+  }
+
+  #publishPeersSoon(): void {
+    this.#peersTimer ??= setTimeout(() => {
+      this.#peersTimer = undefined;
+      this.#state.publish(this.#peerFields());
+    }, PEERS_PUBLISH_DELAY_MS);
+  }
+
+  #peerFields() {
+    const tracker = this.#tracker;
+    return {
+      peers: tracker?.size ?? 0,
+      peerList: tracker?.list() ?? [],
+      skippedLeases: tracker?.skipped().slice(0, SKIPPED_SHOWN) ?? [],
+      watchEvents: this.#watchEvents,
+    };
+  }
+
+  /** What is read from the running parts each time: counters, conflicts, skips. */
+  #liveFields() {
+    const seen = this.#backend!.observe();
+    return {
+      counters: seen.counters,
+      conflicts: seen.conflicts,
+      leaseSkips: this.#tracker?.skipCounts() ?? {},
+      watchEvents: this.#watchEvents,
+      etcdReconnects: this.#etcdReconnects,
+      healthy: seen.healthy,
+    };
+  }
+
+  #heartbeat() {
+    const { healthy, ...live } = this.#liveFields();
+    if (live.counters) this.#drops.report(live.counters);
+    this.#watchForwarding();
+    this.#notifyWhenReady();
+    return {
+      ...live,
+      // The list changes between lease events only where the data path stamps "heard"
+      // times (udp); elsewhere it is written on lease events, not rebuilt every beat.
+      ...(this.#backend!.hearsPeers ? { peerList: this.#tracker!.list() } : {}),
+      ...(healthy ? {} : { ready: false, reason: "data path failed" }),
+    };
+  }
+
+  #setEtcdReachable(reachable: boolean): void {
+    if (reachable === this.#etcdReachable) return;
+    this.#etcdReachable = reachable;
+    if (reachable) {
+      this.#etcdReconnects++;
+      log.info("etcd reachable again; renewing the lease now");
+      this.#renewal?.renewNow();
+    } else log.warn("etcd unreachable; forwarding continues with the last known peers");
+    this.#state.publish({
+      degraded: reachable ? undefined : "etcd unreachable",
+      etcdReconnects: this.#etcdReconnects,
+    });
+  }
+
+  /** Turns IPv4 forwarding on, as Docker and LXC do; without it containers reach no peer. */
+  #ensureForwarding(): void {
+    try {
+      if (enableIpv4Forwarding()) {
+        log.info(
+          "turned on IPv4 forwarding (net.ipv4.ip_forward was 0): containers reach other hosts through it; it stays on after overlay stops",
+        );
+      }
+    } catch (error) {
+      log.error((error as Error).message);
     }
+    this.#forwarding = ipv4ForwardingEnabled();
+  }
+
+  /** Says once when someone turns forwarding off (health reads it each time it is asked). */
+  #watchForwarding(): void {
+    const now = ipv4ForwardingEnabled();
+    if (now === this.#forwarding) return;
+    this.#forwarding = now;
+    if (now) log.info("IPv4 forwarding is on again");
+    else {
+      log.warn(
+        "IPv4 forwarding was turned off (net.ipv4.ip_forward=0): containers cannot reach other hosts; turn it back on with: sysctl -w net.ipv4.ip_forward=1",
+      );
+    }
+  }
+
+  /** Tells systemd (and the log) the first time the host is ready. */
+  #notifyWhenReady(): void {
+    if (this.#notified) return;
+    const verdict = describeState(this.#state.state);
+    if (!verdict.ready) return;
+    this.#notified = true;
+    notifySystemd(`READY=1\nSTATUS=${verdict.line}\nMAINPID=${Deno.pid}`);
+    const own = this.#own!;
+    log.info("ready", {
+      subnet: formatIp4Net(own.subnet),
+      mtu: this.#backend!.mtu,
+      backend: this.#backend!.type,
+      dataPath: this.#backend!.dataPath,
+      peers: this.#tracker?.size ?? 0,
+    });
   }
 }

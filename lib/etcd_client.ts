@@ -245,7 +245,7 @@ export class EtcdClient {
    * caller decides where to resume.
    */
   async watch(
-    options: { key: string; rangeEnd: string; startRevision: string; signal: AbortSignal },
+    options: { key: string; rangeEnd?: string; startRevision: string; signal: AbortSignal },
     onResponse: (response: WatchResponse) => void,
   ): Promise<void> {
     const signal = AbortSignal.any([options.signal, this.#closed.signal]);
@@ -258,7 +258,7 @@ export class EtcdClient {
         body: JSON.stringify({
           create_request: {
             key: toBase64(options.key),
-            range_end: toBase64(options.rangeEnd),
+            ...(options.rangeEnd !== undefined ? { range_end: toBase64(options.rangeEnd) } : {}),
             start_revision: options.startRevision,
             progress_notify: true,
           },
@@ -291,6 +291,31 @@ export class EtcdClient {
     } finally {
       reader.cancel().catch(() => {});
     }
+  }
+
+  /**
+   * True when some endpoint accepts a TCP connection (no etcd request is made): a cheap
+   * way to notice, while waiting, that etcd is listening again.
+   */
+  async listening(timeoutMs = 1000): Promise<boolean> {
+    const attempts = this.#endpoints.map(async (endpoint) => {
+      const url = new URL(endpoint);
+      const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+      const connecting = Deno.connect({ hostname: url.hostname.replace(/^\[|\]$/g, ""), port });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
+      });
+      const conn = await Promise.race([connecting.catch(() => undefined), late]);
+      clearTimeout(timer);
+      if (!conn) {
+        connecting.then((slow) => slow.close(), () => {});
+        return false;
+      }
+      conn.close();
+      return true;
+    });
+    return (await Promise.all(attempts)).some(Boolean);
   }
 
   // ---- transport -----------------------------------------------------------------

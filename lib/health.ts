@@ -5,15 +5,17 @@
  * one that wrote it, its heartbeat fresh, its lease unexpired, its device present.
  */
 import { formatDuration } from "./duration.ts";
-import { writeFileAtomic } from "./subnet_file.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
+import { FORWARDING_OFF, ipv4ForwardingEnabled } from "./forwarding.ts";
 import { interfaceExists } from "./underlay.ts";
 
 export interface DaemonState {
   readonly pid: number;
   /** The process start time from /proc/<pid>/stat, so a recycled PID is not taken for us. */
   readonly pidStart: string;
+  /** The agent is up (health also requires IPv4 forwarding, checked when asked). */
   readonly ready: boolean;
-  /** Why not ready: "starting", "lease lost", … */
+  /** Why not ready: "starting", "waiting-for-etcd: …", "lease lost", … */
   readonly reason?: string;
   /** Ready but with a problem worth showing: "etcd unreachable". */
   readonly degraded?: string;
@@ -34,6 +36,12 @@ export interface DaemonState {
   readonly watchEvents?: number;
   /** The peers, with when they joined and when the data path last heard from them. */
   readonly peerList?: PeerStatus[];
+  /** Leases in etcd not used for routing, and why (the first few). */
+  readonly skippedLeases?: { key: string; reason: string; text: string }[];
+  /** How many times a lease was skipped, by reason. */
+  readonly leaseSkips?: Record<string, number>;
+  /** Entries the backend wants that someone else's entry holds (left alone). */
+  readonly conflicts?: string[];
 }
 
 export interface PeerStatus {
@@ -78,16 +86,34 @@ export interface HealthVerdict {
   readonly line: string;
 }
 
-/** The health line for a state as seen by the daemon itself (no file, no process checks). */
-export function describeState(state: DaemonState, now = Date.now()): HealthVerdict {
+/**
+ * The health line for a state as seen by the daemon itself (no file, no process checks).
+ * It starts as the flannel charm's does, `ready lxcbr:10.10.16.1 subnet:10.10.16.1/24
+ * mtu:1472` (`lxcbr:` whatever the bridge is called), and the agent's own fields follow.
+ * IPv4 forwarding is read now (`forwarding` overrides it for tests).
+ */
+export function describeState(
+  state: DaemonState,
+  now = Date.now(),
+  forwarding = ipv4ForwardingEnabled(),
+): HealthVerdict {
   if (!state.ready) return { ready: false, line: `not-ready ${state.reason ?? "starting"}` };
   if (state.leaseExpiresAt != null && state.leaseExpiresAt <= now) {
     return { ready: false, line: "not-ready lease expired" };
   }
+  if (!forwarding) {
+    return {
+      ready: false,
+      line: `not-ready ${FORWARDING_OFF} (net.ipv4.ip_forward is 0: containers cannot reach ` +
+        `other hosts; turn it on with: sysctl -w net.ipv4.ip_forward=1)`,
+    };
+  }
   const parts = ["ready"];
-  if (state.bridge) parts.push(`bridge:${state.bridge}:${state.subnet?.split("/")[0]}`);
+  const gateway = state.subnet?.split("/")[0];
+  if (state.bridge) parts.push(`lxcbr:${gateway}`);
   parts.push(`subnet:${state.subnet}`, `mtu:${state.mtu}`, `backend:${state.backend}`);
   parts.push(`peers:${state.peers ?? 0}`);
+  if (state.bridge) parts.push(`bridge:${state.bridge}`);
   if (state.degraded) parts.push(`degraded:${state.degraded.replaceAll(" ", "-")}`);
   return { ready: true, line: parts.join(" ") };
 }

@@ -18,6 +18,7 @@ import {
   parseLeaseKey,
 } from "./lease.ts";
 import { log } from "./log.ts";
+import { Backoff } from "./backoff.ts";
 import type { LeaseListing, SubnetRegistry } from "./registry.ts";
 
 export interface LeaseManagerOptions {
@@ -41,6 +42,22 @@ export interface HeldLease {
 
 const MAX_CLAIM_ATTEMPTS = 100;
 
+export interface RenewalHooks {
+  /** The lease was renewed; it now runs out at `expiresAt` (epoch ms). */
+  onRenewed(expiresAt: number): void;
+  /** The etcd lease no longer exists: this host has lost its subnet. */
+  onLost(): void;
+  /** etcd could not be asked; the renewal is retried. */
+  onFailed(error: unknown): void;
+}
+
+/** A running renewal; see LeaseManager.keepRenewed. */
+export interface Renewal {
+  /** Renews at once (etcd is reachable again). */
+  renewNow(): void;
+  stop(): void;
+}
+
 export class LeaseManager {
   readonly #registry: SubnetRegistry;
   readonly #options: LeaseManagerOptions;
@@ -57,9 +74,6 @@ export class LeaseManager {
     try {
       for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
         const listing = await this.#registry.listLeases(config.network);
-        for (const skipped of listing.skipped) {
-          log.warn("skipping malformed lease in etcd", { ...skipped });
-        }
 
         const own = await this.#adoptOwn(config, listing);
         if (own) {
@@ -214,6 +228,53 @@ export class LeaseManager {
     const ttl = await this.#registry.keepAlive(held.etcdLeaseId);
     if (ttl <= 0) return "lost";
     return Date.now() + ttl * 1000;
+  }
+
+  /**
+   * Keeps `lease` renewed until stop(): one renewal at a time, due `renewMarginMs` before
+   * expiry, retried with capped exponential backoff (full jitter) while etcd cannot be
+   * reached, and at once after renewNow() (etcd is back). A reservation is never renewed.
+   */
+  keepRenewed(lease: () => Lease, expiresAt: number, hooks: RenewalHooks): Renewal {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopped = false;
+    let running = false;
+    // Retries never wait so long that a short TTL runs out between them.
+    const capMs = Math.min(10_000, Math.max(1_000, this.#options.ttlMs / 4));
+    const backoff = new Backoff({ baseMs: 1_000, capMs });
+    const schedule = (at: number) => {
+      clearTimeout(timer);
+      if (!Number.isFinite(at) || stopped) return;
+      timer = setTimeout(renew, Math.max(0, at - Date.now()));
+    };
+    const renew = async () => {
+      if (running || stopped) return;
+      running = true;
+      try {
+        const result = await this.renew(lease());
+        if (stopped) return;
+        if (result === "lost") return hooks.onLost();
+        backoff.reset();
+        hooks.onRenewed(result);
+        schedule(this.renewAt(result));
+      } catch (error) {
+        if (stopped) return;
+        hooks.onFailed(error);
+        schedule(Date.now() + backoff.next());
+      } finally {
+        running = false;
+      }
+    };
+    schedule(this.renewAt(expiresAt));
+    return {
+      renewNow: () => {
+        if (Number.isFinite(expiresAt)) schedule(Date.now());
+      },
+      stop: () => {
+        stopped = true;
+        clearTimeout(timer);
+      },
+    };
   }
 
   /** When the next renewal is due for a lease that expires at `expiresAt`. */

@@ -7,6 +7,7 @@
  * Written atomically (temp file in the same folder, then rename), so a reader never
  * sees half a file.
  */
+import { writeFileAtomic } from "./atomic_file.ts";
 import { formatIp4, formatIp4Net, type Ip4Net, netGateway, parseIp4Net } from "./ip.ts";
 
 export interface SubnetFileContents {
@@ -30,22 +31,6 @@ export function formatSubnetFile(contents: SubnetFileContents): string {
 /** Writes the subnet file atomically, creating its folder. */
 export async function writeSubnetFile(path: string, contents: SubnetFileContents): Promise<void> {
   await writeFileAtomic(path, formatSubnetFile(contents));
-}
-
-let tempCounter = 0;
-
-/** Writes `text` to `path` through a temp file of its own and a rename. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  await Deno.mkdir(dir, { recursive: true });
-  const temp = `${path}.${Deno.pid}.${++tempCounter}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text, { mode: 0o644 });
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }
 
 /** The KEY=VALUE pairs of an env-style file. */

@@ -28,6 +28,8 @@ export function systemdUnit(options: UnitOptions): string {
 Description=overlay: container overlay network agent (flannel-compatible)
 Wants=network-online.target
 After=network-online.target
+# Never give up: a host that boots long before etcd must come up when etcd does.
+StartLimitIntervalSec=0
 Before=docker.service lxc.service lxd.service containerd.service
 
 [Service]

@@ -90,6 +90,16 @@ export async function statusCommand(args: string[]): Promise<number> {
         console.log(`  ${row.known ? paint(row.recent ? 32 : 33, text) : text}`);
       }
     }
+    if (state.conflicts && state.conflicts.length > 0) {
+      console.log("conflicts (entries overlay wants that someone else's entry holds; left alone)");
+      for (const conflict of state.conflicts) console.log(`  ${paint(33, conflict)}`);
+    }
+    if (state.skippedLeases && state.skippedLeases.length > 0) {
+      console.log("skipped leases (in etcd, not used for routing)");
+      for (const skipped of state.skippedLeases) {
+        console.log(`  ${skipped.key}: ${skipped.text}`);
+      }
+    }
     if (state.counters) {
       console.log("counters");
       for (const [key, value] of Object.entries(state.counters)) {

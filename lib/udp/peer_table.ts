@@ -19,6 +19,8 @@ export interface PeerTableBuffers {
   readonly owners: SharedArrayBuffer;
   /** Per subnet: epoch ms of the last datagram accepted from its owner (float64). */
   readonly heard: SharedArrayBuffer;
+  /** One i32 counting first contacts (a peer heard from after never): status refreshes on it. */
+  readonly firstHeard: SharedArrayBuffer;
   readonly set: SharedArrayBuffer;
   readonly networkIp: number;
   readonly networkPrefixLen: number;
@@ -30,6 +32,7 @@ export class PeerTable {
   readonly buffers: PeerTableBuffers;
   readonly #owners: Uint32Array;
   readonly #heard: Float64Array;
+  readonly #firstHeard: Int32Array;
   readonly #set: Uint32Array;
   readonly #active: Int32Array;
   readonly #networkIp: number;
@@ -52,6 +55,7 @@ export class PeerTable {
     return new PeerTable({
       owners: new SharedArrayBuffer(subnets * 4),
       heard: new SharedArrayBuffer(subnets * 8),
+      firstHeard: new SharedArrayBuffer(4),
       // Two halves of 2^setBits slots, then one i32 naming the active half.
       set: new SharedArrayBuffer(2 * (1 << setBits) * 4 + 4),
       networkIp,
@@ -66,6 +70,7 @@ export class PeerTable {
     this.buffers = buffers;
     this.#owners = new Uint32Array(buffers.owners);
     this.#heard = new Float64Array(buffers.heard);
+    this.#firstHeard = new Int32Array(buffers.firstHeard);
     this.#setSize = 1 << buffers.setBits;
     this.#set = new Uint32Array(buffers.set, 0, 2 * this.#setSize);
     this.#active = new Int32Array(buffers.set, 2 * this.#setSize * 4, 1);
@@ -86,7 +91,14 @@ export class PeerTable {
 
   /** Notes that the owner of `ip`'s subnet was heard from at `now` (epoch ms). */
   heardFrom(ip: number, now: number): void {
-    this.#heard[(ip - this.#networkIp) >>> this.#shift] = now;
+    const slot = (ip - this.#networkIp) >>> this.#shift;
+    if (this.#heard[slot] === 0) Atomics.add(this.#firstHeard, 0, 1);
+    this.#heard[slot] = now;
+  }
+
+  /** How many times a peer was heard from for the first time (since it was set). */
+  get firstContacts(): number {
+    return Atomics.load(this.#firstHeard, 0);
   }
 
   /** Epoch ms of the last datagram from the owner of `subnetIp`; 0 when never. */
