@@ -24,6 +24,10 @@ have tcpdump || missing+=(tcpdump)
 have npm || missing+=(npm)
 have cloud-init || missing+=(cloud-init)   # its schema checker validates our user-data
 have openssl || missing+=(openssl)         # the etcd TLS tests make certificates
+have lxc-create || missing+=(lxc)          # real LXC containers in the container tests
+static_busybox() { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }
+static_busybox || missing+=(busybox-static) # LXC's busybox template and the local Docker image
+have dockerd || missing+=(docker.io)       # real Docker in the container tests
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
   $SUDO apt-get update -qq

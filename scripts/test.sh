@@ -13,7 +13,8 @@ deno lint >/dev/null 2>&1 || { echo "deno lint: not clean (run: deno lint)"; den
 deno task check >/dev/null 2>&1 || { echo "deno check: type errors"; deno task check 2>&1 | tail -n 20; static_failed=1; }
 
 log=$(mktemp)
-deno task test 2>&1 | tee "$log"
+# A hung test must not hold CI forever: the whole run stays under 20 minutes.
+timeout --kill-after=30 17m deno task test 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # Deno's summary: "ok | 12 passed (30 steps) | 0 failed | 1 ignored (20s)".

@@ -52,7 +52,7 @@ Deno.test({
         assert.equal(stored.stdout.trim(), `{"PublicIP":"${h1.ip}","PublicIPv6":null}`);
         assert.match(
           lab.agent(h1)!.log(),
-          /WARN {2}skipping malformed lease in etcd key=.*10.10.200.0-24 reason="value is not JSON"/,
+          /WARN {2}skipping a lease in etcd: it is not used for routing key=.*10.10.200.0-24 reason="value is not JSON"/,
         );
         await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.200.0-24");
 

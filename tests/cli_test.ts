@@ -3,7 +3,15 @@
  * --health, wait, and every bad input giving one line, the right exit code, and no change.
  */
 import assert from "node:assert/strict";
-import { freePort, INTEGRATION, overlay, startEtcd, tempDir } from "./helpers.ts";
+import {
+  freePort,
+  INTEGRATION,
+  overlay,
+  spawnOverlay,
+  startEtcd,
+  tempDir,
+  waitFor,
+} from "./helpers.ts";
 
 let prefixCounter = 0;
 
@@ -60,26 +68,35 @@ Deno.test("bad flags are one-line errors with exit code 2", async () => {
 });
 
 Deno.test({
-  name: "an unreachable etcd is named with the fix, and nothing is written",
+  name:
+    "an unreachable etcd: commands name it with the fix; run waits, says why, and SIGTERM leaves nothing",
   ...INTEGRATION,
   async fn() {
     await using dir = await tempDir();
     const closedPort = freePort();
-    const result = await overlay([
-      "run",
-      `--etcd-endpoints=http://127.0.0.1:${closedPort}`,
-      `--subnet-file=${dir}/subnet.env`,
-      `--state-dir=${dir}/state`,
-      "--iface=lo",
-    ]);
-    assert.equal(result.code, 1);
-    assert.match(
-      result.stderr,
-      new RegExp(
-        `^overlay: etcd at http://127.0.0.1:${closedPort}: connection refused \\(is etcd running\\? see --etcd-endpoints\\)\n$`,
-      ),
-    );
-    assert.deepEqual([...Deno.readDirSync(`${dir}`)], []);
+    const endpoint = `http://127.0.0.1:${closedPort}`;
+    const refused =
+      `etcd at ${endpoint}: connection refused \\(is etcd running\\? see --etcd-endpoints\\)`;
+    const leases = await overlay(["leases", `--etcd-endpoints=${endpoint}`]);
+    assert.equal(leases.code, 1);
+    assert.match(leases.stderr, new RegExp(`^overlay: ${refused}\n$`));
+
+    const locate = [`--subnet-file=${dir}/subnet.env`, `--state-dir=${dir}/state`];
+    const agent = spawnOverlay(["run", `--etcd-endpoints=${endpoint}`, "--iface=lo", ...locate]);
+    try {
+      const health = await waitFor(async () => {
+        const result = await overlay(["--health", ...locate]);
+        return /waiting-for-etcd/.test(result.stdout) ? result : undefined;
+      }, { timeoutMs: 10_000, what: "health to say waiting-for-etcd" });
+      assert.equal(health.code, 1);
+      assert.match(health.stdout, new RegExp(`^not-ready waiting-for-etcd: ${refused}\n$`));
+      await new Promise((resolve) => setTimeout(resolve, 2_500)); // a few retries
+      const said = agent.log().split("\n").filter((line) => line.includes("waiting-for-etcd"));
+      assert.equal(said.length, 1, `the reason is logged once, not per try:\n${agent.log()}`);
+    } finally {
+      assert.equal(await agent.stop("SIGTERM"), 0);
+    }
+    assert.deepEqual([...Deno.readDirSync(`${dir}`)], [], "nothing left behind");
   },
 });
 
@@ -143,29 +160,30 @@ Deno.test({
     });
 
     await t.step(
-      "run without a config, or with a malformed one, exits 2 and writes nothing",
+      "run without a config, or with a malformed one, waits and says why; stopped, it leaves nothing",
       async () => {
         await using dir = await tempDir();
         const p = prefix();
-        const flags = [
-          ...etcdFlags(p),
-          "--iface=lo",
-          `--subnet-file=${dir}/s.env`,
-          `--state-dir=${dir}/state`,
-        ];
-        const missing = await overlay(["run", ...flags]);
-        assert.equal(missing.code, 2);
-        assert.match(
-          missing.stderr,
-          /^overlay: Network config ".*\/config": key not found \(set it with: overlay config set/,
-        );
-        await etcd.client.put(`${p}/config`).value(`{"Network":"banana"}`);
-        const malformed = await overlay(["run", ...flags]);
-        assert.equal(malformed.code, 2);
-        assert.match(
-          malformed.stderr,
-          /^overlay: Network config ".*\/config": "Network" "banana" is not an IPv4 CIDR/,
-        );
+        const locate = [`--subnet-file=${dir}/s.env`, `--state-dir=${dir}/state`];
+        const agent = spawnOverlay(["run", ...etcdFlags(p), "--iface=lo", ...locate]);
+        const healthSays = (pattern: RegExp) =>
+          waitFor(async () => {
+            const { stdout } = await overlay(["--health", ...locate]);
+            return pattern.test(stdout) ? stdout : undefined;
+          }, { what: `health to match ${pattern}` });
+        try {
+          assert.equal(
+            await healthSays(/^not-ready waiting-for-config/),
+            "not-ready waiting-for-config\n",
+          );
+          await etcd.client.put(`${p}/config`).value(`{"Network":"banana"}`);
+          assert.match(
+            await healthSays(/^not-ready invalid-config/),
+            /^not-ready invalid-config: "Network" "banana" is not an IPv4 CIDR .*\(fix it with: overlay config set\)\n$/,
+          );
+        } finally {
+          assert.equal(await agent.stop("SIGTERM"), 0);
+        }
         assert.deepEqual([...Deno.readDirSync(`${dir}`)], []);
         assert.deepEqual(await storedKeys(`${p}/subnets/`), []);
       },

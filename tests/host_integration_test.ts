@@ -27,9 +27,9 @@ Deno.test({
         assert.match(
           health.stdout,
           new RegExp(
-            `^ready bridge:lxcbr0:${
+            `^ready lxcbr:${
               gateway.replaceAll(".", "\\.")
-            } subnet:${gateway}/24 mtu:1472 backend:udp peers:1\n$`,
+            } subnet:${gateway}/24 mtu:1472 backend:udp peers:1 bridge:lxcbr0\n$`,
           ),
         );
         const link = await lab.exec(h1.ns, ["ip", "-o", "link", "show", "lxcbr0"]);
@@ -209,6 +209,7 @@ Deno.test("systemd-unit prints a notify unit with only the capabilities the agen
       "Type=notify",
       "ExecStart=/usr/local/bin/overlay run",
       "Restart=on-failure",
+      "StartLimitIntervalSec=0", // never gives up restarting (a host that boots before etcd)
       "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW",
       "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
       "EnvironmentFile=-/etc/overlay/overlay.env",

@@ -57,6 +57,7 @@ export class Lab implements AsyncDisposable {
   readonly #processes = new Set<LabProcess>();
   readonly #agents = new Map<string, LabProcess>();
   readonly #members: (LabProcess | undefined)[] = [];
+  readonly #cleanups: (() => Promise<void>)[] = [];
   #hostCounter = 0;
 
   private constructor(id: string, dir: string, members: number) {
@@ -100,7 +101,6 @@ export class Lab implements AsyncDisposable {
     await this.ip(ns, "addr", "add", `${ip}/24`, "dev", "eth0");
     await this.ip(ns, "link", "set", "eth0", "up");
     await this.ip(ns, "route", "add", "default", "via", `${UNDERLAY_PREFIX}.1`);
-    await this.sh(ns, "sysctl -qw net.ipv4.ip_forward=1");
     const dir = `${this.#dir}/${name}`;
     await Deno.mkdir(dir, { recursive: true });
     const host = { name, ns, ip, subnetFile: `${dir}/subnet.env`, stateDir: `${dir}/state` };
@@ -174,6 +174,17 @@ export class Lab implements AsyncDisposable {
       `--state-dir=${host.stateDir}`,
     ]);
     return JSON.parse(result.stdout).state?.counters ?? {};
+  }
+
+  /** The Prometheus text an agent serves on `port` of a host's loopback. */
+  async metrics(host: LabHost, port: number): Promise<string> {
+    const result = await this.exec(host.ns, [
+      "deno",
+      "eval",
+      `console.log(await (await fetch("http://127.0.0.1:${port}/metrics")).text())`,
+    ]);
+    if (result.code !== 0) throw new Error(`metrics on ${host.name}: ${result.stderr}`);
+    return result.stdout;
   }
 
   /** `overlay --health` on a host. */
@@ -317,8 +328,17 @@ export class Lab implements AsyncDisposable {
 
   /** Starts a long-lived command in a namespace, collecting stderr and stdout. */
   spawn(ns: string, argv: string[], env?: Record<string, string>): LabProcess {
-    const child = new Deno.Command("ip", {
-      args: ["netns", "exec", ns, ...argv],
+    return this.spawnCommand(["ip", "netns", "exec", ns, ...argv], env);
+  }
+
+  /**
+   * Starts a long-lived command as given (e.g. under `nsenter --net=…`, which unlike
+   * `ip netns exec` leaves /sys and the cgroups alone); stopped at dispose by PID.
+   */
+  spawnCommand(argv: string[], env?: Record<string, string>): LabProcess {
+    const [command, ...args] = argv;
+    const child = new Deno.Command(command, {
+      args,
       env,
       stdin: "null",
       stdout: "piped",
@@ -421,8 +441,22 @@ export class Lab implements AsyncDisposable {
     ]);
   }
 
+  /** The lab's temp folder (removed at dispose). */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  /** Runs `cleanup` at dispose, before processes stop and namespaces go (last added first). */
+  defer(cleanup: () => Promise<void>): void {
+    this.#cleanups.push(cleanup);
+  }
+
   /** Stops every process (agents first, by PID), deletes every namespace and the temp dir. */
   async dispose(): Promise<void> {
+    for (const cleanup of this.#cleanups.reverse()) {
+      await cleanup().catch((error) => console.error(`lab cleanup: ${error.message}`));
+    }
+    this.#cleanups.length = 0;
     const agents = [...this.#agents.values()];
     await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
     await Promise.all([...this.#processes].map((process) => process.stop("SIGKILL")));

@@ -106,6 +106,37 @@ Deno.test({
     );
 
     await t.step(
+      "a peer heard from for the first time shows as heard in status within a second",
+      async () => {
+        const h3 = await lab.addHost();
+        lab.startAgent(h3);
+        await lab.waitReady(h3);
+        const c3 = await lab.addContainer(h3);
+        const heard = async () => {
+          const state = JSON.parse(
+            (await lab.overlay(h1.ns, [
+              "status",
+              "--json",
+              `--subnet-file=${h1.subnetFile}`,
+              `--state-dir=${h1.stateDir}`,
+            ])).stdout,
+          ).state;
+          return state.peerList.find((p: { publicIp: string }) => p.publicIp === h3.ip)
+            ?.lastHeard;
+        };
+        await waitFor(async () => (await heard()) === 0, { what: "h3 known, never heard" });
+        assert.notEqual(await lab.ping(c3, c1.ip), undefined);
+        const pinged = Date.now();
+        await waitFor(async () => (await heard()) > 0, {
+          timeoutMs: 1_000,
+          intervalMs: 20,
+          what: "h3 shown as heard",
+        });
+        console.log(`status showed the first contact ${Date.now() - pinged} ms after the ping`);
+      },
+    );
+
+    await t.step(
       "logs are one JSON event per line, and 500 bad datagrams make one line, not 500",
       async () => {
         await waitFor(() => lab.agent(h1)!.log().includes("data path dropped packets"), {

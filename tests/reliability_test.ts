@@ -323,7 +323,7 @@ Deno.test({
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
     const { h1, c1, c2 } = await twoHosts(lab);
     const huge = `{"PublicIP":"172.31.254.99","junk":"${"x".repeat(100_000)}"}`;
-    await lab.etcdctl("put", "/coreos.com/network/subnets/10.10.99.0-24", huge);
+    await lab.etcdctl("put", "/coreos.com/network/subnets/10.10.0.0-24", huge);
     await lab.etcdctl("put", "/coreos.com/network/subnets/zzz", "{}");
     await lab.etcdctl("put", "/coreos.com/network/config", `{"Network":"banana","Backend":7}`);
     await waitFor(
@@ -332,7 +332,7 @@ Deno.test({
     );
     assert.match(
       lab.agent(h1)!.log(),
-      /skipping malformed lease in etcd key=\/coreos\.com\/network\/subnets\/10\.10\.99\.0-24 reason="value is 1000\d\d bytes/,
+      /skipping a lease in etcd: it is not used for routing key=\/coreos\.com\/network\/subnets\/10\.10\.0\.0-24 reason="value is 1000\d\d bytes/,
     );
     assert.equal((await lab.health(h1)).code, 0);
     assert.notEqual(await lab.ping(c1, c2.ip, { count: 3 }), undefined);
@@ -361,9 +361,9 @@ Deno.test({
         .stdout,
     });
     const flags = [...lab.agentFlags(host), "--ip-masq", "--bridge=lxcbr0"];
+    // A missing or invalid config is not a bad flag: run waits for it (tests/boot_test.ts).
+    await lab.setConfig({ Network: "10.10.0.0/16" });
     const cases: [string, string[], RegExp][] = [
-      ["no config", [], /key not found \(set it with: overlay config set/],
-      ["bad config", [], /"SubnetLen" 31 is out of range/],
       ["unknown flag", ["--frobnicate"], /Unknown option '--frobnicate'/],
       ["bad iface", ["--iface=nope0"], /--iface "nope0": no such IPv4 interface here/],
       ["bad TTL", ["--subnet-lease-ttl=forever"], /--subnet-lease-ttl "forever" is not a duration/],
@@ -375,14 +375,6 @@ Deno.test({
     ];
     const before = await look();
     for (const [what, extra, message] of cases) {
-      if (what === "bad config") {
-        await lab.etcdctl(
-          "put",
-          "/coreos.com/network/config",
-          `{"Network":"10.10.0.0/16","SubnetLen":31}`,
-        );
-      }
-      if (what === "unknown flag") await lab.setConfig({ Network: "10.10.0.0/16" });
       const result = await lab.overlay(host.ns, ["run", ...flags, ...extra]);
       assert.equal(result.code, 2, `${what}: ${result.stderr}`);
       assert.match(result.stderr, message, what);
@@ -457,6 +449,8 @@ Deno.test({
       const status = Deno.readTextFileSync(`/proc/${agent.child.pid}/status`);
       assert.match(status, /^Uid:\s+65534\s/m);
       assert.match(status, /^CapEff:\s+0000000000003000$/m); // CAP_NET_ADMIN (12) | CAP_NET_RAW (13)
+      // The kernel lets CAP_NET_ADMIN write the namespace's net sysctls: no root needed.
+      assert.equal((await lab.exec(h1.ns, ["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout, "1\n");
       assert.notEqual(
         await lab.ping(h1, (await lab.subnetOf(h2)).replace("/24", ""), { count: 2 }),
         undefined,
