@@ -18,6 +18,7 @@ export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
 export const MSG_DONTWAIT = 0x40;
+export const MSG_TRUNC = 0x20;
 
 export const SOCKADDR_IN_SIZE = 16;
 export const IOVEC_SIZE = 16;
@@ -174,6 +175,11 @@ export class MessageVector {
     const level = this.#controlView.getInt32(base + 8, true);
     const type = this.#controlView.getInt32(base + 12, true);
     return level === SOL_UDP && type === UDP_GRO ? this.#controlView.getUint16(base + 16, true) : 0;
+  }
+
+  /** True when the datagram in slot i did not fit and was cut short (MSG_TRUNC). */
+  truncated(i: number): boolean {
+    return (this.headerView.getInt32(i * MMSGHDR_SIZE + 48, true) & MSG_TRUNC) !== 0;
   }
 
   /** Bytes received into slot i by the last recvmmsg. */

@@ -11,6 +11,7 @@ export const COUNTERS = [
   "drop_unknown_peer", // datagram from an address that holds no lease
   "drop_spoofed_source", // inner source outside the sender's leased subnet
   "drop_malformed", // not exactly one valid IPv4 packet
+  "drop_oversized", // larger than the buffer it was read into (a device MTU raised past it)
   "drop_not_ipv4", // non-IPv4 packet read from the TUN (the overlay carries IPv4 only)
   "drop_not_for_us", // inner destination outside our subnet
   "drop_no_route", // TUN packet for an overlay address no peer owns (ICMP sent)

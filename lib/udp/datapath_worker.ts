@@ -193,7 +193,7 @@ export function runDataPath(config: DataPathConfig): void {
       return false;
     }
     const source = readU32(bytes, offset + 12);
-    if (peers.ownerOf(source) !== sender) {
+    if (!peers.mayCarry(sender, source)) {
       counters[peers.isPeer(sender) ? C.drop_spoofed_source : C.drop_unknown_peer]++;
       return false;
     }
@@ -210,6 +210,17 @@ export function runDataPath(config: DataPathConfig): void {
     counters[C.rx_packets]++;
     counters[C.rx_bytes] += length;
     return true;
+  }
+
+  /**
+   * True when a read of `length` bytes into a `room`-byte buffer holds one whole packet. A
+   * packet larger than the buffer (a device MTU raised past it) comes back cut short on this
+   * kernel, and with its whole length on others: either way its bytes must not be sent.
+   */
+  function wholePacket(bytes: Uint8Array, offset: number, length: number, room: number) {
+    if (length > room) return false;
+    if (length < 4 || bytes[offset] >>> 4 !== 4) return true; // not IPv4: routeFromTun counts it
+    return ((bytes[offset + 2] << 8) | bytes[offset + 3]) <= length;
   }
 
   /** Sends the first `accepted` batch slots with sendmmsg. */
@@ -247,6 +258,10 @@ export function runDataPath(config: DataPathConfig): void {
         throw new SystemError("read", code, "TUN device");
       }
       read++;
+      if (!wholePacket(txPackets, offset, length, slotSize)) {
+        counters[C.drop_oversized]++;
+        continue;
+      }
       const owner = routeFromTun(txPackets, offset, length);
       if (owner === 0) continue;
       txAddress.setUint32(accepted * 16 + 4, owner, false);
@@ -274,6 +289,10 @@ export function runDataPath(config: DataPathConfig): void {
         throw new SystemError("read", code, "TUN device");
       }
       read++;
+      if (length > VNET_HDR_SIZE + 65_535 || length < VNET_HDR_SIZE) {
+        counters[C.drop_oversized]++;
+        continue;
+      }
       const packet = readAt + VNET_HDR_SIZE;
       const packetLength = length - VNET_HDR_SIZE;
       const flags = txPackets[readAt];
@@ -285,7 +304,7 @@ export function runDataPath(config: DataPathConfig): void {
           finishChecksum(txPackets, packet, packetLength, start, at);
         }
         if (packetLength > slotSize) {
-          counters[C.drop_malformed]++;
+          counters[C.drop_oversized]++;
           continue;
         }
         const slot = accepted * slotSize;
@@ -356,6 +375,11 @@ export function runDataPath(config: DataPathConfig): void {
     for (let i = 0; i < count; i++) {
       const length = rx.receivedLength(i);
       const sender = rx.address(i);
+      // A datagram larger than the slot arrives cut short (MSG_TRUNC): never a valid packet.
+      if (rx.truncated(i) || length > rxSlot) {
+        counters[C.drop_oversized]++;
+        continue;
+      }
       const offset = i * rxSlot;
       if (!coalescer) {
         if (!acceptFromPeer(rxPackets, offset, length, sender, now)) continue;
@@ -390,8 +414,9 @@ export function runDataPath(config: DataPathConfig): void {
       if (spinning) c.sched_yield();
       continue;
     }
+    // Under steady traffic this loop may never run dry: it looks at the stop flag each turn.
     let moved = 1;
-    while (moved > 0) moved = fromTun() + drainUdp();
+    while (moved > 0 && Atomics.load(control, CONTROL_STOP) === 0) moved = fromTun() + drainUdp();
     lastActivity = performance.now();
   }
   // Keep the buffers the kernel wrote into alive until the very end.

@@ -89,6 +89,16 @@ export class PeerTable {
     return this.#owners[(ip - this.#networkIp) >>> this.#shift];
   }
 
+  /**
+   * True when `sender` may carry an inner packet from `source`: the sender holds a lease and
+   * `source` lies inside a subnet it leases. Hot path: one array read. (An unowned subnet
+   * has owner 0, which no sender may match, not even a datagram claiming to be from 0.0.0.0.)
+   */
+  mayCarry(sender: number, source: number): boolean {
+    const owner = this.ownerOf(source);
+    return owner !== 0 && owner === sender;
+  }
+
   /** Notes that the owner of `ip`'s subnet was heard from at `now` (epoch ms). */
   heardFrom(ip: number, now: number): void {
     const slot = (ip - this.#networkIp) >>> this.#shift;
