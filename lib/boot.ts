@@ -27,6 +27,8 @@ export interface BootOptions {
   readonly describeEtcdError: (error: unknown) => string;
   /** Called when the reason for waiting changes. */
   readonly onWaiting: (reason: string) => void;
+  /** Why a valid config cannot serve this host (its own addresses inside the Network). */
+  readonly checkHost?: (config: NetworkConfig) => string | undefined;
 }
 
 /** Waits for etcd and a valid network config; undefined when `signal` aborted first. */
@@ -46,7 +48,10 @@ export async function awaitNetworkConfig(
       if (read.text === undefined) reason = "waiting-for-config";
       else {
         try {
-          return { config: parseNetworkConfig(read.text), text: read.text };
+          const config = parseNetworkConfig(read.text);
+          const clash = options.checkHost?.(config);
+          if (clash) throw new ConfigError(clash);
+          return { config, text: read.text };
         } catch (error) {
           if (!(error instanceof ConfigError)) throw error;
           reason = `invalid-config: ${error.message} (fix it with: overlay config set)`;

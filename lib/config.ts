@@ -9,6 +9,7 @@ import {
   formatIp4Net,
   type Ip4Net,
   netContains,
+  netsOverlap,
   parseIp4,
   parseIp4Net,
   prefixSize,
@@ -51,6 +52,14 @@ export class ConfigError extends Error {
 
 const DEFAULT_PORTS: Record<BackendType, number> = { "udp": 8285, "vxlan": 8472, "host-gw": 0 };
 
+/** Ranges an overlay Network must not touch (0.0.0.0/0 overlaps them all). */
+const RESERVED_RANGES = [
+  { net: { ip: 0x00000000, prefixLen: 8 }, what: '"this network"' },
+  { net: { ip: 0x7f000000, prefixLen: 8 }, what: "loopback" },
+  { net: { ip: 0xa9fe0000, prefixLen: 16 }, what: "link-local" },
+  { net: { ip: 0xe0000000, prefixLen: 3 }, what: "multicast and reserved" },
+];
+
 /** Parses and validates config JSON text. Throws ConfigError. */
 export function parseNetworkConfig(text: string): NetworkConfig {
   let raw: unknown;
@@ -80,6 +89,15 @@ export function validateNetworkConfig(raw: unknown): NetworkConfig {
       loose
         ? `"Network" ${quote(obj.Network)} has host bits set (use ${quote(formatIp4Net(loose))})`
         : `"Network" ${quote(obj.Network)} is not an IPv4 CIDR (use e.g. "10.10.0.0/16")`,
+    );
+  }
+  const reserved = RESERVED_RANGES.find((range) => netsOverlap(range.net, network));
+  if (reserved) {
+    throw new ConfigError(
+      `"Network" ${quote(obj.Network)} overlaps ${
+        formatIp4Net(reserved.net)
+      } (${reserved.what}), ` +
+        `which no overlay may take (use a private range such as "10.10.0.0/16")`,
     );
   }
   if (network.prefixLen > 28) {

@@ -164,28 +164,20 @@ export class LeaseManager {
     return fresh;
   }
 
-  /** Steps 2 and 3: the previous subnet if free, else a random free one. */
+  /**
+   * Steps 2 and 3: the previous subnet if free, else a random free one. Only keys of the
+   * config's SubnetLen inside the Network take part: a hostile `0.0.0.0-0` cannot make the
+   * choice walk the address space, so choosing costs at most the Network's subnet count.
+   */
   #choose(config: NetworkConfig, listing: LeaseListing): Ip4Net {
     const taken = new Set<number>();
     for (const lease of listing.leases) {
-      if (lease.subnet.prefixLen === config.subnetLen) taken.add(lease.subnet.ip);
-      else {
-        // A foreign-sized lease blocks every subnet it overlaps.
-        const size = prefixSize(config.subnetLen);
-        const start = lease.subnet.ip - (lease.subnet.ip % size);
-        for (
-          let ip = start;
-          ip < lease.subnet.ip + prefixSize(lease.subnet.prefixLen);
-          ip += size
-        ) {
-          taken.add(ip);
-        }
-      }
+      if (fitsNetwork(config, lease.subnet)) taken.add(lease.subnet.ip);
     }
     // A key whose value does not parse still occupies its subnet.
     for (const skipped of listing.skipped) {
       const subnet = parseLeaseKey(this.#registry.prefix, skipped.key);
-      if (subnet?.prefixLen === config.subnetLen) taken.add(subnet.ip);
+      if (subnet && fitsNetwork(config, subnet)) taken.add(subnet.ip);
     }
     const previous = this.#options.previousSubnet;
     if (previous) {

@@ -4,7 +4,7 @@
  * of the IPv4 default route, as flannel does.
  */
 import { UsageError } from "./errors.ts";
-import { formatIp4, parseIp4 } from "./ip.ts";
+import { formatIp4, formatIp4Net, type Ip4Net, netContains, parseIp4 } from "./ip.ts";
 
 export interface Underlay {
   readonly name: string;
@@ -79,6 +79,46 @@ export function defaultRouteInterface(): string | undefined {
   for (const line of text.split("\n").slice(1)) {
     const [iface, destination, , , , , , mask] = line.trim().split(/\s+/);
     if (destination === "00000000" && mask === "00000000") return iface;
+  }
+  return undefined;
+}
+
+/** The gateway of the IPv4 default route, from /proc/net/route; undefined when none. */
+export function defaultGateway(): number | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync("/proc/net/route");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n").slice(1)) {
+    const [, destination, gateway, , , , , mask] = line.trim().split(/\s+/);
+    if (destination !== "00000000" || mask !== "00000000") continue;
+    // Little-endian hex, as the kernel prints it.
+    const le = parseInt(gateway, 16);
+    const ip = ((le & 255) << 24 | ((le >>> 8) & 255) << 16 | ((le >>> 16) & 255) << 8 |
+      (le >>> 24)) >>> 0;
+    return ip === 0 ? undefined : ip;
+  }
+  return undefined;
+}
+
+/**
+ * Why `network` cannot be the overlay on this host, or undefined: it must not contain the
+ * host's underlay or public address, or its default gateway (the overlay's routes would
+ * take the host's own traffic).
+ */
+export function networkProblemOnHost(network: Ip4Net, underlay: Underlay): string | undefined {
+  const clashes: [string, number | undefined][] = [
+    ["underlay address", underlay.ip],
+    ["public IP", underlay.publicIp],
+    ["default gateway", defaultGateway()],
+  ];
+  for (const [what, ip] of clashes) {
+    if (ip !== undefined && netContains(network, ip)) {
+      return `"Network" ${formatIp4Net(network)} contains this host's ${what} ${formatIp4(ip)} ` +
+        `(choose a Network apart from the hosts' own addresses)`;
+    }
   }
   return undefined;
 }

@@ -42,6 +42,9 @@ const INVALID: [string, string, RegExp][] = [
   ["Network not a CIDR", `{"Network":"10.10.0.0"}`, /not an IPv4 CIDR/],
   ["Network with host bits", `{"Network":"10.10.1.0/16"}`, /host bits set \(use "10.10.0.0\/16"\)/],
   ["Network too small", `{"Network":"10.10.0.0/29"}`, /too small/],
+  ["Network the whole address space", `{"Network":"0.0.0.0/0"}`, /overlaps 0\.0\.0\.0\/8/],
+  ["Network over loopback", `{"Network":"127.0.0.0/16"}`, /overlaps 127\.0\.0\.0\/8 \(loopback\)/],
+  ["Network over multicast", `{"Network":"224.1.0.0/16"}`, /multicast and reserved/],
   [
     "SubnetLen not above Network",
     `{"Network":"10.10.0.0/16","SubnetLen":16}`,

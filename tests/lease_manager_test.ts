@@ -64,6 +64,25 @@ Deno.test({
       assert.equal(formatIp4Net(held.lease.subnet), "10.10.7.0/24");
     });
 
+    await t.step(
+      "keys of another length or outside the Network play no part in choosing (a hostile 0.0.0.0-0)",
+      async () => {
+        const { registry, prefix, config } = await network(etcd.endpoint, {
+          Network: "10.10.0.0/16",
+          SubnetLen: 26,
+        });
+        for (const key of ["0.0.0.0-0", "10.0.0.0-8", "10.10.0.0-16", "10.10.0.0-17"]) {
+          await client.put(`${prefix}/subnets/${key}`).value(`{"PublicIP":"192.0.2.250"}`);
+        }
+        const started = performance.now();
+        const held = await manager(registry, "192.0.2.1").acquire(config);
+        const ms = performance.now() - started;
+        assert.equal(held.lease.subnet.prefixLen, 26);
+        assert.ok(netContains(config.network, held.lease.subnet.ip));
+        assert.ok(ms < 1000, `acquired in ${ms.toFixed(0)} ms`);
+      },
+    );
+
     await t.step("an exhausted network is a clear error and takes nothing", async () => {
       const { registry, prefix, config } = await network(etcd.endpoint, {
         Network: "10.10.0.0/16",
