@@ -52,15 +52,34 @@ export function etcdOptionsFrom(values: FlagValues): EtcdOptions {
     certFile: optional("etcd-certfile"),
     keyFile: optional("etcd-keyfile"),
     username: optional("etcd-username"),
-    password: optional("etcd-password"),
+    password: optional("etcd-password") ?? readPasswordFile(optional("etcd-password-file")),
   };
+  if (optional("etcd-password") && optional("etcd-password-file")) {
+    throw new UsageError(`--etcd-password and --etcd-password-file: give one, not both`);
+  }
   if (Boolean(options.certFile) !== Boolean(options.keyFile)) {
     throw new UsageError(`--etcd-certfile and --etcd-keyfile go together (give both or neither)`);
   }
   if (Boolean(options.username) !== Boolean(options.password)) {
-    throw new UsageError(`--etcd-username and --etcd-password go together (give both or neither)`);
+    throw new UsageError(
+      `--etcd-username and --etcd-password (or --etcd-password-file) go together (give both or neither)`,
+    );
   }
   return options;
+}
+
+/** The password in a file (one line; a trailing newline is not part of it). */
+function readPasswordFile(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  try {
+    return Deno.readTextFileSync(path).replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new UsageError(
+      `--etcd-password-file ${JSON.stringify(path)}: ${
+        (error as Error).message
+      } (give a readable file)`,
+    );
+  }
 }
 
 /** An error etcd answered with (as opposed to not answering at all). */

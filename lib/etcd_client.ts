@@ -20,6 +20,7 @@ import {
   EtcdUnavailableError,
 } from "./etcd.ts";
 import { UsageError } from "./errors.ts";
+import { log } from "./log.ts";
 
 export interface KeyValue {
   readonly key: string;
@@ -61,6 +62,8 @@ export interface WatchResponse {
 }
 
 const REQUEST_TIMEOUT_MS = 5000;
+/** The longest watch response line accepted (etcd's own are far below it). */
+export const MAX_WATCH_LINE_CHARS = 64 * 1024 * 1024;
 /** etcd errors that an election causes and that clear up within a few seconds. */
 const TRANSIENT = /leader changed|no leader|request timed out|too many requests/i;
 const MAX_TRANSIENT_RETRIES = 15;
@@ -130,8 +133,18 @@ export class EtcdClient {
     this.#endpoints = options.endpoints.map((e) =>
       (tls ? e.replace(/^http:/, "https:") : e).replace(/\/+$/, "")
     );
+    if (options.username && this.#endpoints.some((e) => e.startsWith("http:"))) {
+      log.warn(
+        "the etcd password and its token go over plain http:// (anyone on the path can read them); use https:// endpoints with --etcd-cafile",
+        { endpoints: this.#endpoints.join(",") },
+      );
+    }
     if (tls) {
       const ca = readPem("etcd-cafile", options.caFile);
+      // Deno adds caCerts to its root store instead of replacing it, so any publicly trusted
+      // certificate for the etcd host name would pass. An empty DENO_TLS_CA_STORE, set before
+      // the store is first used (it is made on first use), leaves only the CA given here.
+      if (ca) Deno.env.set("DENO_TLS_CA_STORE", "");
       const cert = readPem("etcd-certfile", options.certFile);
       const key = readPem("etcd-keyfile", options.keyFile);
       this.#http = Deno.createHttpClient({
@@ -274,18 +287,29 @@ export class EtcdClient {
       const text = await response.text().catch(() => "");
       throw new EtcdResponseError(errorMessage(text, response.status), response.status);
     }
+    // One JSON response per line. Only the new chunk is searched for line ends, and a line
+    // may not grow past MAX_WATCH_LINE_CHARS: a server that never ends one cannot make the
+    // agent hold (or rescan) an unbounded buffer.
     let pending = "";
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     try {
       while (true) {
         const { value, done } = await reader.read();
         if (done) return;
-        pending += value;
+        let start = 0;
         let newline: number;
-        while ((newline = pending.indexOf("\n")) >= 0) {
-          const line = pending.slice(0, newline).trim();
-          pending = pending.slice(newline + 1);
+        while ((newline = value.indexOf("\n", start)) >= 0) {
+          const line = (pending + value.slice(start, newline)).trim();
+          pending = "";
+          start = newline + 1;
           if (line) onResponse(parseWatchLine(line));
+        }
+        pending += value.slice(start);
+        if (pending.length > MAX_WATCH_LINE_CHARS) {
+          throw new EtcdResponseError(
+            `watch response line longer than ${MAX_WATCH_LINE_CHARS} characters (is ${endpoint} etcd?)`,
+            502,
+          );
         }
       }
     } finally {

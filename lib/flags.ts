@@ -27,7 +27,11 @@ const FLAG_SPECS = {
   "etcd-certfile": { type: "string", help: "client certificate for etcd TLS" },
   "etcd-keyfile": { type: "string", help: "client key for etcd TLS" },
   "etcd-username": { type: "string", help: "etcd user name" },
-  "etcd-password": { type: "string", help: "etcd password" },
+  "etcd-password": {
+    type: "string",
+    help: "etcd password (visible in the process list: prefer --etcd-password-file or the env)",
+  },
+  "etcd-password-file": { type: "string", help: "read the etcd password from this file" },
   "iface": {
     type: "string",
     help: "underlay interface, by name or IP (default: the default route's)",
@@ -104,8 +108,26 @@ export const ETCD_FLAGS: FlagName[] = [
   "etcd-keyfile",
   "etcd-username",
   "etcd-password",
+  "etcd-password-file",
 ];
 export const LOCATOR_FLAGS: FlagName[] = ["subnet-file", "state-dir"];
+
+/** Every flag of `overlay run` (cleanup takes them all, as the README says). */
+export const RUN_FLAGS: FlagName[] = [
+  ...ETCD_FLAGS,
+  "iface",
+  "public-ip",
+  "device",
+  ...LOCATOR_FLAGS,
+  "bridge",
+  "ip-masq",
+  "healthz-ip",
+  "healthz-port",
+  "subnet-lease-ttl",
+  "subnet-lease-renew-margin",
+  "log-level",
+  "log-format",
+];
 
 /** The environment variable that mirrors a flag: `--ip-masq` → `OVERLAY_IP_MASQ`. */
 export function envName(flag: FlagName): string {
