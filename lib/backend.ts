@@ -50,6 +50,15 @@ export interface Backend {
   observe(): BackendObservation;
   /** Epoch ms the data path last heard from a peer: 0 when never, null when it cannot tell. */
   lastHeard(peer: Lease): number | null;
+  /** What this backend makes on the host, recorded for `overlay cleanup` (lib/inventory.ts). */
+  owned(): BackendOwned;
+}
+
+export interface BackendOwned {
+  /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan". */
+  readonly device?: { readonly name: string; readonly kind: string };
+  /** Files it keeps in the state folder. */
+  readonly files: string[];
 }
 
 export interface BackendObservation {

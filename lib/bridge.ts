@@ -10,11 +10,14 @@ import { OverlayError } from "./errors.ts";
 import { formatIp4, type Ip4Net, netContains, netGateway } from "./ip.ts";
 import { log } from "./log.ts";
 
-/** Creates or adopts the bridge and gives it the subnet's gateway address and the MTU. */
+/**
+ * Creates or adopts the bridge and gives it the subnet's gateway address and the MTU.
+ * Returns true when it created the bridge (false: an existing one was adopted).
+ */
 export function ensureBridge(
   netlink: Netlink,
   options: { name: string; subnet: Ip4Net; network: Ip4Net; mtu: number },
-): void {
+): boolean {
   const existing = netlink.link(options.name);
   if (existing && existing.kind !== "bridge") {
     throw new OverlayError(
@@ -45,4 +48,5 @@ export function ensureBridge(
     address: `${formatIp4(gateway)}/${options.subnet.prefixLen}`,
     mtu: options.mtu,
   });
+  return !existing;
 }

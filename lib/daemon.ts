@@ -19,6 +19,7 @@ import { enableIpv4Forwarding, ipv4ForwardingEnabled } from "./forwarding.ts";
 import { describeState, serveHealth } from "./health.ts";
 import { formatIp4, formatIp4Net, netGateway } from "./ip.ts";
 import { applyMasq, keepMasq, masqChains } from "./ip_masq.ts";
+import { type Inventory, inventoryPath, readInventory, writeInventory } from "./inventory.ts";
 import { type Lease, leaseKey } from "./lease.ts";
 import { type HeldLease, LeaseManager, type Renewal } from "./lease_manager.ts";
 import { log } from "./log.ts";
@@ -28,7 +29,12 @@ import { type LeaseEvent, type LeaseWatch, SubnetRegistry } from "./registry.ts"
 import { StateFile } from "./state_file.ts";
 import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
 import { notifySystemd } from "./systemd.ts";
-import { describeUnderlay, detectUnderlay, type Underlay } from "./underlay.ts";
+import {
+  describeUnderlay,
+  detectUnderlay,
+  networkProblemOnHost,
+  type Underlay,
+} from "./underlay.ts";
 import { Netlink } from "../ffi/netlink.ts";
 
 export interface DaemonOptions {
@@ -90,6 +96,8 @@ class Agent {
   #claimed: Lease | undefined;
   #own: Lease | undefined;
   #lost = false;
+  /** An inventory this start wrote where there was none: taken back if the start fails. */
+  #newInventory: string | undefined;
   #tracker: PeerTracker | undefined;
   #watch: LeaseWatch | undefined;
   #renewal: Renewal | undefined;
@@ -119,8 +127,13 @@ class Agent {
 
   /** Boot order: waits for etcd and a valid config. False when stopped while waiting. */
   async awaitNetworkConfig(): Promise<boolean> {
+    const options = this.#options;
+    // A bad --iface or --public-ip is a bad flag: it ends the start before anything waits.
+    const underlay = detectUnderlay({ iface: options.iface, publicIp: options.publicIp });
+    this.#underlay = underlay;
     await this.#state.publish({});
     this.#booted = await awaitNetworkConfig(this.#registry, this.#client, {
+      checkHost: (config) => networkProblemOnHost(config.network, underlay),
       signal: this.#stop.signal,
       describeEtcdError: (error) => describeEtcdError(error, this.#options.etcd),
       onWaiting: (reason) => {
@@ -139,8 +152,7 @@ class Agent {
   async acquire(): Promise<void> {
     const options = this.#options;
     const config = this.#booted!.config;
-    const underlay = detectUnderlay({ iface: options.iface, publicIp: options.publicIp });
-    this.#underlay = underlay;
+    const underlay = this.#underlay!;
     log.info("underlay", {
       iface: describeUnderlay(underlay),
       publicIp: formatIp4(underlay.publicIp),
@@ -186,23 +198,45 @@ class Agent {
     const backend = this.#backend!;
     const own = this.#own!;
     const network = this.#booted!.config.network;
+    // What is made is recorded before it is made, so a crash in between leaves nothing
+    // that cleanup does not know of.
+    const made = inventoryPath(options.stateDir, options.subnetFile);
+    const previous = await readInventory(made);
+    let inventory: Inventory = {
+      network: formatIp4Net(network),
+      subnet: formatIp4Net(own.subnet),
+      publicIp: formatIp4(this.#underlay!.publicIp),
+      ...backend.owned(),
+      ...(previous?.bridge && previous.bridge.name === options.bridge
+        ? { bridge: previous.bridge }
+        : {}),
+      ...(previous?.masq && options.ipMasq ? { masq: previous.masq } : {}),
+    };
+    await writeInventory(made, inventory);
+    if (!previous) this.#newInventory = made;
     await backend.start(own);
     this.#ensureForwarding();
     if (options.bridge) {
       const netlink = new Netlink();
       try {
-        ensureBridge(netlink, {
+        const created = ensureBridge(netlink, {
           name: options.bridge,
           subnet: own.subnet,
           network,
           mtu: backend.mtu,
         });
+        // A bridge this agent made in an earlier run is still its own when adopted now.
+        const ours = created || inventory.bridge?.created === true;
+        const address = `${formatIp4(netGateway(own.subnet))}/${own.subnet.prefixLen}`;
+        inventory = { ...inventory, bridge: { name: options.bridge, created: ours, address } };
+        await writeInventory(made, inventory);
       } finally {
         netlink.close();
       }
     }
     if (options.ipMasq) {
       const chains = await masqChains(this.#registry.prefix);
+      await writeInventory(made, { ...inventory, masq: chains });
       await applyMasq(chains, network, own.subnet);
       this.#masq = keepMasq(chains, network, own.subnet, MASQ_CHECK_MS);
     }
@@ -257,6 +291,7 @@ class Agent {
       ...this.#peerFields(),
     });
     this.#claimed = undefined; // started: the lease is ours to keep
+    this.#newInventory = undefined; // and what was made is cleanup's to remove
     this.#notifyWhenReady();
     const healthz = this.#options.healthz;
     if (healthz && healthz.port > 0) {
@@ -323,6 +358,7 @@ class Agent {
         subnet: formatIp4Net(claimed.subnet),
       });
     }
+    if (this.#newInventory) await Deno.remove(this.#newInventory).catch(() => {});
     await this.#state.discard();
     return 0;
   }

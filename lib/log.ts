@@ -5,6 +5,8 @@
  * path counts them and the agent logs a summary at most every 10 s.
  */
 
+import { isPrintable, printable } from "./printable.ts";
+
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
 export type LogLevel = keyof typeof LEVELS;
 
@@ -33,13 +35,14 @@ function emit(level: LogLevel, message: string, fields: Record<string, unknown>)
     );
     return;
   }
-  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}`;
+  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${printable(message)}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) continue;
     const text = typeof value === "string" ? value : JSON.stringify(value);
-    line += ` ${key}=${/[\s"=]/.test(text) ? JSON.stringify(text) : text}`;
+    // JSON quoting escapes control characters; bare values must not carry any.
+    line += ` ${key}=${/[\s"=]/.test(text) || !isPrintable(text) ? JSON.stringify(text) : text}`;
   }
-  console.error(line);
+  console.error(printable(line));
 }
 
 export const log = {

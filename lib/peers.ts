@@ -17,7 +17,11 @@ import {
   type PeerPolicy,
   type SkipReason,
 } from "./peer_policy.ts";
+import { KeyedRateLimit } from "./rate_limit.ts";
 import type { LeaseEvent, SkippedLease } from "./registry.ts";
+
+/** At most one log line per lease key in this window (a flapping key floods nothing). */
+const LOG_WINDOW_MS = 60_000;
 
 /** A lease the agent does not route to, and why. */
 export interface SkippedPeer {
@@ -40,6 +44,8 @@ export class PeerTracker {
   /** claim → keys of the leases that make it. */
   readonly #claimants = new Map<string, Set<string>>();
   readonly #skipCounts = new Map<SkipReason, number>();
+  /** A flapping key (hostile or broken) gets at most one line of each kind a minute. */
+  readonly #logLimit = new KeyedRateLimit(LOG_WINDOW_MS);
 
   constructor(backend: Backend, policy: PeerPolicy, etcdPrefix: string) {
     this.#backend = backend;
@@ -178,12 +184,12 @@ export class PeerTracker {
 
   #admit(key: string, lease: Lease): void {
     const known = this.#admitted.get(key);
-    if (this.#skipped.delete(key)) log.info("lease is usable again", { key });
+    if (this.#skipped.delete(key)) this.#log(key, "info", "lease is usable again", { key });
     this.#admitted.set(key, lease);
     if (!known) this.#since.set(key, Date.now());
     if (known && sameRoute(known, lease)) return;
     this.#backend.addPeer(lease);
-    if (!known) log.info("peer joined", { peer: describeLease(lease) });
+    if (!known) this.#log(key, "info", "peer joined", { peer: describeLease(lease) });
   }
 
   #withdraw(key: string): void {
@@ -192,7 +198,7 @@ export class PeerTracker {
     this.#admitted.delete(key);
     this.#since.delete(key);
     this.#backend.removePeer(lease);
-    log.info("peer left", { peer: describeLease(lease) });
+    this.#log(key, "info", "peer left", { peer: describeLease(lease) });
   }
 
   /** Records a skipped lease; counts and warns only when its reason is new for the key. */
@@ -201,10 +207,16 @@ export class PeerTracker {
     this.#skipped.set(key, { key, ...problem });
     if (known?.text === problem.text) return;
     this.#skipCounts.set(problem.reason, (this.#skipCounts.get(problem.reason) ?? 0) + 1);
-    log.warn("skipping a lease in etcd: it is not used for routing", {
+    this.#log(key, "warn", "skipping a lease in etcd: it is not used for routing", {
       key,
       reason: problem.text,
     });
+  }
+
+  /** Logs at most once a minute per key and kind of line (joined, left, skipped, usable). */
+  #log(key: string, level: "info" | "warn", message: string, fields: Record<string, unknown>) {
+    const { allowed, held } = this.#logLimit.allow(`${message}\0${key}`);
+    if (allowed) log[level](message, held > 0 ? { ...fields, heldBack: held } : fields);
   }
 }
 

@@ -240,6 +240,20 @@ Deno.test("docker-opts reads the subnet file as flannel's mk-docker-opts does", 
   assert.match(missing.stderr, /Subnet file ".*nope.env" not found \(is overlay run up\?/);
   const badFormat = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=yaml"]);
   assert.equal(badFormat.code, 2);
+  // What it prints lands on dockerd's command line: a tampered file prints nothing.
+  for (
+    const bad of [
+      "FLANNEL_SUBNET=10.10.16.1/24 --insecure-registry=evil\nFLANNEL_MTU=1472\n",
+      "FLANNEL_SUBNET=10.10.16.1/24\nFLANNEL_MTU=1472; rm -rf /\n",
+      "FLANNEL_SUBNET=10.10.16.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=maybe\n",
+    ]
+  ) {
+    await Deno.writeTextFile(file, bad);
+    const result = await overlay(["docker-opts", `--subnet-file=${file}`]);
+    assert.equal(result.code, 1, bad);
+    assert.equal(result.stdout, "", bad);
+    assert.match(result.stderr, /does not hold a valid FLANNEL_SUBNET/);
+  }
 });
 
 Deno.test("cloud-init user-data passes cloud-init's own schema check", async () => {

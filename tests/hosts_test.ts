@@ -377,3 +377,24 @@ Deno.test({
     await waitFor(async () => (await route("10.10.220.0/24")) === "", { what: "route removed" });
   },
 });
+
+Deno.test({
+  name:
+    "a Network that holds the host's own address or gateway is refused for that host: it waits, untouched",
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create();
+    await lab.setConfig({ Network: "172.31.0.0/16", Backend: { Type: "host-gw" } });
+    const host = await lab.addHost();
+    const before = await hostState(lab, host);
+    lab.startAgent(host);
+    const line = await healthSays(lab, host, /^not-ready (waiting|invalid)/);
+    assert.match(
+      line,
+      /^not-ready invalid-config: "Network" 172\.31\.0\.0\/16 contains this host's underlay address 172\.31\.254\.11 /,
+    );
+    assert.deepEqual(await hostState(lab, host), before, "nothing was made");
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "host-gw" } });
+    await healthSays(lab, host, /^ready /);
+  },
+});

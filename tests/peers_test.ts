@@ -69,6 +69,9 @@ class RecordingBackend implements Backend {
   lastHeard(): null {
     return null;
   }
+  owned() {
+    return { files: [] };
+  }
 }
 
 function tracker() {

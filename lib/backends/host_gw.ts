@@ -11,6 +11,7 @@ import {
   type Backend,
   type BackendContext,
   type BackendObservation,
+  type BackendOwned,
   deviceMtu,
 } from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
@@ -107,6 +108,11 @@ export class HostGwBackend implements Backend {
 
   claims(_peer: Lease): string[] {
     return [];
+  }
+
+  /** Routes only, and those carry the agent's mark. */
+  owned(): BackendOwned {
+    return { files: [] };
   }
 
   observe(): BackendObservation {

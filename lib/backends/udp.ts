@@ -15,6 +15,7 @@ import {
   type Backend,
   type BackendContext,
   type BackendObservation,
+  type BackendOwned,
   deviceMtu,
 } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
@@ -39,6 +40,8 @@ import { ensureOwnRoute } from "./kernel_state.ts";
 
 export const DEFAULT_UDP_DEVICE = "overlay0";
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+/** How long stop() waits for the Worker (it checks its stop flag at least every 200 ms). */
+const STOP_WAIT_MS = 2_000;
 /**
  * Packets the kernel may queue for the agent. The TUN default of 500 overflowed under a
  * single TCP stream (26,137 drops and ~13,000 retransmits in 5 s at 0.9 Gbit/s).
@@ -177,6 +180,8 @@ export class UdpBackend implements Backend {
   }
 
   addPeer(peer: Lease): void {
+    // One slot per subnet of SubnetLen: a nested lease (a /25 in a /24) must not take one.
+    if (peer.subnet.prefixLen !== this.#config.subnetLen) return;
     const previous = this.#peerIps.get(peer.subnet.ip);
     if (previous === peer.attrs.publicIp) return;
     this.#peerIps.set(peer.subnet.ip, peer.attrs.publicIp);
@@ -200,6 +205,10 @@ export class UdpBackend implements Backend {
   }
 
   /** The data path runs while its Worker says so; its counters are shared memory. */
+  owned(): BackendOwned {
+    return { device: { name: this.device, kind: "tun" }, files: [] };
+  }
+
   observe(): BackendObservation {
     return {
       healthy: Atomics.load(new Int32Array(this.#control), CONTROL_STATE) === DATA_PATH_RUNNING,
@@ -213,10 +222,29 @@ export class UdpBackend implements Backend {
     return this.#peers!.lastHeard(peer.subnet.ip);
   }
 
+  /**
+   * Stops the data path. The descriptors are closed only once the Worker has stopped: a
+   * descriptor closed under a running Worker could be reused by the next open, and the
+   * Worker's next write would land there.
+   */
   async stop(): Promise<void> {
     Atomics.store(new Int32Array(this.#control), CONTROL_STOP, 1);
     if (this.#workerDone) {
-      await Promise.race([this.#workerDone, new Promise((r) => setTimeout(r, 1000))]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stopped = await Promise.race([
+        this.#workerDone.then(() => true),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), STOP_WAIT_MS)),
+      ]);
+      clearTimeout(timer);
+      if (!stopped) {
+        log.error(
+          `udp data path did not stop within ${STOP_WAIT_MS} ms; terminating it and leaving its descriptors open`,
+        );
+        this.#worker?.terminate();
+        this.#worker = undefined;
+        return;
+      }
+      log.info("udp data path stopped");
     }
     this.#worker?.terminate();
     this.#worker = undefined;

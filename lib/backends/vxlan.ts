@@ -17,6 +17,7 @@ import {
   type Backend,
   type BackendContext,
   type BackendObservation,
+  type BackendOwned,
   deviceMtu,
 } from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
@@ -259,6 +260,10 @@ export class VxlanBackend implements Backend {
     this.#netlink = undefined;
     this.#state = undefined;
     return Promise.resolve();
+  }
+
+  owned(): BackendOwned {
+    return { device: { name: this.device, kind: "vxlan" }, files: [this.#macFile] };
   }
 
   observe(): BackendObservation {

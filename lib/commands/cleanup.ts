@@ -1,48 +1,37 @@
 /**
  * `overlay cleanup` (also `overlay run --cleanup`): removes what the agent made on this
- * host, and nothing else: its ip-masq chains, its vxlan or TUN device, the bridge named
- * by --bridge, the peer routes it programmed inside the Network, its subnet file and
- * state, and (unless --keep-lease) its lease in etcd.
+ * host for one network, and nothing else. What it made is in the inventory the agent
+ * kept while it made it (lib/inventory.ts): its device, its bridge (deleted only if the
+ * agent created it), its ip-masq chains, its files; the routes it made carry its mark.
+ * Then the subnet file, the state and, unless --keep-lease, the lease in etcd.
+ * IPv4 forwarding stays on: other software on the host may rely on it.
  */
 import { Netlink } from "../../ffi/netlink.ts";
-import type { NetworkConfig } from "../config.ts";
-import { ETCD_FLAGS, etcdFailure, etcdOptionsFrom } from "../etcd.ts";
+import { interfaceIndex } from "../../ffi/libc.ts";
+import { etcdFailure, etcdOptionsFrom } from "../etcd.ts";
 import { EtcdClient } from "../etcd_client.ts";
 import { UsageError } from "../errors.ts";
-import {
-  type FlagName,
-  helpText,
-  ipFlag,
-  LOCATOR_FLAGS,
-  parseFlags,
-  stringFlag,
-} from "../flags.ts";
+import { type FlagName, helpText, ipFlag, parseFlags, RUN_FLAGS, stringFlag } from "../flags.ts";
 import { processStartTime, statePath } from "../health.ts";
-import { formatIp4, formatIp4Net, netContains, parseIp4Net } from "../ip.ts";
-import { masqChains, removeMasq } from "../ip_masq.ts";
+import { type Inventory, inventoryPath, readInventory } from "../inventory.ts";
+import { formatIp4, netContains, parseIp4, parseIp4Net } from "../ip.ts";
+import { removeMasq } from "../ip_masq.ts";
 import { leaseKey } from "../lease.ts";
-import { SubnetRegistry } from "../registry.ts";
-import { parseEnvFile } from "../subnet_file.ts";
-import { detectUnderlay } from "../underlay.ts";
-import { DEFAULT_UDP_DEVICE } from "../backends/udp.ts";
 import { OVERLAY_PROTOCOL } from "../ownership.ts";
+import { SubnetRegistry } from "../registry.ts";
+import { readPreviousSubnet } from "../subnet_file.ts";
+import { detectUnderlay } from "../underlay.ts";
 
-const FLAGS: FlagName[] = [
-  ...ETCD_FLAGS,
-  ...LOCATOR_FLAGS,
-  "iface",
-  "public-ip",
-  "device",
-  "bridge",
-  "keep-lease",
-];
+const FLAGS: FlagName[] = [...RUN_FLAGS, "keep-lease"];
 
 export const CLEANUP_HELP = helpText(
   "overlay cleanup [flags]",
-  `Remove what "overlay run" made on this host, and nothing else: its ip-masq chains, its
-vxlan or TUN device, the bridge named by --bridge, the peer routes it programmed, its
-subnet file and state, and its lease in etcd (kept with --keep-lease). Stop the agent
-first. Give the same flags as "overlay run".`,
+  `Remove what "overlay run" made on this host for one network, and nothing else: its
+ip-masq chains, its vxlan or TUN device, the --bridge bridge if it created it (else only
+its address there), the routes it made (they carry its mark), its files, the subnet file
+and state, and its lease in etcd (kept with --keep-lease). IPv4 forwarding stays on.
+Stop the agent first. Give the same flags as "overlay run" (those that do not matter
+here are accepted and ignored).`,
   FLAGS,
 );
 
@@ -54,107 +43,38 @@ export async function cleanupCommand(args: string[]): Promise<number> {
   }
   const etcd = etcdOptionsFrom(values);
   const subnetFile = stringFlag(values, "subnet-file");
-  const stateFile = statePath(stringFlag(values, "state-dir"), subnetFile);
+  const stateDir = stringFlag(values, "state-dir");
+  const stateFile = statePath(stateDir, subnetFile);
   const running = await Deno.readTextFile(stateFile).then(JSON.parse, () => undefined);
   if (running && processStartTime(running.pid) === running.pidStart) {
     throw new UsageError(
       `overlay run is still running (pid ${running.pid}); stop it before cleanup`,
     );
   }
+  const made = inventoryPath(stateDir, subnetFile);
+  const inventory = await readInventory(made);
   const removed: string[] = [];
-
-  // What the subnet file says this host had.
-  const env = await Deno.readTextFile(subnetFile).then(
-    parseEnvFile,
-    () => new Map<string, string>(),
-  );
-  const network = parseIp4Net(env.get("FLANNEL_NETWORK") ?? "");
-  const subnet = parseIp4Net(env.get("FLANNEL_SUBNET") ?? "");
-
-  // The config and the lease, if etcd answers; local cleanup goes on without it.
-  const client = new EtcdClient(etcd);
-  let config: NetworkConfig | undefined;
-  try {
-    const registry = new SubnetRegistry(client, etcd.prefix);
-    config = await registry.getConfig().catch(() => undefined);
-    if (!values["keep-lease"] && subnet) {
-      const lease = await registry.getLease(subnet);
-      const underlay = detectUnderlay({
-        iface: (values.iface as string) || undefined,
-        publicIp: ipFlag(values, "public-ip"),
-      });
-      if (
-        lease && !("reason" in lease) && lease.attrs.publicIp === underlay.publicIp &&
-        lease.etcdLeaseId !== "0"
-      ) {
-        await registry.delete(lease);
-        removed.push(`lease ${leaseKey(etcd.prefix, subnet)}`);
-      }
-    }
-  } catch (error) {
+  if (inventory) {
+    await removeMade(inventory, removed);
+  } else {
     console.error(
-      `warning: ${etcdFailure(error, etcd).message}; the lease stays until its TTL runs out`,
+      `no record of what overlay made for ${subnetFile} (${made}): nothing on the host is removed`,
     );
-  } finally {
-    client.close();
   }
-
-  try {
-    await removeMasq(await masqChains(etcd.prefix));
-    removed.push("ip-masq chains (if any)");
-  } catch (error) {
-    console.error(`warning: ip-masq rules: ${(error as Error).message}`);
+  const subnet = inventory ? parseIp4Net(inventory.subnet) : await readPreviousSubnet(subnetFile);
+  if (!values["keep-lease"] && subnet) {
+    // The lease is released only if it still names this host (a stale subnet file may
+    // name a subnet another host holds now).
+    const publicIp = inventory ? parseIp4(inventory.publicIp) : detectUnderlay({
+      iface: (values.iface as string) || undefined,
+      publicIp: ipFlag(values, "public-ip"),
+    }).publicIp;
+    if (publicIp !== undefined && await releaseLease(etcd, subnet, publicIp)) {
+      removed.push(`lease ${leaseKey(etcd.prefix, subnet)}`);
+    }
   }
-
-  const netlink = new Netlink();
-  try {
-    const type = config?.backend.type;
-    const device = (values.device as string) ||
-      (type === "vxlan"
-        ? `overlay.${config!.backend.vni}`
-        : type === "udp"
-        ? DEFAULT_UDP_DEVICE
-        : undefined);
-    if (device) {
-      const link = netlink.link(device);
-      if (link && (link.kind === "vxlan" || link.kind === "tun")) {
-        netlink.linkDelete(link.index);
-        removed.push(`device ${device}`);
-      }
-    }
-    const bridge = values.bridge as string | undefined;
-    if (bridge) {
-      const link = netlink.link(bridge);
-      if (link?.kind === "bridge") {
-        netlink.linkDelete(link.index);
-        removed.push(`bridge ${bridge}`);
-      }
-    }
-    const net = config?.network ?? network;
-    if (net) {
-      // Only routes that carry the agent's mark: someone else's route in the Network stays.
-      const ours = netlink.routes().filter((r) =>
-        r.protocol === OVERLAY_PROTOCOL && netContains(net, r.dst)
-      );
-      netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
-      if (ours.length > 0) removed.push(`${ours.length} routes in ${formatIp4Net(net)}`);
-    }
-  } finally {
-    netlink.close();
-  }
-
-  for (const path of [subnetFile, stateFile]) {
+  for (const path of [subnetFile, stateFile, made]) {
     if (await Deno.remove(path).then(() => true, () => false)) removed.push(path);
-  }
-  const stateDir = stringFlag(values, "state-dir");
-  try {
-    for (const entry of Deno.readDirSync(stateDir)) {
-      if (!entry.name.endsWith(".vtep-mac")) continue;
-      Deno.removeSync(`${stateDir}/${entry.name}`);
-      removed.push(`${stateDir}/${entry.name}`);
-    }
-  } catch {
-    // no state folder: nothing kept there
   }
   console.log(removed.length > 0 ? `removed: ${removed.join(", ")}` : "nothing to remove");
   if (subnet) {
@@ -165,4 +85,90 @@ export async function cleanupCommand(args: string[]): Promise<number> {
     );
   }
   return 0;
+}
+
+/** Removes what the inventory lists, as far as it is still there. */
+async function removeMade(inventory: Inventory, removed: string[]): Promise<void> {
+  if (inventory.masq) {
+    try {
+      await removeMasq(inventory.masq);
+      removed.push(`ip-masq chains ${inventory.masq.nat} and ${inventory.masq.filter}`);
+    } catch (error) {
+      console.error(`warning: ip-masq rules: ${(error as Error).message}`);
+    }
+  }
+  const netlink = new Netlink();
+  try {
+    const device = inventory.device;
+    const link = device ? netlink.link(device.name) : undefined;
+    if (device && link && link.kind === device.kind) {
+      netlink.linkDelete(link.index);
+      removed.push(`device ${device.name}`);
+    }
+    const bridge = inventory.bridge;
+    const bridgeLink = bridge ? netlink.link(bridge.name) : undefined;
+    if (bridge && bridgeLink?.kind === "bridge") {
+      if (bridge.created) {
+        netlink.linkDelete(bridgeLink.index);
+        removed.push(`bridge ${bridge.name}`);
+      } else {
+        const address = parseIp4Net(bridge.address);
+        if (address) {
+          netlink.addressDelete(
+            interfaceIndex(bridge.name),
+            netAddress(bridge.address),
+            address.prefixLen,
+          );
+          removed.push(
+            `address ${bridge.address} from ${bridge.name} (its bridge is not overlay's)`,
+          );
+        }
+      }
+    }
+    const network = parseIp4Net(inventory.network);
+    if (network) {
+      // Only routes that carry the agent's mark: someone else's route in the Network stays.
+      const ours = netlink.routes().filter((r) =>
+        r.protocol === OVERLAY_PROTOCOL && netContains(network, r.dst)
+      );
+      netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
+      if (ours.length > 0) removed.push(`${ours.length} routes in ${inventory.network}`);
+    }
+  } finally {
+    netlink.close();
+  }
+  for (const path of inventory.files) {
+    if (await Deno.remove(path).then(() => true, () => false)) removed.push(path);
+  }
+}
+
+/** The address part of "10.10.16.1/24". */
+function netAddress(cidr: string): number {
+  return parseIp4(cidr.split("/")[0]) ?? 0;
+}
+
+/**
+ * Deletes this host's lease when it still is this host's (same PublicIP, not a
+ * reservation). Without etcd the lease stays until its TTL runs out.
+ */
+async function releaseLease(
+  etcd: ReturnType<typeof etcdOptionsFrom>,
+  subnet: { ip: number; prefixLen: number },
+  publicIp: number,
+): Promise<boolean> {
+  const client = new EtcdClient(etcd);
+  try {
+    const registry = new SubnetRegistry(client, etcd.prefix);
+    const lease = await registry.getLease(subnet);
+    if (!lease || "reason" in lease || lease.etcdLeaseId === "0") return false;
+    if (lease.attrs.publicIp !== publicIp) return false;
+    return await registry.delete(lease);
+  } catch (error) {
+    console.error(
+      `warning: ${etcdFailure(error, etcd).message}; the lease stays until its TTL runs out`,
+    );
+    return false;
+  } finally {
+    client.close();
+  }
 }

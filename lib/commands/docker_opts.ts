@@ -1,6 +1,7 @@
 /** `overlay docker-opts`: Docker daemon options from the subnet file (flannel's mk-docker-opts). */
 import { OverlayError, UsageError } from "../errors.ts";
 import { type FlagName, helpText, parseFlags, stringFlag } from "../flags.ts";
+import { parseIp4Net } from "../ip.ts";
 import { parseEnvFile } from "../subnet_file.ts";
 
 const FLAGS: FlagName[] = ["subnet-file", "format"];
@@ -39,16 +40,23 @@ export async function dockerOptsCommand(args: string[]): Promise<number> {
     );
   }
   const env = parseEnvFile(text);
-  const subnet = env.get("FLANNEL_SUBNET");
-  const mtu = Number(env.get("FLANNEL_MTU"));
-  if (!subnet || !Number.isInteger(mtu) || mtu <= 0) {
+  const subnetText = env.get("FLANNEL_SUBNET") ?? "";
+  const mtuText = env.get("FLANNEL_MTU") ?? "";
+  // What is printed here ends up on dockerd's command line: only well-formed values pass.
+  const subnetNet = parseIp4Net(subnetText);
+  const mtu = Number(mtuText);
+  const masqText = env.get("FLANNEL_IPMASQ") ?? "false";
+  if (
+    !subnetNet || !/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(subnetText) || !/^\d+$/.test(mtuText) ||
+    mtu < 68 || mtu > 65535 || !/^(true|false)$/.test(masqText)
+  ) {
     throw new OverlayError(
-      `Subnet file ${
-        JSON.stringify(path)
-      } lacks FLANNEL_SUBNET or FLANNEL_MTU (is it overlay's or flannel's?)`,
+      `Subnet file ${JSON.stringify(path)} does not hold a valid FLANNEL_SUBNET (an IPv4 CIDR), ` +
+        `FLANNEL_MTU (68..65535) and FLANNEL_IPMASQ (true or false) (is it overlay's or flannel's?)`,
     );
   }
-  const dockerMasq = env.get("FLANNEL_IPMASQ") !== "true";
+  const subnet = subnetText;
+  const dockerMasq = masqText !== "true";
   const opts = { bip: `--bip=${subnet}`, ipMasq: `--ip-masq=${dockerMasq}`, mtu: `--mtu=${mtu}` };
   if (format === "json") {
     console.log(JSON.stringify({ bip: subnet, "ip-masq": dockerMasq, mtu }));

@@ -8,6 +8,7 @@ import {
   stringFlag,
 } from "../flags.ts";
 import { evaluateHealth, statePath } from "../health.ts";
+import { printable } from "../printable.ts";
 
 const HEALTH_FLAGS: FlagName[] = [...LOCATOR_FLAGS];
 const WAIT_FLAGS: FlagName[] = [...LOCATOR_FLAGS, "timeout"];
@@ -36,7 +37,7 @@ export async function healthCommand(args: string[]): Promise<number> {
   }
   const path = statePath(stringFlag(values, "state-dir"), stringFlag(values, "subnet-file"));
   const verdict = await evaluateHealth(path);
-  console.log(verdict.line);
+  console.log(printable(verdict.line));
   return verdict.ready ? 0 : 1;
 }
 
@@ -52,13 +53,13 @@ export async function waitCommand(args: string[]): Promise<number> {
   while (true) {
     const verdict = await evaluateHealth(path);
     if (verdict.ready) {
-      console.log(verdict.line);
+      console.log(printable(verdict.line));
       return 0;
     }
     if (Date.now() >= deadline) {
       console.error(
         `overlay wait: not ready after ${values.timeout}: ${
-          verdict.line.replace(/^not-ready /, "")
+          printable(verdict.line).replace(/^not-ready /, "")
         }`,
       );
       return 1;

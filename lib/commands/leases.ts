@@ -4,6 +4,7 @@ import { ETCD_FLAGS, etcdOptionsFrom } from "../etcd.ts";
 import { type FlagName, helpText, parseFlags } from "../flags.ts";
 import { formatIp4, formatIp4Net } from "../ip.ts";
 import { isReservation } from "../lease.ts";
+import { printableDeep } from "../printable.ts";
 import { withRegistry } from "./with_registry.ts";
 
 const FLAGS: FlagName[] = [...ETCD_FLAGS, "json"];
@@ -21,30 +22,33 @@ export async function leasesCommand(args: string[]): Promise<number> {
     return 0;
   }
   const etcd = etcdOptionsFrom(values);
-  const rows = await withRegistry(etcd, async (registry) => {
-    const listing = await registry.listLeases();
-    const ttls = new Map<string, number>();
-    const ids = [
-      ...new Set(listing.leases.filter((l) => !isReservation(l)).map((l) => l.etcdLeaseId)),
-    ];
-    await Promise.all(ids.map(async (id) => ttls.set(id, await registry.timeToLive(id))));
-    const now = Date.now();
-    return {
-      leases: listing.leases.map((lease) => {
-        const reserved = isReservation(lease);
-        const ttl = ttls.get(lease.etcdLeaseId) ?? -1;
-        return {
-          subnet: formatIp4Net(lease.subnet),
-          publicIp: formatIp4(lease.attrs.publicIp),
-          backend: lease.attrs.backendType,
-          expiresAt: reserved ? null : new Date(now + ttl * 1000).toISOString(),
-          expiresIn: reserved ? "never" : formatDuration(ttl * 1000),
-          reservation: reserved,
-        };
-      }),
-      skipped: listing.skipped,
-    };
-  });
+  // Keys and values come from etcd: nothing in them may reach the terminal unescaped.
+  const rows = printableDeep(
+    await withRegistry(etcd, async (registry) => {
+      const listing = await registry.listLeases();
+      const ttls = new Map<string, number>();
+      const ids = [
+        ...new Set(listing.leases.filter((l) => !isReservation(l)).map((l) => l.etcdLeaseId)),
+      ];
+      await Promise.all(ids.map(async (id) => ttls.set(id, await registry.timeToLive(id))));
+      const now = Date.now();
+      return {
+        leases: listing.leases.map((lease) => {
+          const reserved = isReservation(lease);
+          const ttl = ttls.get(lease.etcdLeaseId) ?? -1;
+          return {
+            subnet: formatIp4Net(lease.subnet),
+            publicIp: formatIp4(lease.attrs.publicIp),
+            backend: lease.attrs.backendType,
+            expiresAt: reserved ? null : new Date(now + ttl * 1000).toISOString(),
+            expiresIn: reserved ? "never" : formatDuration(ttl * 1000),
+            reservation: reserved,
+          };
+        }),
+        skipped: listing.skipped,
+      };
+    }),
+  );
   if (values.json) {
     console.log(JSON.stringify(rows, null, 2));
     return 0;

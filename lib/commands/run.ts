@@ -1,34 +1,20 @@
 /** `overlay run`: the daemon's flags turned into options. */
 import { runDaemon } from "../daemon.ts";
-import { ETCD_FLAGS, etcdOptionsFrom } from "../etcd.ts";
+import { etcdOptionsFrom } from "../etcd.ts";
 import { UsageError } from "../errors.ts";
 import {
   durationFlag,
   type FlagName,
   helpText,
   ipFlag,
-  LOCATOR_FLAGS,
   parseFlags,
   portFlag,
+  RUN_FLAGS,
   stringFlag,
 } from "../flags.ts";
 import { setLogFormat, setLogLevel } from "../log.ts";
 
-const FLAGS: FlagName[] = [
-  ...ETCD_FLAGS,
-  "iface",
-  "public-ip",
-  "device",
-  ...LOCATOR_FLAGS,
-  "bridge",
-  "ip-masq",
-  "healthz-ip",
-  "healthz-port",
-  "subnet-lease-ttl",
-  "subnet-lease-renew-margin",
-  "log-level",
-  "log-format",
-];
+const FLAGS: FlagName[] = RUN_FLAGS;
 
 export const RUN_HELP = helpText(
   "overlay run [flags]",

@@ -2,6 +2,7 @@
 import { formatDuration } from "../duration.ts";
 import { type FlagName, helpText, LOCATOR_FLAGS, parseFlags, stringFlag } from "../flags.ts";
 import { type DaemonState, evaluateHealth, statePath } from "../health.ts";
+import { printable, printableDeep } from "../printable.ts";
 
 const FLAGS: FlagName[] = [...LOCATOR_FLAGS, "json"];
 /** A peer heard from within this long counts as alive on the data path. */
@@ -25,7 +26,8 @@ export async function statusCommand(args: string[]): Promise<number> {
   const verdict = await evaluateHealth(path);
   let state: DaemonState | undefined;
   try {
-    state = JSON.parse(await Deno.readTextFile(path));
+    // The state quotes etcd (peers' backend types, skipped keys): shown escaped, never raw.
+    state = printableDeep(JSON.parse(await Deno.readTextFile(path)));
   } catch {
     state = undefined;
   }
@@ -37,7 +39,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   }
   const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
   const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
-  console.log(`health     ${paint(verdict.ready ? 32 : 31, verdict.line)}`);
+  console.log(`health     ${paint(verdict.ready ? 32 : 31, printable(verdict.line))}`);
   if (state) {
     const expires = state.leaseExpiresAt == null
       ? "never (reservation)"

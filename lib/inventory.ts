@@ -1,0 +1,45 @@
+/**
+ * What the agent made on this host for one network, recorded in the state folder as it
+ * makes it, so `overlay cleanup` removes exactly that and nothing else: not another
+ * network's files or device, not a bridge the operator made, not a route someone added.
+ * (Routes need no list: the agent's carry its mark, see lib/ownership.ts.)
+ */
+import { writeFileAtomic } from "./atomic_file.ts";
+import { statePath } from "./health.ts";
+import type { MasqChains } from "./ip_masq.ts";
+
+export interface Inventory {
+  /** The Network this agent's marked routes lie in. */
+  readonly network: string;
+  /** The subnet leased and the public IP it was leased for. */
+  readonly subnet: string;
+  readonly publicIp: string;
+  /** The backend's device ("tun" for udp, "vxlan"); host-gw makes none. */
+  readonly device?: { readonly name: string; readonly kind: string };
+  /** The --bridge: deleted only if the agent created it, else only its address is. */
+  readonly bridge?: { readonly name: string; readonly created: boolean; readonly address: string };
+  readonly masq?: MasqChains;
+  /** Files of the backend's own (vxlan's VtepMAC). */
+  readonly files: string[];
+}
+
+/** Where the inventory of the network behind `subnetFile` is kept. */
+export function inventoryPath(stateDir: string, subnetFile: string): string {
+  return statePath(stateDir, subnetFile).replace(/\.json$/, ".made.json");
+}
+
+export async function writeInventory(path: string, inventory: Inventory): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(inventory, null, 2) + "\n");
+}
+
+/** The inventory at `path`; undefined when there is none (or it is unreadable). */
+export async function readInventory(path: string): Promise<Inventory | undefined> {
+  try {
+    const value = JSON.parse(await Deno.readTextFile(path));
+    return typeof value === "object" && value !== null && Array.isArray(value.files)
+      ? value as Inventory
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
