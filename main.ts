@@ -37,12 +37,16 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   "docker-opts": async () => (await import("./lib/commands/docker_opts.ts")).dockerOptsCommand,
   "systemd-unit": async () => (await import("./lib/commands/systemd_unit.ts")).systemdUnitCommand,
   "cloud-init": async () => (await import("./lib/commands/cloud_init.ts")).cloudInitCommand,
-  "version": () =>
-    Promise.resolve(() => {
-      console.log(`overlay ${VERSION}`);
-      return Promise.resolve(0);
-    }),
+  "version": () => Promise.resolve(printVersion),
+  // flanneld --version, for scripts that ask the binary they replaced.
+  "--version": () => Promise.resolve(printVersion),
+  "-version": () => Promise.resolve(printVersion),
 };
+
+function printVersion(): Promise<number> {
+  console.log(`overlay ${VERSION}`);
+  return Promise.resolve(0);
+}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

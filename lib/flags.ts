@@ -1,16 +1,24 @@
 /**
- * Command-line flags. Every flag has flannel's name where flannel has one and an
- * `OVERLAY_*` environment mirror (`--etcd-endpoints` ↔ `OVERLAY_ETCD_ENDPOINTS`);
- * a flag on the command line wins over the environment.
+ * Command-line flags, as flanneld takes them so that its unit files and environment
+ * files work unchanged:
+ * - flanneld's names, meanings and defaults (v0.20, outside Kubernetes mode), written
+ *   `--name value`, `--name=value`, `-name value` or `-name=value` (Go's flag syntax);
+ *   booleans as `--ip-masq` or `--ip-masq=false`; `--iface` and `--iface-regex` repeat;
+ * - every flag is also read from the environment: `OVERLAY_<NAME>`, then flanneld's
+ *   `FLANNELD_<NAME>` (`--etcd-endpoints` ↔ `OVERLAY_ETCD_ENDPOINTS`,
+ *   `FLANNELD_ETCD_ENDPOINTS`); the command line wins, then OVERLAY_*, then FLANNELD_*;
+ * - flanneld's Kubernetes-mode flags are refused with one line: overlay leases in etcd only.
+ * Errors are one line in the project's voice, naming the flag, the nearest known flag and
+ * the command's help.
  */
-import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
 import { UsageError } from "./errors.ts";
 import { parseIp4 } from "./ip.ts";
 
 interface FlagSpec {
-  readonly type: "string" | "boolean";
-  readonly default?: string;
+  /** "strings": may be given more than once, each adding a value (flanneld's --iface). */
+  readonly type: "string" | "boolean" | "strings";
+  readonly default?: string | boolean;
   readonly help: string;
   /** Not mirrored from the environment (per-invocation switches such as --force). */
   readonly noEnv?: boolean;
@@ -19,11 +27,11 @@ interface FlagSpec {
 const FLAG_SPECS = {
   "etcd-endpoints": {
     type: "string",
-    default: "http://127.0.0.1:2379",
+    default: "http://127.0.0.1:4001,http://127.0.0.1:2379",
     help: "comma-separated etcd endpoints",
   },
   "etcd-prefix": { type: "string", default: "/coreos.com/network", help: "etcd key prefix" },
-  "etcd-cafile": { type: "string", help: "CA certificate for etcd TLS" },
+  "etcd-cafile": { type: "string", help: "CA certificate for etcd TLS (only it is trusted)" },
   "etcd-certfile": { type: "string", help: "client certificate for etcd TLS" },
   "etcd-keyfile": { type: "string", help: "client key for etcd TLS" },
   "etcd-username": { type: "string", help: "etcd user name" },
@@ -33,10 +41,19 @@ const FLAG_SPECS = {
   },
   "etcd-password-file": { type: "string", help: "read the etcd password from this file" },
   "iface": {
+    type: "strings",
+    help: "underlay interface by name or IP; repeat to try several in order",
+  },
+  "iface-regex": {
+    type: "strings",
+    help: "regex matched against interface IPs, then names; repeatable (after --iface)",
+  },
+  "iface-can-reach": {
     type: "string",
-    help: "underlay interface, by name or IP (default: the default route's)",
+    help: "use the interface that routes to this IP (as `ip route get IP` says)",
   },
   "public-ip": { type: "string", help: "IP that peers reach this host on (default: the iface's)" },
+  "public-ipv6": { type: "string", help: "IPv6 address that peers reach this host on" },
   "subnet-file": {
     type: "string",
     default: "/run/flannel/subnet.env",
@@ -49,23 +66,36 @@ const FLAG_SPECS = {
   },
   "device": {
     type: "string",
-    help: "name of the overlay device (default: overlay0 for udp)",
+    help: "overlay device (default flanneld's: flannel0 for udp, flannel.<VNI> for vxlan)",
   },
   "bridge": {
     type: "string",
     help: "create or adopt this bridge with the subnet's first address (for LXC/Docker)",
   },
-  "ip-masq": { type: "boolean", help: "masquerade traffic leaving the overlay" },
+  "ip-masq": { type: "boolean", default: false, help: "masquerade traffic leaving the overlay" },
+  "iptables-resync": {
+    type: "string",
+    default: "5",
+    help: "re-check the iptables rules this often (seconds)",
+  },
+  "iptables-forward-rules": {
+    type: "boolean",
+    default: true,
+    help:
+      "accept forwarded traffic to and from the Network in FORWARD (--iptables-forward-rules=false: not)",
+  },
   "healthz-ip": { type: "string", default: "0.0.0.0", help: "address for /healthz and /readyz" },
   "healthz-port": { type: "string", default: "0", help: "port for /healthz and /readyz (0: off)" },
   "subnet-lease-ttl": { type: "string", default: "24h", help: "TTL of the subnet lease" },
   "subnet-lease-renew-margin": {
     type: "string",
     default: "60",
-    help: "renew this long before expiry (minutes, or a duration like 30s)",
+    help: "renew this long before expiry (minutes, 1..1439, or a duration like 30s)",
   },
-  "log-level": { type: "string", default: "info", help: "debug, info, warn or error" },
+  "log-level": { type: "string", help: "debug, info, warn or error (default info)" },
   "log-format": { type: "string", default: "text", help: "text or json (one event per line)" },
+  "v": { type: "string", default: "0", help: "flanneld's log verbosity: 1 or more logs debug" },
+  "version": { type: "boolean", help: "print the version and exit", noEnv: true },
   "timeout": { type: "string", default: "60s", help: "give up after this long", noEnv: true },
   "force": { type: "boolean", help: "allow a change that strands existing leases", noEnv: true },
   "file": { type: "string", help: "read the value from this file (- for stdin)", noEnv: true },
@@ -91,14 +121,28 @@ const FLAG_SPECS = {
   },
   "keep-lease": {
     type: "boolean",
-    help: "cleanup: keep the lease in etcd (default: release it)",
+    help: "cleanup: keep the lease in etcd and the subnet file (default: release them)",
     noEnv: true,
   },
   "help": { type: "boolean", help: "show this help", noEnv: true },
 } as const satisfies Record<string, FlagSpec>;
 
+/** flanneld's Kubernetes-mode flags: overlay leases in etcd only. */
+const KUBERNETES_FLAGS = [
+  "kube-subnet-mgr",
+  "kube-api-url",
+  "kube-annotation-prefix",
+  "kubeconfig-file",
+  "net-config-path",
+  "set-node-network-unavailable",
+];
+
+/** klog flags flanneld copies besides -v: accepted and ignored (the log is overlay's own). */
+const IGNORED_KLOG_FLAGS = ["vmodule", "log_backtrace_at"];
+
 export type FlagName = keyof typeof FLAG_SPECS;
-export type FlagValues = Partial<Record<FlagName, string | boolean>>;
+export type FlagValue = string | boolean | string[];
+export type FlagValues = Partial<Record<FlagName, FlagValue>>;
 
 export const ETCD_FLAGS: FlagName[] = [
   "etcd-endpoints",
@@ -116,71 +160,184 @@ export const LOCATOR_FLAGS: FlagName[] = ["subnet-file", "state-dir"];
 export const RUN_FLAGS: FlagName[] = [
   ...ETCD_FLAGS,
   "iface",
+  "iface-regex",
+  "iface-can-reach",
   "public-ip",
+  "public-ipv6",
   "device",
   ...LOCATOR_FLAGS,
   "bridge",
   "ip-masq",
+  "iptables-resync",
+  "iptables-forward-rules",
   "healthz-ip",
   "healthz-port",
   "subnet-lease-ttl",
   "subnet-lease-renew-margin",
   "log-level",
   "log-format",
+  "v",
+  "version",
 ];
 
 /** The environment variable that mirrors a flag: `--ip-masq` → `OVERLAY_IP_MASQ`. */
-export function envName(flag: FlagName): string {
-  return "OVERLAY_" + flag.toUpperCase().replaceAll("-", "_");
+export function envName(flag: FlagName, prefix = "OVERLAY"): string {
+  return `${prefix}_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
+export interface ParsedFlags {
+  readonly values: FlagValues;
+  readonly positionals: string[];
+  /** Where each value came from: "command line", an environment variable, or "default". */
+  readonly sources: Partial<Record<FlagName, string>>;
 }
 
 /**
- * Parses `args` against the allowed flags of one command, filling values from
- * the environment and then from defaults. Throws UsageError for unknown flags,
- * missing values and surplus arguments.
+ * Parses `args` against the flags one command allows, then fills values from the
+ * environment (OVERLAY_*, then FLANNELD_*) and defaults. Throws UsageError for unknown
+ * flags, missing or malformed values and surplus arguments.
  */
 export function parseFlags(
   command: string,
   args: string[],
   allowed: FlagName[],
   options: { maxPositionals?: number } = {},
-): { values: FlagValues; positionals: string[] } {
-  const names = [...new Set<FlagName>([...allowed, "help"])];
-  const parseOptions = Object.fromEntries(
-    names.map((name) => [name, { type: FLAG_SPECS[name].type }]),
-  );
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: parseOptions, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError(`${command}: ${(error as Error).message} (see: ${command} --help)`);
+): ParsedFlags {
+  const names = new Set<FlagName>([...allowed, "help"]);
+  const fail = (message: string) => {
+    throw new UsageError(`${command}: ${message} (see: ${command} --help)`);
+  };
+  const given: FlagValues = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg);
+      continue;
+    }
+    const body = arg.replace(/^--?/, "");
+    const equals = body.indexOf("=");
+    const name = equals < 0 ? body : body.slice(0, equals);
+    const inline = equals < 0 ? undefined : body.slice(equals + 1);
+    if (KUBERNETES_FLAGS.includes(name)) {
+      fail(
+        `--${name} is flanneld's Kubernetes mode, which overlay does not implement ` +
+          `(it leases subnets in etcd; see --etcd-endpoints)`,
+      );
+    }
+    if (IGNORED_KLOG_FLAGS.includes(name)) {
+      if (inline === undefined) i++;
+      continue;
+    }
+    if (name === "h" && names.has("help")) {
+      given.help = true;
+      continue;
+    }
+    if (!(name in FLAG_SPECS) || !names.has(name as FlagName)) {
+      const nearest = nearestFlag(name, [...names]);
+      fail(
+        `${
+          name in FLAG_SPECS
+            ? "--" + name + " is not a flag of this command"
+            : `unknown flag ${arg.split("=")[0]}`
+        }` +
+          (nearest ? ` (did you mean --${nearest}?)` : ""),
+      );
+    }
+    const flag = name as FlagName;
+    const spec: FlagSpec = FLAG_SPECS[flag];
+    if (spec.type === "boolean") {
+      given[flag] = inline === undefined ? true : parseBoolean(inline, `--${flag}`, fail);
+      continue;
+    }
+    let value = inline;
+    if (value === undefined) {
+      const next = args[i + 1];
+      if (next === undefined || (next.startsWith("-") && next !== "-")) {
+        fail(`--${flag} needs a value`);
+      }
+      value = next;
+      i++;
+    }
+    if (spec.type === "strings") {
+      given[flag] = [...((given[flag] as string[] | undefined) ?? []), value!];
+    } else given[flag] = value!;
   }
+
   const values: FlagValues = {};
+  const sources: Partial<Record<FlagName, string>> = {};
   for (const name of names) {
     const spec: FlagSpec = FLAG_SPECS[name];
-    const given = (parsed.values as Record<string, string | boolean | undefined>)[name];
-    const fromEnv = spec.noEnv ? undefined : Deno.env.get(envName(name));
-    if (given !== undefined) values[name] = given;
-    else if (fromEnv !== undefined && fromEnv !== "") {
-      values[name] = spec.type === "boolean" ? parseEnvBoolean(name, fromEnv) : fromEnv;
-    } else if (spec.default !== undefined) values[name] = spec.default;
+    if (given[name] !== undefined) {
+      values[name] = given[name];
+      sources[name] = "command line";
+      continue;
+    }
+    const fromEnv = spec.noEnv ? undefined : environmentValue(name);
+    if (fromEnv) {
+      values[name] = spec.type === "boolean"
+        ? parseBoolean(fromEnv.value, fromEnv.variable, (message) => {
+          throw new UsageError(message);
+        })
+        : spec.type === "strings"
+        ? [fromEnv.value]
+        : fromEnv.value;
+      sources[name] = fromEnv.variable;
+    } else if (spec.default !== undefined) {
+      values[name] = spec.default;
+      sources[name] = "default";
+    }
   }
   const maxPositionals = options.maxPositionals ?? 0;
-  if (!values.help && parsed.positionals.length > maxPositionals) {
-    throw new UsageError(
-      `${command}: unexpected argument ${JSON.stringify(parsed.positionals[maxPositionals])} ` +
-        `(see: ${command} --help)`,
-    );
+  if (!values.help && positionals.length > maxPositionals) {
+    fail(`unexpected argument ${JSON.stringify(positionals[maxPositionals])}`);
   }
-  return { values, positionals: parsed.positionals };
+  return { values, positionals, sources };
 }
 
-function parseEnvBoolean(name: FlagName, text: string): boolean {
-  if (/^(1|true|yes|on)$/i.test(text)) return true;
-  if (/^(0|false|no|off)$/i.test(text)) return false;
-  throw new UsageError(
-    `${envName(name)}=${JSON.stringify(text)} is not a boolean (use true or false)`,
-  );
+/** OVERLAY_<NAME>, else FLANNELD_<NAME>, when set and not empty. */
+function environmentValue(name: FlagName): { value: string; variable: string } | undefined {
+  for (const prefix of ["OVERLAY", "FLANNELD"]) {
+    const variable = envName(name, prefix);
+    const value = Deno.env.get(variable);
+    if (value !== undefined && value !== "") return { value, variable };
+  }
+  return undefined;
+}
+
+function parseBoolean(text: string, what: string, fail: (message: string) => never): boolean {
+  if (/^(1|t|true|yes|on)$/i.test(text)) return true;
+  if (/^(0|f|false|no|off)$/i.test(text)) return false;
+  fail(`${what}=${JSON.stringify(text)} is not a boolean (use true or false)`);
+}
+
+/** The known flag closest to `name` (a typo, a missing dash), or undefined. */
+function nearestFlag(name: string, candidates: string[]): string | undefined {
+  let best: { flag: string; distance: number } | undefined;
+  const plain = name.replaceAll("-", "").replaceAll("_", "");
+  for (const flag of candidates) {
+    const distance = flag.replaceAll("-", "") === plain ? 0 : editDistance(name, flag);
+    if (!best || distance < best.distance) best = { flag, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(name.length / 3)) ? best.flag : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length];
 }
 
 /** Help text for a command: a usage line, a description and its flags. */
@@ -190,14 +347,40 @@ export function helpText(usage: string, description: string, allowed: FlagName[]
   if (flags.length > 0) lines.push("Flags:");
   for (const name of flags) {
     const spec: FlagSpec = FLAG_SPECS[name];
-    const left = `  --${name}${spec.type === "string" ? " VALUE" : ""}`;
+    const left = `  --${name}${spec.type === "boolean" ? "" : " VALUE"}`;
     const extra = [
-      spec.default !== undefined ? `default ${spec.default}` : "",
-      spec.noEnv ? "" : `env ${envName(name)}`,
+      spec.default !== undefined && spec.default !== false ? `default ${spec.default}` : "",
+      spec.type === "strings" ? "repeatable" : "",
+      spec.noEnv ? "" : `env ${envName(name)} or ${envName(name, "FLANNELD")}`,
     ].filter(Boolean).join(", ");
-    lines.push(`${left.padEnd(36)} ${spec.help}${extra ? ` (${extra})` : ""}`);
+    lines.push(`${left.padEnd(34)} ${spec.help}${extra ? ` (${extra})` : ""}`);
   }
   return lines.join("\n");
+}
+
+/** A command: its flags, its help, and what it does once they parse. */
+export interface CommandSpec {
+  /** "overlay run" */
+  readonly name: string;
+  readonly usage: string;
+  readonly description: string;
+  readonly flags: FlagName[];
+  readonly maxPositionals?: number;
+  run(parsed: ParsedFlags): Promise<number>;
+}
+
+/** The opening every command shares: parse the flags, answer --help, then run. */
+export function defineCommand(spec: CommandSpec): (args: string[]) => Promise<number> {
+  return async (args) => {
+    const parsed = parseFlags(spec.name, args, spec.flags, {
+      maxPositionals: spec.maxPositionals,
+    });
+    if (parsed.values.help) {
+      console.log(helpText(spec.usage, spec.description, spec.flags));
+      return 0;
+    }
+    return await spec.run(parsed);
+  };
 }
 
 /** A flag's string value, or a UsageError naming the flag when it is required and absent. */
@@ -207,6 +390,18 @@ export function stringFlag(values: FlagValues, name: FlagName): string {
     throw new UsageError(`--${name} is required (or set ${envName(name)})`);
   }
   return value;
+}
+
+/** An optional string flag's value; undefined when absent or empty. */
+export function optionalFlag(values: FlagValues, name: FlagName): string | undefined {
+  const value = values[name];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** A repeatable flag's values (empty when absent). */
+export function listFlag(values: FlagValues, name: FlagName): string[] {
+  const value = values[name];
+  return Array.isArray(value) ? value.filter((v) => v !== "") : [];
 }
 
 /** A duration flag in milliseconds; bare numbers in `bareUnit`. */
@@ -237,11 +432,27 @@ export function portFlag(values: FlagValues, name: FlagName, allowZero = false):
 
 /** An optional IPv4 address flag. */
 export function ipFlag(values: FlagValues, name: FlagName): number | undefined {
-  const text = values[name];
-  if (typeof text !== "string" || text === "") return undefined;
+  const text = optionalFlag(values, name);
+  if (text === undefined) return undefined;
   const ip = parseIp4(text);
   if (ip === undefined) {
     throw new UsageError(`--${name} ${JSON.stringify(text)} is not an IPv4 address`);
   }
   return ip;
+}
+
+/** The flags that differ from their defaults, with where each came from (secrets hidden). */
+export function describeSources(parsed: ParsedFlags): Record<string, string> {
+  const described: Record<string, string> = {};
+  for (const [name, source] of Object.entries(parsed.sources)) {
+    if (source === "default" || name === "help") continue;
+    const value = parsed.values[name as FlagName];
+    const text = name.includes("password")
+      ? "(hidden)"
+      : Array.isArray(value)
+      ? value.join(",")
+      : String(value);
+    described[name] = `${text} (from ${source})`;
+  }
+  return described;
 }

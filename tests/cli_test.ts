@@ -45,7 +45,32 @@ Deno.test("every command answers --help with exit 0", async () => {
 Deno.test("bad flags are one-line errors with exit code 2", async () => {
   const cases: [string[], RegExp][] = [
     [["frobnicate"], /unknown command "frobnicate"/],
-    [["run", "--no-such-flag"], /Unknown option '--no-such-flag'.*see: overlay run --help/],
+    [
+      ["run", "--no-such-flag"],
+      /^overlay: overlay run: unknown flag --no-such-flag \(see: overlay run --help\)$/m,
+    ],
+    [
+      ["run", "--ipmasq"],
+      /unknown flag --ipmasq \(did you mean --ip-masq\?\) \(see: overlay run --help\)/,
+    ],
+    [
+      ["run", "--etcd-endpoint=x"],
+      /unknown flag --etcd-endpoint \(did you mean --etcd-endpoints\?\)/,
+    ],
+    [["cleanup", "--ip-mask"], /did you mean --ip-masq\?.*see: overlay cleanup --help/],
+    [
+      ["status", "--iface=eth0"],
+      /--iface is not a flag of this command \(see: overlay status --help\)/,
+    ],
+    [["run", "--iface"], /--iface needs a value \(see: overlay run --help\)/],
+    [["run", "--ip-masq=maybe"], /--ip-masq="maybe" is not a boolean/],
+    [
+      ["run", "--kube-subnet-mgr"],
+      /--kube-subnet-mgr is flanneld's Kubernetes mode, which overlay does not implement/,
+    ],
+    [["run", "--iface-regex", "("], /--iface-regex "\(" is not a regular expression/],
+    [["run", "--subnet-lease-renew-margin", "1440"], /out of range \(use 1\.\.1439 minutes/],
+    [["run", "-v", "loud"], /-v "loud" is not a verbosity/],
     [["run", "--etcd-endpoints", "not a url"], /--etcd-endpoints "not a url" is not an etcd URL/],
     [["run", "--etcd-endpoints", "ftp://127.0.0.1:2379"], /is not an etcd URL/],
     [["run", "--subnet-lease-ttl", "soon"], /--subnet-lease-ttl "soon" is not a duration/],

@@ -288,7 +288,7 @@ for (const backend of ["udp", "vxlan"] as const) {
       await using lab = await Lab.create();
       await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: backend } });
       const { h1, c1, c2 } = await twoHosts(lab);
-      const device = backend === "udp" ? "overlay0" : "overlay.1";
+      const device = backend === "udp" ? "flannel0" : "flannel.1";
       const snapshot = async () => ({
         link: (await lab.exec(h1.ns, ["ip", "-o", "link", "show", device])).stdout.replace(
           /state \S+/,
@@ -364,7 +364,7 @@ Deno.test({
     // A missing or invalid config is not a bad flag: run waits for it (tests/boot_test.ts).
     await lab.setConfig({ Network: "10.10.0.0/16" });
     const cases: [string, string[], RegExp][] = [
-      ["unknown flag", ["--frobnicate"], /Unknown option '--frobnicate'/],
+      ["unknown flag", ["--frobnicate"], /unknown flag --frobnicate/],
       ["bad iface", ["--iface=nope0"], /--iface "nope0": no such IPv4 interface here/],
       ["bad TTL", ["--subnet-lease-ttl=forever"], /--subnet-lease-ttl "forever" is not a duration/],
       [

@@ -11,7 +11,7 @@ import { interfaceIndex } from "../../ffi/libc.ts";
 import { etcdFailure, etcdOptionsFrom } from "../etcd.ts";
 import { EtcdClient } from "../etcd_client.ts";
 import { UsageError } from "../errors.ts";
-import { type FlagName, helpText, ipFlag, parseFlags, RUN_FLAGS, stringFlag } from "../flags.ts";
+import { defineCommand, type FlagName, ipFlag, listFlag, RUN_FLAGS, stringFlag } from "../flags.ts";
 import { processStartTime, statePath } from "../health.ts";
 import { type Inventory, inventoryPath, readInventory } from "../inventory.ts";
 import { formatIp4, netContains, parseIp4, parseIp4Net } from "../ip.ts";
@@ -24,68 +24,68 @@ import { detectUnderlay } from "../underlay.ts";
 
 const FLAGS: FlagName[] = [...RUN_FLAGS, "keep-lease"];
 
-export const CLEANUP_HELP = helpText(
-  "overlay cleanup [flags]",
-  `Remove what "overlay run" made on this host for one network, and nothing else: its
+export const cleanupCommand = defineCommand({
+  name: "overlay cleanup",
+  usage: "overlay cleanup [flags]",
+  description: `Remove what "overlay run" made on this host for one network, and nothing else: its
 ip-masq chains, its vxlan or TUN device, the --bridge bridge if it created it (else only
 its address there), the routes it made (they carry its mark), its files, the subnet file
 and state, and its lease in etcd (kept with --keep-lease). IPv4 forwarding stays on.
 Stop the agent first. Give the same flags as "overlay run" (those that do not matter
 here are accepted and ignored).`,
-  FLAGS,
-);
-
-export async function cleanupCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags("overlay cleanup", args, FLAGS);
-  if (values.help) {
-    console.log(CLEANUP_HELP);
-    return 0;
-  }
-  const etcd = etcdOptionsFrom(values);
-  const subnetFile = stringFlag(values, "subnet-file");
-  const stateDir = stringFlag(values, "state-dir");
-  const stateFile = statePath(stateDir, subnetFile);
-  const running = await Deno.readTextFile(stateFile).then(JSON.parse, () => undefined);
-  if (running && processStartTime(running.pid) === running.pidStart) {
-    throw new UsageError(
-      `overlay run is still running (pid ${running.pid}); stop it before cleanup`,
-    );
-  }
-  const made = inventoryPath(stateDir, subnetFile);
-  const inventory = await readInventory(made);
-  const removed: string[] = [];
-  if (inventory) {
-    await removeMade(inventory, removed);
-  } else {
-    console.error(
-      `no record of what overlay made for ${subnetFile} (${made}): nothing on the host is removed`,
-    );
-  }
-  const subnet = inventory ? parseIp4Net(inventory.subnet) : await readPreviousSubnet(subnetFile);
-  if (!values["keep-lease"] && subnet) {
-    // The lease is released only if it still names this host (a stale subnet file may
-    // name a subnet another host holds now).
-    const publicIp = inventory ? parseIp4(inventory.publicIp) : detectUnderlay({
-      iface: (values.iface as string) || undefined,
-      publicIp: ipFlag(values, "public-ip"),
-    }).publicIp;
-    if (publicIp !== undefined && await releaseLease(etcd, subnet, publicIp)) {
-      removed.push(`lease ${leaseKey(etcd.prefix, subnet)}`);
+  flags: FLAGS,
+  async run({ values }) {
+    const etcd = etcdOptionsFrom(values);
+    const subnetFile = stringFlag(values, "subnet-file");
+    const stateDir = stringFlag(values, "state-dir");
+    const stateFile = statePath(stateDir, subnetFile);
+    const running = await Deno.readTextFile(stateFile).then(JSON.parse, () => undefined);
+    if (running && processStartTime(running.pid) === running.pidStart) {
+      throw new UsageError(
+        `overlay run is still running (pid ${running.pid}); stop it before cleanup`,
+      );
     }
-  }
-  for (const path of [subnetFile, stateFile, made]) {
-    if (await Deno.remove(path).then(() => true, () => false)) removed.push(path);
-  }
-  console.log(removed.length > 0 ? `removed: ${removed.join(", ")}` : "nothing to remove");
-  if (subnet) {
-    console.log(
-      `subnet ${formatIp4(subnet.ip)}/${subnet.prefixLen} ${
-        values["keep-lease"] ? "kept" : "released"
-      }`,
-    );
-  }
-  return 0;
-}
+    const made = inventoryPath(stateDir, subnetFile);
+    const inventory = await readInventory(made);
+    const removed: string[] = [];
+    if (inventory) {
+      await removeMade(inventory, removed);
+    } else {
+      console.error(
+        `no record of what overlay made for ${subnetFile} (${made}): nothing on the host is removed`,
+      );
+    }
+    const subnet = inventory ? parseIp4Net(inventory.subnet) : await readPreviousSubnet(subnetFile);
+    if (!values["keep-lease"] && subnet) {
+      // The lease is released only if it still names this host (a stale subnet file may
+      // name a subnet another host holds now).
+      const publicIp = inventory ? parseIp4(inventory.publicIp) : detectUnderlay({
+        ifaces: listFlag(values, "iface"),
+        ifaceRegexes: listFlag(values, "iface-regex"),
+        ifaceCanReach: ipFlag(values, "iface-can-reach"),
+        publicIp: ipFlag(values, "public-ip"),
+      }).publicIp;
+      if (publicIp !== undefined && await releaseLease(etcd, subnet, publicIp)) {
+        removed.push(`lease ${leaseKey(etcd.prefix, subnet)}`);
+      }
+    }
+    // With --keep-lease the subnet file stays too: it names the lease that is kept
+    // (flanneld, started next, reads it to ask for the same subnet).
+    const files = values["keep-lease"] ? [stateFile, made] : [subnetFile, stateFile, made];
+    for (const path of files) {
+      if (await Deno.remove(path).then(() => true, () => false)) removed.push(path);
+    }
+    console.log(removed.length > 0 ? `removed: ${removed.join(", ")}` : "nothing to remove");
+    if (subnet) {
+      console.log(
+        `subnet ${formatIp4(subnet.ip)}/${subnet.prefixLen} ${
+          values["keep-lease"] ? "kept" : "released"
+        }`,
+      );
+    }
+    return 0;
+  },
+});
 
 /** Removes what the inventory lists, as far as it is still there. */
 async function removeMade(inventory: Inventory, removed: string[]): Promise<void> {

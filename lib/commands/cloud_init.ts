@@ -6,12 +6,11 @@
 import { etcdOptionsFrom } from "../etcd.ts";
 import { UsageError } from "../errors.ts";
 import {
+  defineCommand,
   envName,
   ETCD_FLAGS,
   type FlagName,
   type FlagValues,
-  helpText,
-  parseFlags,
   stringFlag,
 } from "../flags.ts";
 import { systemdUnit } from "../systemd.ts";
@@ -27,23 +26,20 @@ const PASSED_ON: FlagName[] = [
 ];
 const FLAGS: FlagName[] = ["binary-url", "sha256", "binary", "env-file", ...PASSED_ON];
 
-export const CLOUD_INIT_HELP = helpText(
-  "overlay cloud-init --binary-url URL --sha256 HEX --etcd-endpoints URLS [--bridge NAME] [--ip-masq] [flags]",
-  `Print #cloud-config user-data for a new host: it downloads the overlay binary, checks its
+export const cloudInitCommand = defineCommand({
+  name: "overlay cloud-init",
+  usage:
+    "overlay cloud-init --binary-url URL --sha256 HEX --etcd-endpoints URLS [--bridge NAME] [--ip-masq] [flags]",
+  description:
+    `Print #cloud-config user-data for a new host: it downloads the overlay binary, checks its
 SHA-256, installs the systemd unit and an environment file with the given flags, starts
 the service and waits until the overlay is ready.`,
-  FLAGS,
-);
-
-export function cloudInitCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags("overlay cloud-init", args, FLAGS);
-  if (values.help) {
-    console.log(CLOUD_INIT_HELP);
+  flags: FLAGS,
+  run({ values }) {
+    console.log(cloudInitConfig(values));
     return Promise.resolve(0);
-  }
-  console.log(cloudInitConfig(values));
-  return Promise.resolve(0);
-}
+  },
+});
 
 /** The user-data text. Throws UsageError for a missing or malformed URL or checksum. */
 export function cloudInitConfig(values: FlagValues): string {

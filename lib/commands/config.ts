@@ -2,59 +2,61 @@
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config.ts";
 import { ETCD_FLAGS, etcdOptionsFrom } from "../etcd.ts";
 import { UsageError } from "../errors.ts";
-import { type FlagName, helpText, parseFlags } from "../flags.ts";
+import { defineCommand, type FlagName, type FlagValues, helpText } from "../flags.ts";
 import { formatIp4Net } from "../ip.ts";
 import { withRegistry } from "./with_registry.ts";
 
 const GET_FLAGS: FlagName[] = [...ETCD_FLAGS];
 const SET_FLAGS: FlagName[] = [...ETCD_FLAGS, "file", "force"];
 
-export const CONFIG_HELP = helpText(
-  "overlay config get|set [JSON] [flags]",
+const CONFIG_DESCRIPTION =
   `Read or write the network config at <etcd-prefix>/config, in flannel's JSON:
   {"Network":"10.10.0.0/16","SubnetLen":24,"Backend":{"Type":"udp","Port":8285}}
 "set" validates before it writes; changing Network or SubnetLen while leases exist is
-refused unless --force (hosts would keep subnets the new config does not contain).`,
-  SET_FLAGS,
-);
+refused unless --force (hosts would keep subnets the new config does not contain).`;
 
 export async function configCommand(args: string[]): Promise<number> {
   const [action, ...rest] = args;
   if (action === "get") return await configGet(rest);
   if (action === "set") return await configSet(rest);
   if (action === undefined || action === "--help" || action === "-h") {
-    console.log(CONFIG_HELP);
+    console.log(helpText("overlay config get|set [JSON] [flags]", CONFIG_DESCRIPTION, SET_FLAGS));
     return action === undefined ? 2 : 0;
   }
-  throw new UsageError(`overlay config: unknown action ${JSON.stringify(action)} (use get or set)`);
+  throw new UsageError(
+    `overlay config: unknown action ${
+      JSON.stringify(action)
+    } (use get or set; see: overlay config --help)`,
+  );
 }
 
-async function configGet(args: string[]): Promise<number> {
-  const { values } = parseFlags("overlay config get", args, GET_FLAGS);
-  if (values.help) {
-    console.log(
-      helpText("overlay config get [flags]", "Print the network config JSON.", GET_FLAGS),
-    );
+const configGet = defineCommand({
+  name: "overlay config get",
+  usage: "overlay config get [flags]",
+  description: "Print the network config JSON.",
+  flags: GET_FLAGS,
+  async run({ values }) {
+    const etcd = etcdOptionsFrom(values);
+    const text = await withRegistry(etcd, async (registry) => {
+      const stored = await registry.getConfigText();
+      if (stored === undefined) await registry.getConfig(); // throws the "not found" UsageError
+      return stored!;
+    });
+    console.log(text.trim());
     return 0;
-  }
-  const etcd = etcdOptionsFrom(values);
-  const text = await withRegistry(etcd, async (registry) => {
-    const stored = await registry.getConfigText();
-    if (stored === undefined) await registry.getConfig(); // throws the "not found" UsageError
-    return stored!;
-  });
-  console.log(text.trim());
-  return 0;
-}
+  },
+});
 
-async function configSet(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags("overlay config set", args, SET_FLAGS, {
-    maxPositionals: 1,
-  });
-  if (values.help) {
-    console.log(CONFIG_HELP);
-    return 0;
-  }
+const configSet = defineCommand({
+  name: "overlay config set",
+  usage: "overlay config set JSON|- [--file F] [flags]",
+  description: CONFIG_DESCRIPTION,
+  flags: SET_FLAGS,
+  maxPositionals: 1,
+  run: ({ values, positionals }) => setConfig(values, positionals),
+});
+
+async function setConfig(values: FlagValues, positionals: string[]): Promise<number> {
   const etcd = etcdOptionsFrom(values);
   const text = await readConfigInput(positionals[0], values.file as string | undefined);
   let config: NetworkConfig;

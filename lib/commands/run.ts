@@ -1,41 +1,132 @@
 /** `overlay run`: the daemon's flags turned into options. */
-import { runDaemon } from "../daemon.ts";
+import { type DaemonOptions, runDaemon } from "../daemon.ts";
 import { etcdOptionsFrom } from "../etcd.ts";
 import { UsageError } from "../errors.ts";
 import {
+  defineCommand,
+  describeSources,
   durationFlag,
   type FlagName,
-  helpText,
+  type FlagValues,
   ipFlag,
-  parseFlags,
+  listFlag,
+  optionalFlag,
+  type ParsedFlags,
   portFlag,
   RUN_FLAGS,
   stringFlag,
 } from "../flags.ts";
 import { setLogFormat, setLogLevel } from "../log.ts";
+import { VERSION } from "../version.ts";
 
 const FLAGS: FlagName[] = RUN_FLAGS;
 
-export const RUN_HELP = helpText(
-  "overlay run [flags]",
+const RUN_DESCRIPTION =
   `Run the agent: lease this host's subnet in etcd, keep it renewed, follow the peers,
 write the subnet file and report health. Stops on SIGINT/SIGTERM (the lease is kept,
-so a restart reuses the subnet); exits 1 if the lease is lost.
-"overlay run --cleanup" removes what it made instead (see: overlay cleanup --help).`,
-  FLAGS,
-);
+so a restart reuses the subnet); exits 1 if the lease is lost. It takes flanneld's
+flags and FLANNELD_* variables, so flanneld's unit and environment files work as they are.
+"overlay run --cleanup" removes what it made instead (see: overlay cleanup --help).`;
+
+const run = defineCommand({
+  name: "overlay run",
+  usage: "overlay run [flags]",
+  description: RUN_DESCRIPTION,
+  flags: FLAGS,
+  run: (parsed) => {
+    if (parsed.values.version) {
+      console.log(`overlay ${VERSION}`);
+      return Promise.resolve(0);
+    }
+    return runDaemon(daemonOptions(parsed));
+  },
+});
 
 export async function runCommand(args: string[]): Promise<number> {
-  if (args.includes("--cleanup")) {
+  if (args.includes("--cleanup") || args.includes("-cleanup")) {
     const { cleanupCommand } = await import("./cleanup.ts");
-    return await cleanupCommand(args.filter((arg) => arg !== "--cleanup"));
+    return await cleanupCommand(args.filter((arg) => arg !== "--cleanup" && arg !== "-cleanup"));
   }
-  const { values } = parseFlags("overlay run", args, FLAGS);
-  if (values.help) {
-    console.log(RUN_HELP);
-    return 0;
+  return await run(args);
+}
+
+/** The daemon's options from its flags; every bad value is a UsageError (exit 2). */
+function daemonOptions(parsed: ParsedFlags): DaemonOptions {
+  const { values } = parsed;
+  setLogging(values);
+  const leaseTtlMs = durationFlag(values, "subnet-lease-ttl");
+  if (leaseTtlMs < 2000) {
+    throw new UsageError(`--subnet-lease-ttl must be at least 2s`);
   }
-  const level = stringFlag(values, "log-level");
+  const renewMarginMs = durationFlag(values, "subnet-lease-renew-margin", "m");
+  if (renewMarginMs >= 24 * 3_600_000) {
+    throw new UsageError(
+      `--subnet-lease-renew-margin ${JSON.stringify(values["subnet-lease-renew-margin"])} ` +
+        `is out of range (use 1..1439 minutes, as flanneld)`,
+    );
+  }
+  const resync = stringFlag(values, "iptables-resync");
+  if (!/^\d+$/.test(resync) || Number(resync) < 1) {
+    throw new UsageError(`--iptables-resync ${JSON.stringify(resync)} is not a number of seconds`);
+  }
+  const healthzPort = portFlag(values, "healthz-port", true);
+  for (const name of ["device", "bridge"] as const) {
+    const device = optionalFlag(values, name);
+    if (device !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) {
+      throw new UsageError(
+        `--${name} ${
+          JSON.stringify(device)
+        } is not a device name (1..15 letters, digits, "_", "-" or ".")`,
+      );
+    }
+  }
+  const ifaceRegexes = listFlag(values, "iface-regex");
+  for (const pattern of ifaceRegexes) {
+    try {
+      new RegExp(pattern);
+    } catch (error) {
+      throw new UsageError(
+        `--iface-regex ${JSON.stringify(pattern)} is not a regular expression (${
+          (error as Error).message
+        })`,
+      );
+    }
+  }
+  const publicIpv6 = optionalFlag(values, "public-ipv6");
+  if (publicIpv6 !== undefined && !isIpv6(publicIpv6)) {
+    throw new UsageError(`--public-ipv6 ${JSON.stringify(publicIpv6)} is not an IPv6 address`);
+  }
+  return {
+    etcd: etcdOptionsFrom(values),
+    underlay: {
+      ifaces: listFlag(values, "iface"),
+      ifaceRegexes,
+      ifaceCanReach: ipFlag(values, "iface-can-reach"),
+      publicIp: ipFlag(values, "public-ip"),
+    },
+    device: optionalFlag(values, "device"),
+    subnetFile: stringFlag(values, "subnet-file"),
+    stateDir: stringFlag(values, "state-dir"),
+    ipMasq: values["ip-masq"] === true,
+    forwardRules: values["iptables-forward-rules"] !== false,
+    iptablesResyncMs: Number(resync) * 1000,
+    bridge: optionalFlag(values, "bridge"),
+    healthz: healthzPort > 0
+      ? { hostname: stringFlag(values, "healthz-ip"), port: healthzPort }
+      : undefined,
+    leaseTtlMs,
+    renewMarginMs,
+    flagSources: describeSources(parsed),
+  };
+}
+
+/** --log-level, or flanneld's -v (1 or more: debug), and --log-format. */
+function setLogging(values: FlagValues): void {
+  const verbosity = stringFlag(values, "v");
+  if (!/^\d+$/.test(verbosity)) {
+    throw new UsageError(`-v ${JSON.stringify(verbosity)} is not a verbosity (use 0, 1, 2, …)`);
+  }
+  const level = optionalFlag(values, "log-level") ?? (Number(verbosity) >= 1 ? "debug" : "info");
   if (!setLogLevel(level)) {
     throw new UsageError(
       `--log-level ${JSON.stringify(level)} is not a level (use debug, info, warn or error)`,
@@ -47,34 +138,14 @@ export async function runCommand(args: string[]): Promise<number> {
       `--log-format ${JSON.stringify(format)} is not a format (use text or json)`,
     );
   }
-  const leaseTtlMs = durationFlag(values, "subnet-lease-ttl");
-  if (leaseTtlMs < 2000) {
-    throw new UsageError(`--subnet-lease-ttl must be at least 2s`);
+}
+
+function isIpv6(text: string): boolean {
+  if (!text.includes(":")) return false;
+  try {
+    new URL(`http://[${text}]/`);
+    return true;
+  } catch {
+    return false;
   }
-  const healthzPort = portFlag(values, "healthz-port", true);
-  for (const name of ["device", "bridge"] as const) {
-    const device = values[name];
-    if (typeof device === "string" && device !== "" && !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) {
-      throw new UsageError(
-        `--${name} ${
-          JSON.stringify(device)
-        } is not a device name (1..15 letters, digits, "_", "-" or ".")`,
-      );
-    }
-  }
-  return await runDaemon({
-    etcd: etcdOptionsFrom(values),
-    iface: (values.iface as string | undefined) || undefined,
-    publicIp: ipFlag(values, "public-ip"),
-    device: (values.device as string | undefined) || undefined,
-    subnetFile: stringFlag(values, "subnet-file"),
-    stateDir: stringFlag(values, "state-dir"),
-    ipMasq: values["ip-masq"] === true,
-    bridge: (values.bridge as string | undefined) || undefined,
-    healthz: healthzPort > 0
-      ? { hostname: stringFlag(values, "healthz-ip"), port: healthzPort }
-      : undefined,
-    leaseTtlMs,
-    renewMarginMs: durationFlag(values, "subnet-lease-renew-margin", "m"),
-  });
 }
