@@ -54,6 +54,7 @@ const IFA_LOCAL = 2;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
+const RTA_PREFSRC = 7;
 const RTA_TABLE = 15;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
@@ -608,6 +609,42 @@ export class Netlink {
     this.request(this.routeDeleteRequest(route), `route del ${describeRoute(route)}`, [3]);
   }
 
+  /**
+   * `ip route get DST`: the route the kernel would use for DST, with its device, gateway
+   * and preferred source address; undefined when there is none (unreachable).
+   */
+  routeGet(dst: number): { linkIndex: number; gateway?: number; source?: number } | undefined {
+    const header = new Uint8Array(12);
+    header[0] = AF_INET;
+    header[1] = 32;
+    const seq = this.#seq++;
+    const bytes = encodeRequests([{
+      type: RTM_GETROUTE,
+      flags: NLM_F_REQUEST,
+      header,
+      attrs: [ip4Attr(RTA_DST, dst)],
+    }], seq);
+    check(libc().send(this.#fd, bytes, bytes.length, 0), "netlink send");
+    let found: { linkIndex: number; gateway?: number; source?: number } | undefined;
+    let done = false;
+    while (!done) {
+      const n = this.#recv();
+      this.#forEachMessage(n, (type, view, offset, seqOf, length) => {
+        if (seqOf !== seq) return;
+        done = true;
+        if (type !== RTM_NEWROUTE) return; // NLMSG_ERROR: no route
+        const body = new DataView(view.buffer, view.byteOffset + offset + 16, length - 16);
+        const attrs = parseAttrs(body, 12);
+        found = {
+          linkIndex: attrs.get(RTA_OIF)?.getUint32(0, true) ?? 0,
+          gateway: attrs.get(RTA_GATEWAY)?.getUint32(0, false),
+          source: attrs.get(RTA_PREFSRC)?.getUint32(0, false),
+        };
+      });
+    }
+    return found;
+  }
+
   /** `ip -4 route show table main`: destination, prefix, device, gateway, flags. */
   routes(): Route[] {
     const header = new Uint8Array(12);
@@ -701,4 +738,16 @@ export function describeRoute(route: Route): string {
   if (route.onlink) text += " onlink";
   if (route.protocol !== undefined) text += ` proto ${route.protocol}`;
   return text;
+}
+
+/** `ip route get DST` on a netlink socket of its own. */
+export function routeToward(
+  dst: number,
+): { linkIndex: number; gateway?: number; source?: number } | undefined {
+  const netlink = new Netlink();
+  try {
+    return netlink.routeGet(dst);
+  } finally {
+    netlink.close();
+  }
 }

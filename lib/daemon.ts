@@ -15,10 +15,11 @@ import { DropReporter } from "./drop_reporter.ts";
 import { describeEtcdError, etcdFailure, type EtcdOptions, EtcdUnavailableError } from "./etcd.ts";
 import { EtcdClient } from "./etcd_client.ts";
 import { probeEtcd } from "./etcd_probe.ts";
+import { flanneldChains, refuseBesideFlanneld, removeFlanneldChains } from "./flanneld.ts";
 import { enableIpv4Forwarding, ipv4ForwardingEnabled } from "./forwarding.ts";
 import { describeState, serveHealth } from "./health.ts";
 import { formatIp4, formatIp4Net, netGateway } from "./ip.ts";
-import { applyMasq, keepMasq, masqChains } from "./ip_masq.ts";
+import { applyMasq, iptablesInstalled, keepMasq, masqChains } from "./ip_masq.ts";
 import { type Inventory, inventoryPath, readInventory, writeInventory } from "./inventory.ts";
 import { type Lease, leaseKey } from "./lease.ts";
 import { type HeldLease, LeaseManager, type Renewal } from "./lease_manager.ts";
@@ -34,17 +35,24 @@ import {
   detectUnderlay,
   networkProblemOnHost,
   type Underlay,
+  type UnderlayChoice,
 } from "./underlay.ts";
 import { Netlink } from "../ffi/netlink.ts";
 
 export interface DaemonOptions {
   readonly etcd: EtcdOptions;
-  readonly iface?: string;
-  readonly publicIp?: number;
+  /** --iface, --iface-regex, --iface-can-reach, --public-ip. */
+  readonly underlay: UnderlayChoice;
   readonly device?: string;
   readonly subnetFile: string;
   readonly stateDir: string;
   readonly ipMasq: boolean;
+  /** flanneld's FORWARD accept rules for the Network (--iptables-forward-rules). */
+  readonly forwardRules: boolean;
+  /** How often the iptables rules are re-checked (--iptables-resync). */
+  readonly iptablesResyncMs: number;
+  /** Each flag that is not at its default, and where it came from (logged at start). */
+  readonly flagSources?: Record<string, string>;
   /** Create or adopt this bridge with the subnet's first address (--bridge). */
   readonly bridge?: string;
   readonly healthz?: { readonly hostname: string; readonly port: number };
@@ -70,8 +78,6 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   }
 }
 
-/** How often the ip-masq rules are checked and restored. */
-const MASQ_CHECK_MS = 10_000;
 /** A burst of lease events (1,000 hosts at once) makes one state write, not 1,000. */
 const PEERS_PUBLISH_DELAY_MS = 20;
 /** Skipped leases shown in status (all of them are counted in /metrics). */
@@ -128,8 +134,12 @@ class Agent {
   /** Boot order: waits for etcd and a valid config. False when stopped while waiting. */
   async awaitNetworkConfig(): Promise<boolean> {
     const options = this.#options;
+    refuseBesideFlanneld();
     // A bad --iface or --public-ip is a bad flag: it ends the start before anything waits.
-    const underlay = detectUnderlay({ iface: options.iface, publicIp: options.publicIp });
+    const underlay = detectUnderlay(options.underlay);
+    if (options.flagSources && Object.keys(options.flagSources).length > 0) {
+      log.info("configuration", options.flagSources);
+    }
     this.#underlay = underlay;
     await this.#state.publish({});
     this.#booted = await awaitNetworkConfig(this.#registry, this.#client, {
@@ -157,11 +167,13 @@ class Agent {
       iface: describeUnderlay(underlay),
       publicIp: formatIp4(underlay.publicIp),
     });
+    const takeover = await this.#takeOverFromFlanneld();
     const backend = createBackend({
       config,
       underlay,
       device: options.device,
       stateDir: options.stateDir,
+      takeover,
     });
     this.#backend = backend;
     this.#manager = new LeaseManager(this.#registry, {
@@ -190,6 +202,27 @@ class Agent {
     }
     if (this.#held.claimed) this.#claimed = this.#held.lease;
     this.#own = this.#held.lease;
+  }
+
+  /**
+   * What a stopped flanneld left here becomes overlay's (lib/flanneld.ts). flanneld ran
+   * here when its chains are present, or when a subnet file exists that overlay has no
+   * record of writing. Returns true when taking over.
+   */
+  async #takeOverFromFlanneld(): Promise<boolean> {
+    const options = this.#options;
+    const chains = await flanneldChains();
+    const recorded = await readInventory(inventoryPath(options.stateDir, options.subnetFile));
+    const subnetFile = await Deno.stat(options.subnetFile).then(() => true, () => false);
+    if (chains.length === 0 && (recorded || !subnetFile)) return false;
+    log.info(
+      "taking over from flanneld: its lease, subnet file, device and routes become overlay's",
+      {
+        found: [...(subnetFile && !recorded ? [options.subnetFile] : []), ...chains].join(", "),
+      },
+    );
+    await removeFlanneldChains();
+    return true;
   }
 
   /** Forwarding for our lease: the device, IPv4 forwarding, the bridge, ip-masq, subnet file. */
@@ -234,18 +267,32 @@ class Agent {
         netlink.close();
       }
     }
-    if (options.ipMasq) {
-      const chains = await masqChains(this.#registry.prefix);
-      await writeInventory(made, { ...inventory, masq: chains });
-      await applyMasq(chains, network, own.subnet);
-      this.#masq = keepMasq(chains, network, own.subnet, MASQ_CHECK_MS);
-    }
+    await this.#ensureIptables(made, inventory);
     await writeSubnetFile(options.subnetFile, {
       network,
       subnet: own.subnet,
       mtu: backend.mtu,
       ipMasq: options.ipMasq,
     });
+  }
+
+  /** flanneld's masquerade and FORWARD rules, as the flags ask, kept in place. */
+  async #ensureIptables(made: string, inventory: Inventory): Promise<void> {
+    const options = this.#options;
+    const choice = { masq: options.ipMasq, forward: options.forwardRules };
+    if (!choice.masq && !choice.forward) return;
+    if (!choice.masq && !await iptablesInstalled()) {
+      log.warn(
+        "iptables is not installed: no FORWARD accept rules for the Network (install iptables, or pass --iptables-forward-rules=false)",
+      );
+      return;
+    }
+    const network = this.#booted!.config.network;
+    const subnet = this.#own!.subnet;
+    const chains = await masqChains(this.#registry.prefix);
+    await writeInventory(made, { ...inventory, masq: chains });
+    await applyMasq(chains, network, subnet, choice);
+    this.#masq = keepMasq(chains, network, subnet, options.iptablesResyncMs, choice);
   }
 
   /** Peers: the listing taken at acquisition, then the watch from its revision + 1. */

@@ -1,5 +1,8 @@
 /**
- * ip-masq: flannel's masquerade rules, in chains of our own so nothing else is touched.
+ * flanneld's iptables rules, in chains of our own so nothing else is touched: the
+ * masquerade rules (`--ip-masq`) and the FORWARD accept rules for the Network
+ * (`--iptables-forward-rules`, on by default as in flanneld: Docker ≥ 1.13 sets the
+ * FORWARD policy to DROP, and containers on other hosts would not reach this host's).
  *
  *   nat    POSTROUTING → OVERLAY-POST-<id>
  *            -s <Network> -d <Network> -j RETURN                  overlay ↔ overlay: untouched
@@ -89,6 +92,15 @@ async function run(
   };
 }
 
+/** True when the iptables tools can be run here. */
+export async function iptablesInstalled(): Promise<boolean> {
+  try {
+    return (await run("iptables", ["--version"])).code === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads a chain's rules; undefined when the chain does not exist. */
 async function chainRules(table: string, chain: string): Promise<string[] | undefined> {
   const result = await run("iptables", ["-w", "5", "-t", table, "-S", chain]);
@@ -108,44 +120,52 @@ async function ensureJump(table: string, from: string, chain: string): Promise<b
   return true;
 }
 
+/** Which of the rule sets to install. */
+export interface RuleChoice {
+  /** --ip-masq: the nat chain. */
+  readonly masq: boolean;
+  /** --iptables-forward-rules: the filter chain. */
+  readonly forward: boolean;
+}
+
 /**
- * Makes the rules what they should be; changes nothing when they already are. Returns
- * true when something had to be written.
+ * Makes the chosen rules what they should be; changes nothing when they already are.
+ * Returns true when something had to be written.
  */
 export async function applyMasq(
   chains: MasqChains,
   network: Ip4Net,
   subnet: Ip4Net,
+  choice: RuleChoice = { masq: true, forward: true },
 ): Promise<boolean> {
   const rules = masqRules(chains, network, subnet);
-  const [nat, filter] = await Promise.all([
-    chainRules("nat", chains.nat),
-    chainRules("filter", chains.filter),
-  ]);
-  const same = (actual: string[] | undefined, wanted: string[]) =>
-    actual !== undefined && actual.length === wanted.length &&
-    actual.every((line, i) => normalize(line) === normalize(wanted[i]));
+  const tables = [
+    { table: "nat", chain: chains.nat, from: "POSTROUTING", rules: rules.nat, on: choice.masq },
+    {
+      table: "filter",
+      chain: chains.filter,
+      from: "FORWARD",
+      rules: rules.filter,
+      on: choice.forward,
+    },
+  ].filter((t) => t.on);
+  const actual = await Promise.all(tables.map((t) => chainRules(t.table, t.chain)));
+  const same = (found: string[] | undefined, wanted: string[]) =>
+    found !== undefined && found.length === wanted.length &&
+    found.every((line, i) => normalize(line) === normalize(wanted[i]));
   let changed = false;
-  if (!same(nat, rules.nat) || !same(filter, rules.filter)) {
+  if (tables.some((t, i) => !same(actual[i], t.rules))) {
     const script = [
-      "*nat",
-      `:${chains.nat} - [0:0]`,
-      `-F ${chains.nat}`,
-      ...rules.nat,
-      "COMMIT",
-      "*filter",
-      `:${chains.filter} - [0:0]`,
-      `-F ${chains.filter}`,
-      ...rules.filter,
-      "COMMIT",
+      ...tables.flatMap((
+        t,
+      ) => [`*${t.table}`, `:${t.chain} - [0:0]`, `-F ${t.chain}`, ...t.rules, "COMMIT"]),
       "",
     ].join("\n");
     const restore = await run("iptables-restore", ["-w", "5", "--noflush"], script);
     if (restore.code !== 0) throw new OverlayError(`iptables-restore failed: ${restore.stderr}`);
     changed = true;
   }
-  if (await ensureJump("nat", "POSTROUTING", chains.nat)) changed = true;
-  if (await ensureJump("filter", "FORWARD", chains.filter)) changed = true;
+  for (const t of tables) if (await ensureJump(t.table, t.from, t.chain)) changed = true;
   return changed;
 }
 
@@ -177,17 +197,20 @@ export function keepMasq(
   network: Ip4Net,
   subnet: Ip4Net,
   intervalMs: number,
+  choice: RuleChoice = { masq: true, forward: true },
 ): { stop(): void } {
   let busy = false;
   const timer = setInterval(async () => {
     if (busy) return;
     busy = true;
     try {
-      if (await applyMasq(chains, network, subnet)) {
-        log.warn("ip-masq rules had changed; restored them", { chain: chains.nat });
+      if (await applyMasq(chains, network, subnet, choice)) {
+        log.warn("iptables rules had changed; restored them", {
+          chains: `${chains.nat}, ${chains.filter}`,
+        });
       }
     } catch (error) {
-      log.warn("ip-masq re-check failed", { error: (error as Error).message });
+      log.warn("iptables re-check failed", { error: (error as Error).message });
     } finally {
       busy = false;
     }

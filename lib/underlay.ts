@@ -1,10 +1,19 @@
 /**
  * The underlay: which interface carries the encapsulated traffic, the public IP peers
- * reach us on, and its MTU. `--iface` takes a name or an IP; by default the interface
- * of the IPv4 default route, as flannel does.
+ * reach us on, and its MTU. Chosen as flanneld v0.20 chooses it:
+ * - `--iface` (name or IP), repeatable: the first that exists wins;
+ * - then `--iface-regex`, repeatable: matched against each interface's IPv4 addresses,
+ *   then against interface names;
+ * - then `--iface-can-reach IP`: the interface `ip route get IP` would use;
+ * - with none of those: the interface holding `--public-ip` if one does, else the
+ *   interface of the IPv4 default route.
+ * The public IP is `--public-ip`, else the chosen interface's address.
  */
+import { interfaceName } from "../ffi/libc.ts";
+import { routeToward } from "../ffi/netlink.ts";
 import { UsageError } from "./errors.ts";
 import { formatIp4, formatIp4Net, type Ip4Net, netContains, parseIp4 } from "./ip.ts";
+import { log } from "./log.ts";
 
 export interface Underlay {
   readonly name: string;
@@ -17,55 +26,119 @@ export interface Underlay {
   readonly mtu: number;
 }
 
+export interface UnderlayChoice {
+  /** --iface: names or IPs, tried in order. */
+  readonly ifaces?: string[];
+  /** --iface-regex: tried in order, after --iface. */
+  readonly ifaceRegexes?: string[];
+  /** --iface-can-reach: the interface that routes to this address. */
+  readonly ifaceCanReach?: number;
+  readonly publicIp?: number;
+}
+
+interface Candidate {
+  readonly name: string;
+  readonly ip: number;
+}
+
 /** Finds the underlay interface. Throws UsageError naming the flag to fix. */
-export function detectUnderlay(options: { iface?: string; publicIp?: number }): Underlay {
+export function detectUnderlay(choice: UnderlayChoice): Underlay {
   const addresses = Deno.networkInterfaces().filter((i) => i.family === "IPv4");
-  let name: string;
-  let ip: number | undefined;
-  if (options.iface) {
-    const asIp = parseIp4(options.iface);
-    const match = addresses.find((i) =>
-      asIp !== undefined ? parseIp4(i.address) === asIp : i.name === options.iface
-    );
-    if (!match) {
-      const known = [...new Set(addresses.map((i) => `${i.name} (${i.address})`))].join(", ");
-      throw new UsageError(
-        `--iface ${JSON.stringify(options.iface)}: no such IPv4 interface here (have: ${
-          known || "none"
-        })`,
-      );
-    }
-    name = match.name;
-    ip = parseIp4(match.address);
-  } else {
-    const fromRoute = defaultRouteInterface();
-    if (!fromRoute) {
-      throw new UsageError(
-        `No default route to pick the underlay interface from (choose one with --iface)`,
-      );
-    }
-    name = fromRoute;
-    const match = addresses.find((i) => i.name === name);
-    if (!match) {
-      throw new UsageError(
-        `Default-route interface ${
-          JSON.stringify(name)
-        } has no IPv4 address (choose one with --iface)`,
-      );
-    }
-    ip = parseIp4(match.address);
+  const ifaces = choice.ifaces ?? [];
+  const regexes = choice.ifaceRegexes ?? [];
+  const explicit = ifaces.length > 0 || regexes.length > 0 || choice.ifaceCanReach !== undefined;
+  let found: Candidate | undefined;
+  const skipped: string[] = [];
+  for (const spec of ifaces) {
+    found = byNameOrIp(addresses, spec);
+    if (found) break;
+    skipped.push(`--iface ${spec}`);
   }
-  const own = addresses.filter((i) => i.name === name);
-  const primary = own.find((i) => parseIp4(i.address) === ip) ?? own[0];
+  for (const pattern of found ? [] : regexes) {
+    found = byRegex(addresses, new RegExp(pattern));
+    if (found) break;
+    skipped.push(`--iface-regex ${pattern}`);
+  }
+  if (!found && choice.ifaceCanReach !== undefined) found = byRoute(choice.ifaceCanReach);
+  if (found && skipped.length > 0) {
+    log.info("no interface matched the first choices; took the next", {
+      skipped: skipped.join(", "),
+      iface: found.name,
+    });
+  }
+  if (!found && explicit) {
+    const known = [...new Set(addresses.map((i) => `${i.name} (${i.address})`))].join(", ");
+    const asked = [
+      ...ifaces.map((i) => `--iface ${JSON.stringify(i)}`),
+      ...regexes.map((r) => `--iface-regex ${JSON.stringify(r)}`),
+      ...(choice.ifaceCanReach !== undefined
+        ? [`--iface-can-reach ${formatIp4(choice.ifaceCanReach)}`]
+        : []),
+    ].join(", ");
+    throw new UsageError(
+      `${asked}: no such IPv4 interface here (have: ${known || "none"})`,
+    );
+  }
+  if (!found && choice.publicIp !== undefined) {
+    found = byNameOrIp(addresses, formatIp4(choice.publicIp));
+  }
+  found ??= byDefaultRoute(addresses);
+  const own = addresses.filter((i) => i.name === found!.name);
+  const primary = own.find((i) => parseIp4(i.address) === found!.ip) ?? own[0];
   const prefixLen = Number(primary?.cidr?.split("/")[1] ?? 32);
   return {
-    name,
-    ip: ip!,
+    name: found.name,
+    ip: found.ip,
     prefixLen,
     addresses: own.map((i) => parseIp4(i.address)!).filter((a) => a !== undefined),
-    publicIp: options.publicIp ?? ip!,
-    mtu: interfaceMtu(name),
+    publicIp: choice.publicIp ?? found.ip,
+    mtu: interfaceMtu(found.name),
   };
+}
+
+/** An interface by name (its first IPv4 address) or by one of its IPv4 addresses. */
+function byNameOrIp(addresses: Deno.NetworkInterfaceInfo[], spec: string) {
+  const asIp = parseIp4(spec);
+  const match = addresses.find((i) =>
+    asIp !== undefined ? parseIp4(i.address) === asIp : i.name === spec
+  );
+  return match ? { name: match.name, ip: parseIp4(match.address)! } : undefined;
+}
+
+/** As flanneld: an interface whose IPv4 address matches, else one whose name matches. */
+function byRegex(addresses: Deno.NetworkInterfaceInfo[], regex: RegExp) {
+  const byIp = addresses.find((i) => regex.test(i.address));
+  if (byIp) return { name: byIp.name, ip: parseIp4(byIp.address)! };
+  const byName = addresses.find((i) => regex.test(i.name));
+  return byName ? { name: byName.name, ip: parseIp4(byName.address)! } : undefined;
+}
+
+/** The interface and source address `ip route get <ip>` reports. */
+function byRoute(destination: number): Candidate | undefined {
+  const route = routeToward(destination);
+  if (!route || route.linkIndex === 0) return undefined;
+  const addresses = Deno.networkInterfaces().filter((i) => i.family === "IPv4");
+  const name = interfaceName(route.linkIndex);
+  const ip = route.source ?? parseIp4(addresses.find((i) => i.name === name)?.address ?? "");
+  return name && ip !== undefined ? { name, ip } : undefined;
+}
+
+function byDefaultRoute(addresses: Deno.NetworkInterfaceInfo[]): Candidate {
+  const name = defaultRouteInterface();
+  if (!name) {
+    throw new UsageError(
+      `No default route to pick the underlay interface from (choose one with --iface)`,
+    );
+  }
+  const match = addresses.find((i) => i.name === name);
+  if (!match) {
+    throw new UsageError(
+      `Default-route interface ${
+        JSON.stringify(name)
+      } has no IPv4 address (choose one with --iface)`,
+    );
+  }
+  return { name, ip: parseIp4(match.address)! };
 }
 
 /** The interface of the IPv4 default route, from /proc/net/route. */
