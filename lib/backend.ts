@@ -79,6 +79,8 @@ export interface BackendContext {
   readonly device?: string;
   /** The agent's state folder, for what a backend keeps across restarts (the VtepMAC). */
   readonly stateDir: string;
+  /** Taking over from flanneld: adopt its routes at the first reconcile (lib/flanneld.ts). */
+  readonly takeover?: boolean;
 }
 
 /** The device MTU for a backend on an underlay. */

@@ -13,3 +13,19 @@
 
 /** The routing protocol number on every route and neighbour entry the agent makes. */
 export const OVERLAY_PROTOCOL = 111;
+
+/**
+ * True when a route looks like one flanneld programs for a peer on the underlay (host-gw,
+ * vxlan DirectRouting): via a gateway on the underlay device, made with the default
+ * protocol (boot). Only consulted while taking over from flanneld (lib/flanneld.ts).
+ */
+export function isFlanneldRoute(
+  route: { linkIndex: number; gateway?: number; protocol?: number },
+  underlayIndex: number,
+): boolean {
+  return route.linkIndex === underlayIndex && route.gateway !== undefined &&
+    route.protocol === RTPROT_BOOT;
+}
+
+/** rtm_protocol of routes made without naming one (`ip route add`, flanneld). */
+const RTPROT_BOOT = 3;

@@ -119,7 +119,7 @@ Deno.test({
       assert.equal(health.code, 1);
       assert.match(
         health.stdout,
-        /^not-ready (daemon not running \(pid \d+ has exited\)|device overlay0 missing)\n$/,
+        /^not-ready (daemon not running \(pid \d+ has exited\)|device flannel0 missing)\n$/,
       );
       lab.startAgent(h2);
       await lab.waitReady(h2);

@@ -249,7 +249,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
         await t.step(
           "the device is flannel's: vxlan id 42, dstport 7890, local public IP, nolearning",
           async () => {
-            const link = await lab.exec(hosts[0].ns, ["ip", "-d", "link", "show", "overlay.42"]);
+            const link = await lab.exec(hosts[0].ns, ["ip", "-d", "link", "show", "flannel.42"]);
             assert.match(link.stdout, / mtu 1450 /);
             assert.match(
               link.stdout,
@@ -341,7 +341,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
         await t.step("entries deleted by hand come back within 10 s", async () => {
           const h1 = hosts[0];
           const peer = await lab.subnetOf(hosts[2]);
-          const device = backend === "vxlan" ? "overlay.42" : "eth0";
+          const device = backend === "vxlan" ? "flannel.42" : "eth0";
           await lab.sh(h1.ns, `ip route del ${peer}`);
           if (backend === "vxlan") {
             const vtep = peer.replace("/24", "");
@@ -491,9 +491,9 @@ for (const backend of ["vxlan", "host-gw"] as const) {
         what: "1,000 routes",
       });
       if (backend === "vxlan") {
-        const fdb = await lab.exec(host.ns, ["bridge", "fdb", "show", "dev", "overlay.42"]);
+        const fdb = await lab.exec(host.ns, ["bridge", "fdb", "show", "dev", "flannel.42"]);
         assert.equal(fdb.stdout.split("\n").filter((l) => l.includes(" dst ")).length, 1000);
-        const neigh = await lab.exec(host.ns, ["ip", "neigh", "show", "dev", "overlay.42"]);
+        const neigh = await lab.exec(host.ns, ["ip", "neigh", "show", "dev", "flannel.42"]);
         assert.equal(neigh.stdout.split("\n").filter((l) => l.includes("PERMANENT")).length, 1000);
       }
       assert.equal(await routeCount(), 1000, "no duplicates");

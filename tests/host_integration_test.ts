@@ -324,7 +324,7 @@ Deno.test({
       assert.match(wait.stdout, /^ready subnet:10\.20\.\d+\.1\/24 mtu:1472 backend:udp peers:1/);
       assert.match((await lab.health(host)).stdout, /^ready subnet:10\.10\.\d+\.1\/24 /);
       const links = (await lab.exec(host.ns, ["ip", "-o", "link"])).stdout;
-      assert.match(links, / overlay0: /);
+      assert.match(links, / flannel0: /);
       assert.match(links, / blue0: /);
     }
     const [a, b] = hosts;

@@ -184,7 +184,7 @@ for (const backend of ["host-gw", "vxlan"] as const) {
       lab.startAgent(h2);
       await lab.waitReady(h1);
       await lab.waitReady(h2);
-      const device = backend === "vxlan" ? "overlay.1" : undefined;
+      const device = backend === "vxlan" ? "flannel.1" : undefined;
       const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
       const h2Lease = JSON.parse(
         (await lab.etcdctl(

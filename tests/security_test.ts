@@ -24,7 +24,7 @@ Deno.test({
     const target = (await lab.subnetOf(h2)).replace("0/24", "0");
     assert.notEqual(await lab.ping(h1, target), undefined);
     // Someone raises the device MTU past the agent's 1536-byte slots.
-    await lab.ip(h1.ns, "link", "set", "overlay0", "mtu", "4000");
+    await lab.ip(h1.ns, "link", "set", "flannel0", "mtu", "4000");
     const capture = lab.spawn(h2.ns, [
       "tcpdump",
       "-i",
@@ -254,9 +254,9 @@ Deno.test({
     const cleanup = await lab.overlay(h1.ns, ["cleanup", ...lab.agentFlags(h1), "--bridge=lxcbr0"]);
     assert.equal(cleanup.code, 0, cleanup.stderr);
     const after = await look();
-    assert.deepEqual(after.links, before.links.filter((l) => l !== "overlay0"));
+    assert.deepEqual(after.links, before.links.filter((l) => l !== "flannel0"));
     assert.match(after.routes, /10\.10\.250\.0\/24 via 172\.31\.254\.98 dev eth0/);
-    assert.doesNotMatch(after.routes, /overlay0/);
+    assert.doesNotMatch(after.routes, /flannel0/);
     assert.equal(
       after.routes.split("\n").filter((l) => l.includes("10.20.")).join("\n"),
       before.routes.split("\n").filter((l) => l.includes("10.20.")).join("\n"),

@@ -23,6 +23,7 @@ import { describeLease, type Lease } from "../lease.ts";
 import { log } from "../log.ts";
 import type { Underlay } from "../underlay.ts";
 import { emptySnapshot, KernelState, routeEntry, snapshotRoutes } from "./kernel_state.ts";
+import { isFlanneldRoute } from "../ownership.ts";
 
 export class HostGwBackend implements Backend {
   readonly type = "host-gw" as const;
@@ -36,8 +37,11 @@ export class HostGwBackend implements Backend {
   #netlink: Netlink | undefined;
   #state: KernelState | undefined;
   #index = 0;
+  /** Taking over from flanneld: its routes are adopted at the first look. */
+  #adopting: boolean;
 
   constructor(context: BackendContext) {
+    this.#adopting = context.takeover === true;
     this.#config = context.config;
     this.#underlay = context.underlay;
     this.mtu = deviceMtu(context.config.backend, context.underlay.mtu);
@@ -56,14 +60,18 @@ export class HostGwBackend implements Backend {
     this.#state = new KernelState(
       this.#netlink,
       `host-gw routes on ${this.device}`,
-      () =>
-        snapshotRoutes(
+      () => {
+        const adopting = this.#adopting;
+        this.#adopting = false; // flanneld's routes are taken over at the first look only
+        return snapshotRoutes(
           this.#netlink!,
           emptySnapshot(),
           (route) =>
             route.prefixLen === this.#config.subnetLen &&
             netContains(this.#config.network, route.dst),
-        ),
+          (route) => adopting && isFlanneldRoute(route, this.#index),
+        );
+      },
     );
     this.#state.startReconciling();
     return Promise.resolve();

@@ -34,6 +34,11 @@ export interface KernelEntry {
 /** An entry found in the kernel that this agent owns. */
 export interface OwnedEntry {
   readonly fingerprint: string;
+  /**
+   * False for an entry that is ours without carrying the mark yet (a route through our own
+   * device, or flanneld's route being taken over): rewritten with the mark when kept.
+   */
+  readonly marked: boolean;
   /** Builds the delete request (only for the few that must go). */
   readonly remove: () => Request;
 }
@@ -161,7 +166,7 @@ export class KernelState {
         }
         this.#resolve(entry.key);
         const found = actual.ours.get(entry.key);
-        if (found?.fingerprint === entry.fingerprint) continue;
+        if (found?.fingerprint === entry.fingerprint && found.marked) continue;
         requests.push(found ? entry.replace : entry.add);
         keys.push(entry.key);
       }
@@ -239,18 +244,22 @@ export function routeEntry(netlink: Netlink, route: Route): KernelEntry {
 
 /**
  * Adds the main table's routes that `inScope` selects to `snapshot`: those with our mark
- * as ours, the others as someone else's (they block a peer route to the same place).
+ * (or that `alsoOurs` claims: through our own device, or flanneld's being taken over) as
+ * ours, the others as someone else's (they block a peer route to the same place).
  */
 export function snapshotRoutes(
   netlink: Netlink,
   snapshot: KernelSnapshot,
   inScope: (route: Route) => boolean,
+  alsoOurs: (route: Route) => boolean = () => false,
 ): KernelSnapshot {
   for (const route of netlink.routes()) {
     if (!inScope(route)) continue;
-    if (route.protocol === OVERLAY_PROTOCOL) {
+    const marked = route.protocol === OVERLAY_PROTOCOL;
+    if (marked || alsoOurs(route)) {
       snapshot.ours.set(routeKey(route), {
         fingerprint: routeFingerprint(route),
+        marked,
         remove: () => netlink.routeDeleteRequest(route),
       });
     } else {
@@ -266,6 +275,8 @@ export function snapshotRoutes(
  * the caller gets an Error naming it.
  */
 export function ensureOwnRoute(netlink: Netlink, route: Route): void {
+  // A route through our own device is ours to adopt (from before the mark, or flanneld's
+  // on a device overlay now owns); anyone else's in the way is not replaced.
   const ours = { ...route, protocol: OVERLAY_PROTOCOL };
   const [code] = netlink.batch([netlink.routeAddRequest(ours)]);
   if (code === 0) return;
@@ -275,7 +286,7 @@ export function ensureOwnRoute(netlink: Netlink, route: Route): void {
   const holder = netlink.routes().find((r) =>
     r.dst === route.dst && r.prefixLen === route.prefixLen
   );
-  if (holder && holder.protocol !== OVERLAY_PROTOCOL) {
+  if (holder && holder.protocol !== OVERLAY_PROTOCOL && holder.linkIndex !== route.linkIndex) {
     throw new Error(
       `route ${describeRoute(holder)} is in the way and overlay did not make it ` +
         `(remove it, e.g. ip route del ${

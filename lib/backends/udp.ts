@@ -38,7 +38,8 @@ import {
 import { PeerTable } from "../udp/peer_table.ts";
 import { ensureOwnRoute } from "./kernel_state.ts";
 
-export const DEFAULT_UDP_DEVICE = "overlay0";
+/** flanneld's name, so tools and firewall rules written for flannel keep working. */
+export const DEFAULT_UDP_DEVICE = "flannel0";
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for the Worker (it checks its stop flag at least every 200 ms). */
 const STOP_WAIT_MS = 2_000;

@@ -2,14 +2,14 @@
  * The vxlan backend, as flannel's: the kernel carries the traffic; the agent programs
  * it through netlink and gets out of the way.
  *
- * Device `overlay.<VNI>`: `ip link add overlay.1 type vxlan id 1 local <public ip>
+ * Device `flannel.<VNI>` (flanneld's name): `ip link add flannel.1 type vxlan id 1 local <public ip>
  * dev <underlay> dstport 8472 nolearning`, MTU = underlay MTU − 50 (20 outer IPv4 +
  * 8 UDP + 8 VXLAN + 14 inner Ethernet) unless the config sets MTU, `<subnet.ip>/32`.
  * Lease BackendData `{"VNI":1,"VtepMAC":"…"}`; the VtepMAC is kept in the state folder
  * so a restart does not make every peer reprogram. Per peer, in flannel's order:
- *   ip neigh replace <peer subnet.0> lladdr <VtepMAC> dev overlay.1 nud permanent
- *   bridge fdb replace <VtepMAC> dev overlay.1 dst <peer PublicIP> self permanent
- *   ip route replace <peer subnet> via <peer subnet.0> dev overlay.1 onlink
+ *   ip neigh replace <peer subnet.0> lladdr <VtepMAC> dev flannel.1 nud permanent
+ *   bridge fdb replace <VtepMAC> dev flannel.1 dst <peer PublicIP> self permanent
+ *   ip route replace <peer subnet> via <peer subnet.0> dev flannel.1 onlink
  * With DirectRouting, a peer on our L2 segment gets `ip route replace <peer subnet> via
  * <peer PublicIP> dev <underlay>` instead.
  */
@@ -30,6 +30,7 @@ import {
   IFLA_VXLAN_LOCAL,
   IFLA_VXLAN_PORT,
   ip4Attr,
+  type LinkInfo,
   Netlink,
   NUD_PERMANENT,
   u16BeAttr,
@@ -50,7 +51,7 @@ import {
   routeEntry,
   snapshotRoutes,
 } from "./kernel_state.ts";
-import { OVERLAY_PROTOCOL } from "../ownership.ts";
+import { isFlanneldRoute, OVERLAY_PROTOCOL } from "../ownership.ts";
 import { writeFileAtomic } from "../atomic_file.ts";
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -70,15 +71,46 @@ export class VxlanBackend implements Backend {
   #state: KernelState | undefined;
   #index = 0;
   #underlayIndex = 0;
+  /** Taking over from flanneld: its routes via the underlay are adopted at the first look. */
+  #adopting: boolean;
 
   constructor(context: BackendContext) {
+    this.#adopting = context.takeover === true;
     this.#config = context.config;
     this.#underlay = context.underlay;
     this.mtu = deviceMtu(context.config.backend, context.underlay.mtu);
-    this.device = context.device ?? `overlay.${context.config.backend.vni}`;
+    this.device = context.device ?? `flannel.${context.config.backend.vni}`; // flanneld's name
     this.#macFile = `${context.stateDir}/${this.device}.vtep-mac`;
-    this.#mac = readMac(this.#macFile) ?? randomMac();
+    // A device that already fits is adopted with its MAC, as flanneld adopts one: after a
+    // restart, or taking over flanneld's flannel.<VNI>, peers' entries stay valid.
+    this.#mac = this.#adoptableDevice()?.mac ?? readMac(this.#macFile) ?? randomMac();
     this.backendData = { VNI: context.config.backend.vni, VtepMAC: this.#mac };
+  }
+
+  /** The existing device of our name when it fits the config (and has a usable MAC). */
+  #adoptableDevice(): LinkInfo | undefined {
+    const netlink = new Netlink();
+    try {
+      const existing = netlink.link(this.device);
+      const fits = existing !== undefined &&
+        this.#fits(existing, interfaceIndex(this.#underlay.name));
+      return fits && existing.mac && !macProblem(existing.mac) ? existing : undefined;
+    } finally {
+      netlink.close();
+    }
+  }
+
+  /**
+   * True when a link is the vxlan device the config asks for: VNI, port, local address
+   * (the underlay interface's, as flanneld's: a public IP behind NAT is not on the host),
+   * underlay link and learning off.
+   */
+  #fits(link: LinkInfo, underlayIndex: number): boolean {
+    const v = link.vxlan;
+    const backend = this.#config.backend;
+    return link.kind === "vxlan" && v !== undefined && v.vni === backend.vni &&
+      v.port === backend.port && v.local === this.#underlay.ip && v.link === underlayIndex &&
+      !v.learning;
   }
 
   start(own: Lease): Promise<void> {
@@ -100,7 +132,7 @@ export class VxlanBackend implements Backend {
       device: this.device,
       vni: this.#config.backend.vni,
       port: this.#config.backend.port,
-      local: formatIp4(this.#underlay.publicIp),
+      local: formatIp4(this.#underlay.ip),
       mac: this.#mac,
       mtu: this.mtu,
     });
@@ -113,12 +145,8 @@ export class VxlanBackend implements Backend {
     const backend = this.#config.backend;
     const existing = netlink.link(this.device);
     if (existing) {
-      const v = existing.vxlan;
-      const matches = existing.kind === "vxlan" && v !== undefined && v.vni === backend.vni &&
-        v.port === backend.port && v.local === this.#underlay.publicIp &&
-        v.link === this.#underlayIndex && !v.learning && existing.mac === this.#mac;
-      if (matches) {
-        log.info("adopting the existing vxlan device", { device: this.device });
+      if (this.#fits(existing, this.#underlayIndex) && existing.mac === this.#mac) {
+        log.info("adopting the existing vxlan device", { device: this.device, mac: this.#mac });
         return existing.index;
       }
       if (existing.kind !== "vxlan") {
@@ -131,6 +159,7 @@ export class VxlanBackend implements Backend {
       });
       netlink.linkDelete(existing.index);
     }
+    this.#removeClashingDevice(netlink);
     netlink.linkCreate({
       name: this.device,
       kind: "vxlan",
@@ -139,7 +168,7 @@ export class VxlanBackend implements Backend {
       data: [
         u32Attr(IFLA_VXLAN_ID, backend.vni),
         u32Attr(IFLA_VXLAN_LINK, this.#underlayIndex),
-        ip4Attr(IFLA_VXLAN_LOCAL, this.#underlay.publicIp),
+        ip4Attr(IFLA_VXLAN_LOCAL, this.#underlay.ip),
         u8Attr(IFLA_VXLAN_LEARNING, 0),
         u16BeAttr(IFLA_VXLAN_PORT, backend.port),
       ],
@@ -167,6 +196,31 @@ export class VxlanBackend implements Backend {
   claims(peer: Lease): string[] {
     const mac = peer.attrs.backendData?.VtepMAC;
     return typeof mac === "string" ? [`VtepMAC ${mac.toLowerCase()}`] : [];
+  }
+
+  /**
+   * The kernel refuses a second vxlan device with our VNI, port and local address. One
+   * left by flanneld (flannel.<VNI>, when --device names ours otherwise) goes; anyone
+   * else's is an error naming it.
+   */
+  #removeClashingDevice(netlink: Netlink): void {
+    const backend = this.#config.backend;
+    const clash = netlink.links().find((link) =>
+      link.name !== this.device && link.kind === "vxlan" && link.vxlan?.vni === backend.vni &&
+      link.vxlan.port === backend.port && link.vxlan.local === this.#underlay.ip
+    );
+    if (!clash) return;
+    if (!clash.name.startsWith("flannel.")) {
+      throw new Error(
+        `device ${clash.name} already carries VNI ${backend.vni} on port ${backend.port} ` +
+          `(remove it, or give overlay that name with --device)`,
+      );
+    }
+    netlink.linkDelete(clash.index);
+    log.info("removed flanneld's vxlan device: overlay's carries its VNI now", {
+      device: clash.name,
+      ours: this.device,
+    });
   }
 
   addPeer(peer: Lease): void {
@@ -233,15 +287,21 @@ export class VxlanBackend implements Backend {
   #snapshot(): KernelSnapshot {
     const netlink = this.#netlink!;
     const network = this.#config.network;
+    const adopting = this.#adopting;
+    this.#adopting = false; // flanneld's underlay routes are taken over at the first look only
     const actual = snapshotRoutes(
       netlink,
       emptySnapshot(),
       (route) => route.prefixLen === this.#config.subnetLen && netContains(network, route.dst),
+      (route) =>
+        route.linkIndex === this.#index ||
+        (adopting && isFlanneldRoute(route, this.#underlayIndex)),
     );
     for (const n of netlink.neighbours(AF_INET, this.#index)) {
       if (n.ip === undefined || !(n.state & NUD_PERMANENT)) continue;
       actual.ours.set(`neigh ${formatIp4(n.ip)}`, {
         fingerprint: n.mac ?? "",
+        marked: true,
         remove: () => netlink.neighbourDeleteRequest(this.#index, n.ip!),
       });
     }
@@ -249,6 +309,7 @@ export class VxlanBackend implements Backend {
       if (!f.mac || f.ip === undefined) continue;
       actual.ours.set(`fdb ${f.mac}`, {
         fingerprint: formatIp4(f.ip),
+        marked: true,
         remove: () => netlink.fdbDeleteRequest(this.#index, f.mac!, f.ip!),
       });
     }
