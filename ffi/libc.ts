@@ -1,7 +1,8 @@
 /**
  * libc through Deno FFI: the only place that opens libc. Thin, typed, synchronous
  * calls; lengths are u32/i32 and buffers are "buffer" arguments so V8's fast call path
- * applies (~20 ns a call). `pollWait` is the one nonblocking (thread-pool) symbol.
+ * applies. None is nonblocking (a thread-pool round trip per call): the data path
+ * blocks in poll() on a Worker of its own instead.
  *
  * Each thread (the main thread, a data-path Worker) opens its own handle: errno is
  * per thread and is read through __errno_location() on the thread that made the call.
@@ -20,15 +21,8 @@ const SYMBOLS = {
   ioctl_value: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
-  poll_nonblocking: {
-    name: "poll",
-    parameters: ["buffer", "u32", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   send: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },

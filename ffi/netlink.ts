@@ -463,6 +463,16 @@ export class Netlink {
     }, `link ${index} mtu ${mtu}`);
   }
 
+  /** `ip link set dev INDEX address MAC` */
+  linkSetAddress(index: number, mac: string): void {
+    this.request({
+      type: RTM_NEWLINK,
+      flags: NLM_F_REQUEST | NLM_F_ACK,
+      header: ifinfomsg({ index }),
+      attrs: [{ type: IFLA_ADDRESS, value: macBytes(mac) }],
+    }, `link ${index} address ${mac}`);
+  }
+
   /** `ip link set dev INDEX txqueuelen LENGTH` */
   linkSetTxQueueLength(index: number, length: number): void {
     this.request({

@@ -25,6 +25,8 @@ export interface Backend {
   readonly mtu: number;
   /** The lease's BackendData; undefined when the type carries none (udp). */
   readonly backendData?: Record<string, unknown>;
+  /** This host's own claims (see claims()): what no other lease may carry. */
+  readonly ownClaims: string[];
   /** The device this backend owns, which --health checks is present. */
   readonly device?: string;
   /** Which data path is active, for health and status ("kernel vxlan", "udp: …", …). */
@@ -52,6 +54,12 @@ export interface Backend {
   lastHeard(peer: Lease): number | null;
   /** What this backend makes on the host, recorded for `overlay cleanup` (lib/inventory.ts). */
   owned(): BackendOwned;
+  /**
+   * Picks a new identity when another lease claims this host's (a VtepMAC copied with a
+   * cloned state folder): a new MAC on the device, then `backendData` says it. Returns
+   * false when the backend has no identity to change.
+   */
+  renewIdentity(): boolean;
 }
 
 export interface BackendOwned {

@@ -102,6 +102,7 @@ class Agent {
   #claimed: Lease | undefined;
   #own: Lease | undefined;
   #lost = false;
+  #renewing = false;
   /** An inventory this start wrote where there was none: taken back if the start fails. */
   #newInventory: string | undefined;
   #tracker: PeerTracker | undefined;
@@ -202,6 +203,44 @@ class Agent {
     }
     if (this.#held.claimed) this.#claimed = this.#held.lease;
     this.#own = this.#held.lease;
+    const clash = this.#held.listing.leases.find((lease) => this.#claimsOurs(lease));
+    if (clash) await this.#renewIdentity(clash);
+  }
+
+  /**
+   * True when another, older lease claims what is this host's own (its VtepMAC): then
+   * this host is the copy (a cloned state folder) and must pick anew, or peers would
+   * send one host's traffic to the other.
+   */
+  #claimsOurs(lease: Lease): boolean {
+    const own = this.#own!;
+    if (leaseKey(this.#registry.prefix, lease.subnet) === this.#ownKey()) return false;
+    const mine = this.#backend!.ownClaims;
+    if (!this.#backend!.claims(lease).some((claim) => mine.includes(claim))) return false;
+    const theirs = BigInt(lease.createRevision || "0");
+    const ours = BigInt(own.createRevision || "0");
+    return theirs < ours || (theirs === ours && lease.subnet.ip < own.subnet.ip);
+  }
+
+  /** Picks a new identity and republishes the lease with it; warns once per clash. */
+  async #renewIdentity(clash: Lease): Promise<void> {
+    if (this.#renewing) return;
+    this.#renewing = true;
+    try {
+      log.warn(
+        "another lease carries this host's VtepMAC (a cloned state folder?): picking a new one",
+        { other: leaseKey(this.#registry.prefix, clash.subnet) },
+      );
+      if (!this.#backend!.renewIdentity()) return;
+      const backend = this.#backend!;
+      this.#own = await this.#manager!.republish(this.#own!, {
+        publicIp: this.#underlay!.publicIp,
+        backendType: backend.type,
+        backendData: backend.backendData,
+      });
+    } finally {
+      this.#renewing = false;
+    }
   }
 
   /**
@@ -433,6 +472,13 @@ class Agent {
         this.#loseLease();
       } else this.#own = event.lease;
       return;
+    }
+    if (event.type === "put" && this.#claimsOurs(event.lease)) {
+      this.#renewIdentity(event.lease).catch((error) =>
+        log.error("cannot republish the lease with a new VtepMAC; retrying at the next clash", {
+          error: (error as Error).message,
+        })
+      );
     }
     this.#tracker!.apply(event);
     if (this.#state.state.ready) this.#publishPeersSoon();

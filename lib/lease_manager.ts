@@ -61,10 +61,12 @@ export interface Renewal {
 export class LeaseManager {
   readonly #registry: SubnetRegistry;
   readonly #options: LeaseManagerOptions;
+  #attrs: LeaseAttrs;
 
   constructor(registry: SubnetRegistry, options: LeaseManagerOptions) {
     this.#registry = registry;
     this.#options = options;
+    this.#attrs = options.attrs;
   }
 
   /** Acquires a subnet for this host. Throws OverlayError when the network is exhausted. */
@@ -84,7 +86,7 @@ export class LeaseManager {
 
         const subnet = this.#choose(config, listing);
         grantedId ??= await this.#registry.grant(ttlSeconds);
-        if (await this.#registry.create(subnet, this.#options.attrs, grantedId)) {
+        if (await this.#registry.create(subnet, this.#attrs, grantedId)) {
           const claimed = await this.#registry.getLease(subnet);
           const id = grantedId;
           grantedId = undefined;
@@ -143,9 +145,18 @@ export class LeaseManager {
     return undefined;
   }
 
+  /**
+   * Publishes new attributes for the lease this host holds (a new VtepMAC): one
+   * compare-and-set write. Returns the lease as it now reads.
+   */
+  async republish(lease: Lease, attrs: LeaseAttrs): Promise<Lease> {
+    this.#attrs = attrs;
+    return await this.#refreshValue(lease);
+  }
+
   /** Rewrites the value when our attributes (backend type or data) changed. */
   async #refreshValue(lease: Lease): Promise<Lease> {
-    const wanted = this.#options.attrs;
+    const wanted = this.#attrs;
     if (
       lease.attrs.backendType === wanted.backendType &&
       JSON.stringify(lease.attrs.backendData) === JSON.stringify(wanted.backendData)

@@ -59,7 +59,7 @@ export class StateFile {
     return this.#writing;
   }
 
-  /** Publishes `collect()` every HEARTBEAT_MS until stopHeartbeat(). */
+  /** Publishes what `collect` returns every HEARTBEAT_MS until stopHeartbeat(). */
   startHeartbeat(collect: () => Partial<DaemonState>): void {
     this.#heartbeat = setInterval(() => this.publish(collect()), HEARTBEAT_MS);
   }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { tempDir } from "./helpers.ts";
+import { compileArgs } from "../scripts/compile.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const denort = Deno.env.get("DENORT_BIN");
@@ -41,20 +42,48 @@ Deno.test({
   },
 });
 
-Deno.test("without DENORT_BIN, deno task compile stops with a clear reason", async () => {
-  const env = { ...Deno.env.toObject() };
-  delete env.DENORT_BIN;
+Deno.test("DENORT_BIN naming no file stops the compile task with a clear reason", async () => {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["task", "compile"],
     cwd: ROOT,
-    env,
-    clearEnv: true,
+    env: { DENORT_BIN: "/nonexistent/denort" },
     stdout: "piped",
     stderr: "piped",
   }).output();
   assert.equal(output.code, 2);
   assert.match(
     new TextDecoder().decode(output.stderr),
-    /compile: DENORT_BIN is not set\. deno compile needs the denort runtime/,
+    /compile: DENORT_BIN=\/nonexistent\/denort: no such file \(point it at a denort [\d.]+ binary, or unset it/,
+  );
+});
+
+Deno.test("the binary carries only what the agent imports: no npm package", async () => {
+  const args = compileArgs(ROOT, "/tmp/x");
+  assert.ok(args.includes("--exclude-unused-npm"), args.join(" "));
+  assert.ok(args.includes(`${ROOT}lib/udp/datapath_worker.ts`), "the Worker is compiled in");
+  // What --exclude-unused-npm keeps: the npm packages reachable from the module graph.
+  for (const entry of ["main.ts", "lib/udp/datapath_worker.ts"]) {
+    const info = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", `${ROOT}${entry}`],
+      stdout: "piped",
+    }).output();
+    const graph = JSON.parse(new TextDecoder().decode(info.stdout));
+    const npm = graph.modules.map((m: { specifier: string }) => m.specifier)
+      .filter((s: string) => s.startsWith("npm:"));
+    assert.deepEqual(npm, [], `${entry} imports no npm package`);
+  }
+});
+
+Deno.test("the demo loads no test-only npm package (no install warnings on a fresh machine)", async () => {
+  const info = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", `${ROOT}demo/demo.ts`],
+    stdout: "piped",
+  }).output();
+  const graph = JSON.parse(new TextDecoder().decode(info.stdout));
+  assert.deepEqual(
+    graph.modules.map((m: { specifier: string }) => m.specifier).filter((s: string) =>
+      s.startsWith("npm:")
+    ),
+    [],
   );
 });

@@ -3,8 +3,9 @@
  * the overlay command run exactly as the `overlay` task in deno.json runs it.
  */
 import { Etcd3 } from "etcd3";
+import { overlayArgv } from "./overlay_argv.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
+export { overlayArgv };
 
 /** Options for Deno.test on tests that talk to etcd (grpc keeps timers of its own). */
 export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false } as const;
@@ -92,13 +93,6 @@ export async function waitFor<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
   }
-}
-
-/** The `deno run …` argv of the overlay task in deno.json. */
-export function overlayArgv(): string[] {
-  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
-  const task: string = config.tasks.overlay;
-  return task.split(/\s+/).map((part) => (part === "main.ts" ? `${ROOT}main.ts` : part));
 }
 
 export interface CommandResult {

@@ -256,6 +256,39 @@ Deno.test("docker-opts reads the subnet file as flannel's mk-docker-opts does", 
   }
 });
 
+/** user-data checked by cloud-init's own schema checker, then read by its YAML parser. */
+async function checkUserData(dir: string, text: string) {
+  const file = `${dir}/user-data`;
+  await Deno.writeTextFile(file, text);
+  const schema = await new Deno.Command("cloud-init", {
+    args: ["schema", "--config-file", file],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(schema.stdout) + new TextDecoder().decode(schema.stderr);
+  assert.equal(schema.code, 0, said);
+  assert.match(said, /Valid cloud-config/);
+  const parsed = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+      file,
+    ],
+    stdout: "piped",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(parsed.stdout));
+}
+
+/** A systemd EnvironmentFile's KEY="value" lines, unescaped. */
+function readEnvironmentFile(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text.trim().split("\n").map((line) => {
+      const [, key, quoted] = /^([A-Z_]+)="(.*)"$/.exec(line)!;
+      return [key, quoted.replace(/\\(.)/g, "$1")];
+    }),
+  );
+}
+
 Deno.test("cloud-init user-data passes cloud-init's own schema check", async () => {
   await using dir = await tempDir();
   const sha = "ab".repeat(32);
@@ -268,29 +301,66 @@ Deno.test("cloud-init user-data passes cloud-init's own schema check", async () 
     "--ip-masq",
   ]);
   assert.equal(result.code, 0, result.stderr);
-  const file = `${dir}/user-data`;
-  await Deno.writeTextFile(file, result.stdout);
-  const schema = await new Deno.Command("cloud-init", {
-    args: ["schema", "--config-file", file],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const said = new TextDecoder().decode(schema.stdout) + new TextDecoder().decode(schema.stderr);
-  assert.equal(schema.code, 0, said);
-  assert.match(said, /Valid cloud-config/);
   assert.match(result.stdout, /^#cloud-config\n/);
+  const config = await checkUserData(`${dir}`, result.stdout);
   assert.match(
-    result.stdout,
+    config.runcmd[0][2],
     new RegExp(`echo '${sha}  /usr/local/bin/overlay.download' \\| sha256sum -c -`),
   );
-  assert.match(
-    result.stdout,
-    /OVERLAY_ETCD_ENDPOINTS=https:\/\/10\.0\.0\.5:2379\n\s+OVERLAY_BRIDGE=lxcbr0\n\s+OVERLAY_IP_MASQ=true/,
-  );
-  assert.match(result.stdout, /\["\/usr\/local\/bin\/overlay","wait","--timeout","120s"\]/);
+  assert.deepEqual(readEnvironmentFile(config.write_files[1].content), {
+    OVERLAY_ETCD_ENDPOINTS: "https://10.0.0.5:2379",
+    OVERLAY_BRIDGE: "lxcbr0",
+    OVERLAY_IP_MASQ: "true",
+  });
+  assert.deepEqual(config.runcmd[3], ["/usr/local/bin/overlay", "wait", "--timeout", "120s"]);
+  assert.match(config.write_files[0].content, /^ExecStart=\/usr\/local\/bin\/overlay run$/m);
   const bad = await overlay(["cloud-init", "--binary-url=https://x/overlay", "--sha256=123"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--sha256 must be 64 hex digits/);
+});
+
+Deno.test("cloud-init user-data keeps hostile values intact: quotes, colon-space, #, $ and backslashes", async () => {
+  await using dir = await tempDir();
+  const hostile = {
+    url: `https://files.example/o'v"er: lay #1?a=$(reboot)&b=\`x\``,
+    username: `ops: "admin" # not a comment`,
+    password: `p@ss: 'w"o$rd\\ #x`,
+    prefix: `/odd: "prefix" #1`,
+  };
+  const result = await overlay([
+    "cloud-init",
+    `--binary-url=${hostile.url}`,
+    `--sha256=${"cd".repeat(32)}`,
+    "--etcd-endpoints=https://10.0.0.5:2379",
+    `--etcd-username=${hostile.username}`,
+    `--etcd-password=${hostile.password}`,
+    `--etcd-prefix=${hostile.prefix}`,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  const config = await checkUserData(`${dir}`, result.stdout);
+  const env = readEnvironmentFile(config.write_files[1].content);
+  assert.equal(env.OVERLAY_ETCD_USERNAME, hostile.username);
+  assert.equal(env.OVERLAY_ETCD_PASSWORD, hostile.password);
+  assert.equal(env.OVERLAY_ETCD_PREFIX, hostile.prefix);
+  // The download command, run by sh, receives the URL as one word, unchanged.
+  const echo = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      config.runcmd[0][2].replace(/^curl .*? -o '[^']*' /, "printf %s ").split(" && ")[0],
+    ],
+    stdout: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(echo.stdout), hostile.url);
+  const newline = await overlay([
+    "cloud-init",
+    "--binary-url=https://x/overlay",
+    `--sha256=${"cd".repeat(32)}`,
+    "--etcd-endpoints=https://10.0.0.5:2379",
+    "--etcd-username=u",
+    "--etcd-password=line1\nline2",
+  ]);
+  assert.equal(newline.code, 2);
+  assert.match(newline.stderr, /--etcd-password holds a newline or control character/);
 });
 
 Deno.test({

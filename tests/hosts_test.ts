@@ -398,3 +398,56 @@ Deno.test({
     await healthSays(lab, host, /^ready /);
   },
 });
+
+Deno.test({
+  name:
+    "one VtepMAC per host: hosts whose state folder was cloned pick a new MAC, republish, warn once, and reach each other",
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create();
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "vxlan" } });
+    const h1 = await lab.addHost();
+    lab.startAgent(h1);
+    await lab.waitReady(h1);
+    const macFile = `${h1.stateDir}/flannel.1.vtep-mac`;
+    const original = (await Deno.readTextFile(macFile)).trim();
+    // Three more hosts from an image made of h1: the same VtepMAC in their state folders,
+    // one started alone, two at the same instant.
+    const clones = [await lab.addHost(), await lab.addHost(), await lab.addHost()];
+    for (const clone of clones) {
+      await Deno.mkdir(clone.stateDir, { recursive: true });
+      await Deno.copyFile(macFile, `${clone.stateDir}/flannel.1.vtep-mac`);
+    }
+    lab.startAgent(clones[0]);
+    await lab.waitReady(clones[0]);
+    lab.startAgent(clones[1]);
+    lab.startAgent(clones[2]);
+    await lab.waitReady(clones[1]);
+    await lab.waitReady(clones[2]);
+    const macs = async () =>
+      (await lab.etcdctl("get", "--prefix", `${PREFIX}/subnets/`, "--print-value-only")).stdout
+        .split("\n").filter(Boolean).map((v) => JSON.parse(v).BackendData.VtepMAC as string);
+    await waitFor(async () => new Set(await macs()).size === 4, {
+      timeoutMs: 10_000,
+      what: "four distinct VtepMACs",
+    });
+    assert.ok((await macs()).includes(original), "the oldest lease keeps its MAC");
+    for (const clone of clones) {
+      const warnings = lab.agent(clone)!.log().split("\n").filter((l) =>
+        l.includes("another lease carries this host's VtepMAC")
+      );
+      assert.ok(warnings.length <= 1, `warned at most once:\n${warnings.join("\n")}`);
+    }
+    const containers = [];
+    for (const host of [h1, ...clones]) containers.push(await lab.addContainer(host));
+    for (const from of containers) {
+      for (const to of containers) {
+        if (from === to) continue;
+        await waitFor(async () => (await lab.ping(from, to.ip)) !== undefined, {
+          timeoutMs: 8_000,
+          what: `${from.name} → ${to.name}`,
+        });
+      }
+    }
+  },
+});

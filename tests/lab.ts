@@ -11,7 +11,7 @@
  * routed in the root namespace.
  */
 import { parseEnvFile } from "../lib/subnet_file.ts";
-import { overlayArgv } from "./helpers.ts";
+import { overlayArgv } from "./overlay_argv.ts";
 
 export const UNDERLAY_PREFIX = "172.31.254";
 export const ETCD_PORT = 2379;

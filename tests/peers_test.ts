@@ -72,6 +72,10 @@ class RecordingBackend implements Backend {
   owned() {
     return { files: [] };
   }
+  readonly ownClaims: string[] = [];
+  renewIdentity(): boolean {
+    return false;
+  }
 }
 
 function tracker() {

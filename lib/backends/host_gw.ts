@@ -123,6 +123,12 @@ export class HostGwBackend implements Backend {
     return { files: [] };
   }
 
+  readonly ownClaims: string[] = [];
+
+  renewIdentity(): boolean {
+    return false;
+  }
+
   observe(): BackendObservation {
     return { healthy: true, conflicts: this.#state?.conflicts() ?? [] };
   }

@@ -5,11 +5,9 @@
  * `<subnet.ip>/32` and a route for the whole Network.
  *
  * The packets themselves move on a Worker (lib/udp/datapath_worker.ts) that drives an
- * FFI socket with recvmmsg/sendmmsg. The design card names Deno.listenDatagram; on this
- * machine its one-async-op-per-datagram receive carried ~0.4 Gbit/s of TCP through a
- * TUN agent, against ~1.0 Gbit/s for batched FFI system calls, and the issue's target is
- * 1 Gbit/s — so the socket is libc's, configured through FFI setsockopt (buffers) as the
- * card says. See README "Data path".
+ * FFI socket with batched system calls and, where the kernel has them, TUN and UDP
+ * offloads. The design card names Deno.listenDatagram; why the socket is libc's instead,
+ * with the figures measured side by side, is in the README ("Why the socket is libc's").
  */
 import {
   type Backend,
@@ -45,7 +43,7 @@ const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 const STOP_WAIT_MS = 2_000;
 /**
  * Packets the kernel may queue for the agent. The TUN default of 500 overflowed under a
- * single TCP stream (26,137 drops and ~13,000 retransmits in 5 s at 0.9 Gbit/s).
+ * single TCP stream (see README, "udp backend").
  */
 const TUN_TX_QUEUE_LENGTH = 10_000;
 
@@ -210,6 +208,12 @@ export class UdpBackend implements Backend {
     return { device: { name: this.device, kind: "tun" }, files: [] };
   }
 
+  readonly ownClaims: string[] = [];
+
+  renewIdentity(): boolean {
+    return false;
+  }
+
   observe(): BackendObservation {
     return {
       healthy: Atomics.load(new Int32Array(this.#control), CONTROL_STATE) === DATA_PATH_RUNNING,
@@ -263,7 +267,7 @@ export class UdpBackend implements Backend {
 /**
  * After traffic the data path keeps checking for packets this long before it sleeps:
  * a reply usually comes back within a few hundred microseconds, and catching it awake
- * saves a scheduler wake-up per hop (ping p50 0.51 → 0.33–0.38 ms at 100 pings/s).
+ * saves a scheduler wake-up per hop (README, "Benchmarks", has the ping figures).
  * Bounded, and it yields the CPU between checks, so an idle agent uses none.
  * OVERLAY_BUSY_POLL_MS overrides it (0 turns it off).
  */

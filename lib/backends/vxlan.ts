@@ -62,11 +62,11 @@ export class VxlanBackend implements Backend {
   readonly hearsPeers = false;
   readonly device: string;
   readonly dataPath = "kernel vxlan";
-  readonly backendData: Record<string, unknown>;
+  backendData: Record<string, unknown>;
   readonly #config: NetworkConfig;
   readonly #underlay: Underlay;
   readonly #macFile: string;
-  readonly #mac: string;
+  #mac: string;
   #netlink: Netlink | undefined;
   #state: KernelState | undefined;
   #index = 0;
@@ -325,6 +325,25 @@ export class VxlanBackend implements Backend {
 
   owned(): BackendOwned {
     return { device: { name: this.device, kind: "vxlan" }, files: [this.#macFile] };
+  }
+
+  get ownClaims(): string[] {
+    return [`VtepMAC ${this.#mac}`];
+  }
+
+  /** A new random MAC: on the device if it is up, in the state folder, in backendData. */
+  renewIdentity(): boolean {
+    const old = this.#mac;
+    this.#mac = randomMac();
+    this.backendData = { VNI: this.#config.backend.vni, VtepMAC: this.#mac };
+    if (this.#netlink && this.#index !== 0) {
+      this.#netlink.linkSetAddress(this.#index, this.#mac);
+      writeFileAtomic(this.#macFile, this.#mac + "\n").catch((error) =>
+        log.warn("cannot keep the new VtepMAC", { path: this.#macFile, error: error.message })
+      );
+    }
+    log.info("picked a new VtepMAC", { old, new: this.#mac });
+    return true;
   }
 
   observe(): BackendObservation {

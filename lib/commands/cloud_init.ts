@@ -18,9 +18,12 @@ import { systemdUnit } from "../systemd.ts";
 const PASSED_ON: FlagName[] = [
   ...ETCD_FLAGS,
   "iface",
+  "iface-regex",
+  "iface-can-reach",
   "public-ip",
   "bridge",
   "ip-masq",
+  "iptables-forward-rules",
   "subnet-file",
   "device",
 ];
@@ -41,7 +44,13 @@ the service and waits until the overlay is ready.`,
   },
 });
 
-/** The user-data text. Throws UsageError for a missing or malformed URL or checksum. */
+/**
+ * The user-data text. Every value is written as a YAML double-quoted scalar (JSON's
+ * string syntax, which YAML reads the same), and the environment file's values in
+ * systemd's quoting, so no URL, endpoint or flag value can change the document's shape.
+ * Throws UsageError for a missing or malformed URL or checksum, or a value an environment
+ * file cannot hold (a newline, a control character).
+ */
 export function cloudInitConfig(values: FlagValues): string {
   const url = stringFlag(values, "binary-url");
   let parsed: URL | undefined;
@@ -63,10 +72,22 @@ export function cloudInitConfig(values: FlagValues): string {
   const env: string[] = [];
   for (const name of PASSED_ON) {
     const value = values[name];
-    if (value === undefined || value === false || value === "") continue;
+    if (value === undefined || value === "") continue;
+    // Booleans only when they differ from the default (--ip-masq on, forward rules off).
+    if (value === (name === "iptables-forward-rules")) continue;
     if (name === "etcd-prefix" && value === "/coreos.com/network") continue;
     if (name === "subnet-file" && value === "/run/flannel/subnet.env") continue;
-    env.push(`${envName(name)}=${value === true ? "true" : value}`);
+    if (name === "etcd-endpoints" && value === "http://127.0.0.1:4001,http://127.0.0.1:2379") {
+      continue;
+    }
+    if (Array.isArray(value) && value.length > 1) {
+      throw new UsageError(
+        `--${name} is given ${value.length} times: the environment file holds one value ` +
+          `(give the first choice, or use --iface-regex)`,
+      );
+    }
+    const text = Array.isArray(value) ? value[0] : String(value);
+    env.push(`${envName(name)}=${systemdQuote(name, text)}`);
   }
   const download = `${binary}.download`;
   const install = [
@@ -75,20 +96,17 @@ export function cloudInitConfig(values: FlagValues): string {
     `chmod 0755 ${q(download)}`,
     `mv ${q(download)} ${q(binary)}`,
   ].join(" && ");
-  const indent = (text: string) =>
-    text.trimEnd().split("\n").map((line) => `      ${line}`).join("\n");
+  const yaml = (text: string) => JSON.stringify(text);
   return [
     "#cloud-config",
     "# overlay: installs and starts the overlay network agent, then waits until it is ready.",
     "write_files:",
-    "  - path: /etc/systemd/system/overlay.service",
+    "  - path: " + yaml("/etc/systemd/system/overlay.service"),
     '    permissions: "0644"',
-    "    content: |",
-    indent(systemdUnit({ binary, environmentFile: envFile })),
-    `  - path: ${envFile}`,
+    "    content: " + yaml(systemdUnit({ binary, environmentFile: envFile })),
+    "  - path: " + yaml(envFile),
     '    permissions: "0600"',
-    "    content: |",
-    indent(env.join("\n")),
+    "    content: " + yaml(env.map((line) => line + "\n").join("")),
     "runcmd:",
     `  - ${JSON.stringify(["sh", "-c", install])}`,
     `  - ${JSON.stringify(["systemctl", "daemon-reload"])}`,
@@ -96,6 +114,20 @@ export function cloudInitConfig(values: FlagValues): string {
     `  - ${JSON.stringify([binary, "wait", "--timeout", "120s"])}`,
     "",
   ].join("\n");
+}
+
+/**
+ * A value for a systemd EnvironmentFile: double-quoted, with backslash, quote, dollar
+ * and backtick escaped. A newline or control character cannot be written: UsageError.
+ */
+function systemdQuote(flag: string, value: string): string {
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) {
+    throw new UsageError(
+      `--${flag} holds a newline or control character, which an environment file cannot carry`,
+    );
+  }
+  return `"${value.replace(/[\\"$`]/g, (c) => `\\${c}`)}"`;
 }
 
 /** Single-quotes for sh. */
