@@ -4,8 +4,9 @@
  * MODE: recv-deno | recv-ffi | send-deno | send-ffi. Receivers print the datagram count.
  * Payloads are 1400 bytes, as a full-size overlay packet.
  */
-import { errno, libc } from "../ffi/libc.ts";
-import { MessageVector, openUdpSocket, raiseSocketBuffers } from "../ffi/socket.ts";
+import { Poller } from "../ffi/poll.ts";
+import { MessageVector, SEND_FAILED } from "../ffi/message_vector.ts";
+import { openUdpSocket, raiseSocketBuffers } from "../ffi/udp_socket.ts";
 import { parseIp4 } from "../lib/ip.ts";
 
 const [mode, ipText, portText, secondsText] = Deno.args;
@@ -32,15 +33,13 @@ if (mode === "recv-deno") {
   const fd = openUdpSocket(0, port);
   raiseSocketBuffers(fd, 8 << 20);
   const vector = new MessageVector(BATCH, 2048);
-  const pollFd = new Uint8Array(8);
-  new DataView(pollFd.buffer).setInt32(0, fd, true);
-  new DataView(pollFd.buffer).setInt16(4, 1, true);
+  const poller = new Poller([fd]);
   let count = 0;
   while (performance.now() < deadline) {
-    if (libc().poll(pollFd, 1, 100) <= 0) continue;
+    if (poller.wait(100) <= 0) continue;
     while (true) {
       for (let i = 0; i < BATCH; i++) vector.prepareReceive(i);
-      const n = libc().recvmmsg(fd, vector.headers, BATCH, 0, null);
+      const n = vector.receive(fd);
       if (n <= 0) break;
       count += n;
     }
@@ -61,7 +60,7 @@ if (mode === "recv-deno") {
     vector.setLength(i, PAYLOAD);
   }
   while (performance.now() < deadline) {
-    if (libc().sendmmsg(fd, vector.headers, BATCH, 0) < 0 && errno() !== 11) break;
+    if (vector.send(fd, 0, BATCH) === SEND_FAILED) break;
   }
 }
 Deno.exit(0);

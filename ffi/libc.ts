@@ -28,7 +28,6 @@ const SYMBOLS = {
   send: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "u32", "i32", "buffer", "u32"], result: "i32" },
-  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   sendmmsg_ptr: { name: "sendmmsg", parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
@@ -69,6 +68,7 @@ export const ENOENT = 2;
 export const ESRCH = 3;
 export const ENODEV = 19;
 export const EPERM = 1;
+export const EADDRNOTAVAIL = 99;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",

@@ -1,298 +1,100 @@
 /**
- * rtnetlink over an AF_NETLINK socket: links, addresses, routes, neighbours and FDB
- * entries, without iproute2. Wire encoding stays in this module; the operations read
- * like the `ip` commands they replace. Requests can be batched: many messages go out
- * in one send and their acknowledgements are read back together.
- *
- * Layouts (all host byte order, x86_64):
- *   nlmsghdr   16 B: u32 len, u16 type, u16 flags, u32 seq, u32 pid
- *   ifinfomsg  16 B: u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change
- *   ifaddrmsg   8 B: u8 family, u8 prefixlen, u8 flags, u8 scope, u32 index
- *   rtmsg      12 B: u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags
- *   ndmsg      12 B: u8 family, pad, u16 pad, i32 ifindex, u16 state, u8 flags, u8 type
- *   rtattr      4 B: u16 len, u16 type, then the value, padded to 4
+ * rtnetlink operations over an AF_NETLINK socket: links, addresses, routes, neighbours
+ * and FDB entries, without iproute2. Each reads like the `ip` command it replaces (named
+ * in its doc comment); the bytes are built by ffi/netlink_codec.ts. Requests can be
+ * batched: many messages go out in one send and their acknowledgements are read back
+ * together.
  */
-import { check, closeFd, errno, interfaceName, libc, SystemError } from "./libc.ts";
+import {
+  check,
+  closeFd,
+  EADDRNOTAVAIL,
+  EINTR,
+  ENODEV,
+  errno,
+  ESRCH,
+  interfaceName,
+  libc,
+  SystemError,
+} from "./libc.ts";
+import {
+  AF_BRIDGE,
+  AF_INET,
+  AF_NETLINK,
+  align4,
+  type Attr,
+  describeRoute,
+  encodeRequests,
+  formatDottedQuad,
+  formatMac,
+  IFA_ADDRESS,
+  IFA_LOCAL,
+  ifaddrmsg,
+  IFF_UP,
+  ifinfomsg,
+  IFLA_ADDRESS,
+  IFLA_IFNAME,
+  IFLA_INFO_DATA,
+  IFLA_INFO_KIND,
+  IFLA_LINK,
+  IFLA_LINKINFO,
+  IFLA_MTU,
+  IFLA_TXQLEN,
+  ip4Attr,
+  type LinkInfo,
+  macBytes,
+  type Message,
+  NDA_DST,
+  NDA_LLADDR,
+  NDA_PROTOCOL,
+  ndmsg,
+  type Neighbour,
+  NETLINK_ROUTE,
+  NLM_F_ACK,
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NTF_SELF,
+  NUD_PERMANENT,
+  parseAttrs,
+  parseLink,
+  type Request,
+  type Route,
+  RT_TABLE_MAIN,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTA_PREFSRC,
+  RTA_TABLE,
+  RTM_DELADDR,
+  RTM_DELLINK,
+  RTM_DELNEIGH,
+  RTM_DELROUTE,
+  RTM_GETADDR,
+  RTM_GETLINK,
+  RTM_GETNEIGH,
+  RTM_GETROUTE,
+  RTM_NEWADDR,
+  RTM_NEWLINK,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  rtmsg,
+  RTNH_F_ONLINK,
+  SOCK_CLOEXEC,
+  SOCK_RAW,
+  stringAttr,
+  u32Attr,
+  u8Attr,
+  vxlanData,
+  type VxlanOptions,
+} from "./netlink_codec.ts";
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0x80000;
-const NETLINK_ROUTE = 0;
-
-const RTM_NEWLINK = 16;
-const RTM_DELLINK = 17;
-const RTM_GETLINK = 18;
-const RTM_NEWADDR = 20;
-const RTM_DELADDR = 21;
-const RTM_GETADDR = 22;
-const RTM_NEWROUTE = 24;
-const RTM_DELROUTE = 25;
-const RTM_GETROUTE = 26;
-const RTM_NEWNEIGH = 28;
-const RTM_DELNEIGH = 29;
-const RTM_GETNEIGH = 30;
-
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
-const NLM_F_DUMP = 0x300;
-const NLM_F_REPLACE = 0x100;
-const NLM_F_EXCL = 0x200;
-const NLM_F_CREATE = 0x400;
-const NLMSG_ERROR = 2;
-const NLMSG_DONE = 3;
-
-const IFLA_ADDRESS = 1;
-const IFLA_IFNAME = 3;
-const IFLA_MTU = 4;
-const IFLA_LINK = 5;
-const IFLA_TXQLEN = 13;
-const IFLA_LINKINFO = 18;
-const IFLA_INFO_KIND = 1;
-const IFLA_INFO_DATA = 2;
-const IFA_ADDRESS = 1;
-const IFA_LOCAL = 2;
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_PREFSRC = 7;
-const RTA_TABLE = 15;
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
-const NDA_PROTOCOL = 12;
-
-export const AF_INET = 2;
-export const AF_BRIDGE = 7;
-export const IFF_UP = 0x1;
-export const RT_TABLE_MAIN = 254;
-export const RTPROT_BOOT = 3;
-export const RTPROT_KERNEL = 2;
-export const RT_SCOPE_UNIVERSE = 0;
-export const RT_SCOPE_LINK = 253;
-export const RTN_UNICAST = 1;
-export const RTNH_F_ONLINK = 4;
-export const NUD_PERMANENT = 0x80;
-export const NTF_SELF = 0x02;
-
-// VXLAN link attributes (IFLA_VXLAN_*), for link create.
-export const IFLA_VXLAN_ID = 1;
-export const IFLA_VXLAN_LINK = 3;
-export const IFLA_VXLAN_LOCAL = 4;
-export const IFLA_VXLAN_LEARNING = 7;
-export const IFLA_VXLAN_PORT = 15;
-
-/** A netlink attribute to encode: a type and its value bytes, or nested attributes. */
-export interface Attr {
-  readonly type: number;
-  readonly value: Uint8Array | Attr[];
-}
-
-export function u32Attr(type: number, value: number): Attr {
-  const bytes = new Uint8Array(4);
-  new DataView(bytes.buffer).setUint32(0, value, true);
-  return { type, value: bytes };
-}
-
-export function u16BeAttr(type: number, value: number): Attr {
-  const bytes = new Uint8Array(2);
-  new DataView(bytes.buffer).setUint16(0, value, false);
-  return { type, value: bytes };
-}
-
-export function u8Attr(type: number, value: number): Attr {
-  return { type, value: new Uint8Array([value]) };
-}
-
-/** An IPv4 address attribute (network byte order). */
-export function ip4Attr(type: number, ip: number): Attr {
-  const bytes = new Uint8Array(4);
-  new DataView(bytes.buffer).setUint32(0, ip, false);
-  return { type, value: bytes };
-}
-
-export function stringAttr(type: number, text: string): Attr {
-  return { type, value: new TextEncoder().encode(text + "\0") };
-}
-
-function attrsLength(attrs: Attr[]): number {
-  let total = 0;
-  for (const attr of attrs) total += align4(4 + valueLength(attr.value));
-  return total;
-}
-
-function valueLength(value: Uint8Array | Attr[]): number {
-  return value instanceof Uint8Array ? value.length : attrsLength(value);
-}
-
-function align4(n: number): number {
-  return (n + 3) & ~3;
-}
-
-function writeAttrs(view: DataView, bytes: Uint8Array, offset: number, attrs: Attr[]): number {
-  for (const attr of attrs) {
-    const length = 4 + valueLength(attr.value);
-    view.setUint16(offset, length, true);
-    view.setUint16(offset + 2, attr.type | (attr.value instanceof Uint8Array ? 0 : 0x8000), true);
-    if (attr.value instanceof Uint8Array) bytes.set(attr.value, offset + 4);
-    else writeAttrs(view, bytes, offset + 4, attr.value);
-    offset += align4(length);
-  }
-  return offset;
-}
-
-/** One request: message type, flags, the fixed header bytes and attributes. */
-export interface Request {
-  readonly type: number;
-  readonly flags: number;
-  readonly header: Uint8Array;
-  readonly attrs: Attr[];
-}
-
-/** Encodes requests back to back, numbering them from `seq`. */
-export function encodeRequests(requests: Request[], seq: number): Uint8Array<ArrayBuffer> {
-  let total = 0;
-  for (const r of requests) total += align4(16 + r.header.length + attrsLength(r.attrs));
-  const bytes = new Uint8Array(total);
-  const view = new DataView(bytes.buffer);
-  let offset = 0;
-  requests.forEach((r, i) => {
-    const length = 16 + r.header.length + attrsLength(r.attrs);
-    view.setUint32(offset, length, true);
-    view.setUint16(offset + 4, r.type, true);
-    view.setUint16(offset + 6, r.flags, true);
-    view.setUint32(offset + 8, seq + i, true);
-    view.setUint32(offset + 12, 0, true);
-    bytes.set(r.header, offset + 16);
-    writeAttrs(view, bytes, offset + 16 + r.header.length, r.attrs);
-    offset += align4(length);
-  });
-  return bytes;
-}
-
-/** A parsed message of a dump reply. */
-export interface Message {
-  readonly type: number;
-  /** The fixed header and attributes (a copy of the bytes after the nlmsghdr). */
-  readonly body: DataView;
-}
-
-/** Parses the attributes that follow a fixed header: type → value view. */
-export function parseAttrs(body: DataView, start: number): Map<number, DataView> {
-  const attrs = new Map<number, DataView>();
-  let offset = start;
-  while (offset + 4 <= body.byteLength) {
-    const length = body.getUint16(offset, true);
-    const type = body.getUint16(offset + 2, true) & 0x3fff;
-    if (length < 4 || offset + length > body.byteLength) break;
-    attrs.set(type, new DataView(body.buffer, body.byteOffset + offset + 4, length - 4));
-    offset += align4(length);
-  }
-  return attrs;
-}
-
-function ifinfomsg(
-  options: { family?: number; index?: number; flags?: number; change?: number } = {},
-): Uint8Array {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setUint8(0, options.family ?? 0);
-  view.setInt32(4, options.index ?? 0, true);
-  view.setUint32(8, options.flags ?? 0, true);
-  view.setUint32(12, options.change ?? 0, true);
-  return bytes;
-}
-
-function ifaddrmsg(index: number, prefixLen: number, scope = RT_SCOPE_UNIVERSE): Uint8Array {
-  const bytes = new Uint8Array(8);
-  const view = new DataView(bytes.buffer);
-  view.setUint8(0, AF_INET);
-  view.setUint8(1, prefixLen);
-  view.setUint8(3, scope);
-  view.setUint32(4, index, true);
-  return bytes;
-}
-
-/** `protocol` for a write defaults to boot; for a delete, 0 matches any maker. */
-function rtmsg(route: Route, defaultProtocol = RTPROT_BOOT): Uint8Array {
-  const bytes = new Uint8Array(12);
-  const view = new DataView(bytes.buffer);
-  view.setUint8(0, AF_INET);
-  view.setUint8(1, route.prefixLen);
-  view.setUint8(4, RT_TABLE_MAIN);
-  view.setUint8(5, route.protocol ?? defaultProtocol);
-  view.setUint8(6, route.gateway === undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
-  view.setUint8(7, RTN_UNICAST);
-  view.setUint32(8, route.onlink ? RTNH_F_ONLINK : 0, true);
-  return bytes;
-}
-
-function ndmsg(family: number, index: number, state: number, flags: number): Uint8Array {
-  const bytes = new Uint8Array(12);
-  const view = new DataView(bytes.buffer);
-  view.setUint8(0, family);
-  view.setInt32(4, index, true);
-  view.setUint16(8, state, true);
-  view.setUint8(10, flags);
-  return bytes;
-}
-
-/** An IPv4 route in the main table. */
-export interface Route {
-  readonly dst: number;
-  readonly prefixLen: number;
-  readonly linkIndex: number;
-  readonly gateway?: number;
-  readonly onlink?: boolean;
-  /**
-   * rtm_protocol: who made the route (`proto` in `ip route`). Writes default to boot (3),
-   * as `ip route add` does; a delete that names one removes only a route made by it.
-   */
-  readonly protocol?: number;
-}
-
-/** A neighbour (IPv4) or FDB (AF_BRIDGE) entry as a dump reports it. */
-export interface Neighbour {
-  readonly ip?: number;
-  readonly mac?: string;
-  readonly state: number;
-  /** NDA_PROTOCOL: who made the entry (0 when nobody said). */
-  readonly protocol: number;
-}
-
-/** A link as a dump reports it. */
-export interface LinkInfo {
-  readonly index: number;
-  readonly name: string;
-  readonly flags: number;
-  readonly mtu: number;
-  readonly kind?: string;
-  readonly mac?: string;
-  /** For kind "vxlan": VNI, UDP port, local address and underlay link index. */
-  readonly vxlan?: {
-    readonly vni: number;
-    readonly port: number;
-    readonly local: number;
-    readonly link: number;
-    readonly learning: boolean;
-  };
-}
-
-function macBytes(mac: string): Uint8Array {
-  return new Uint8Array(mac.split(":").map((part) => parseInt(part, 16)));
-}
-
-function formatMac(view: DataView): string {
-  const parts: string[] = [];
-  for (let i = 0; i < view.byteLength; i++) {
-    parts.push(view.getUint8(i).toString(16).padStart(2, "0"));
-  }
-  return parts.join(":");
-}
-
-function cstringOf(view: DataView): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-  const end = bytes.indexOf(0);
-  return new TextDecoder().decode(bytes.subarray(0, end < 0 ? bytes.length : end));
-}
+export type { LinkInfo, Neighbour, Request, Route, VxlanOptions } from "./netlink_codec.ts";
+export { AF_BRIDGE, AF_INET, describeRoute, NUD_PERMANENT } from "./netlink_codec.ts";
 
 /**
  * An rtnetlink socket. Not thread-safe; the agent keeps one on its main thread.
@@ -380,7 +182,7 @@ export class Netlink {
       const n = libc().recv(this.#fd, this.#receive, this.#receive.length, 0);
       if (n >= 0) return n;
       const code = errno();
-      if (code !== 4) throw new SystemError("netlink recv", code);
+      if (code !== EINTR) throw new SystemError("netlink recv", code);
     }
   }
 
@@ -408,34 +210,7 @@ export class Netlink {
 
   /** `ip link show`: every link with its index, name, flags, MTU, kind and MAC. */
   links(): LinkInfo[] {
-    return this.dump(RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map((m) => {
-      const attrs = parseAttrs(m.body, 16);
-      const info = attrs.get(IFLA_LINKINFO);
-      const infoAttrs = info ? parseAttrs(info, 0) : undefined;
-      const kind = infoAttrs?.get(IFLA_INFO_KIND);
-      const data = infoAttrs?.get(IFLA_INFO_DATA);
-      const address = attrs.get(IFLA_ADDRESS);
-      let vxlan: LinkInfo["vxlan"];
-      if (kind && cstringOf(kind) === "vxlan" && data) {
-        const v = parseAttrs(data, 0);
-        vxlan = {
-          vni: v.get(IFLA_VXLAN_ID)?.getUint32(0, true) ?? 0,
-          port: v.get(IFLA_VXLAN_PORT)?.getUint16(0, false) ?? 0,
-          local: v.get(IFLA_VXLAN_LOCAL)?.getUint32(0, false) ?? 0,
-          link: v.get(IFLA_VXLAN_LINK)?.getUint32(0, true) ?? 0,
-          learning: (v.get(IFLA_VXLAN_LEARNING)?.getUint8(0) ?? 1) !== 0,
-        };
-      }
-      return {
-        vxlan,
-        index: m.body.getInt32(4, true),
-        flags: m.body.getUint32(8, true),
-        name: cstringOf(attrs.get(IFLA_IFNAME)!),
-        mtu: attrs.get(IFLA_MTU)?.getUint32(0, true) ?? 0,
-        kind: kind ? cstringOf(kind) : undefined,
-        mac: address && address.byteLength === 6 ? formatMac(address) : undefined,
-      };
-    });
+    return this.dump(RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map(parseLink);
   }
 
   /** `ip link show NAME`; undefined when there is no such link. */
@@ -450,7 +225,7 @@ export class Netlink {
       flags: NLM_F_REQUEST | NLM_F_ACK,
       header: ifinfomsg({ index, flags: IFF_UP, change: IFF_UP }),
       attrs: [],
-    }, `link ${index} up`);
+    }, `link ${linkName(index)} up`);
   }
 
   /** `ip link set dev INDEX mtu MTU` */
@@ -460,7 +235,7 @@ export class Netlink {
       flags: NLM_F_REQUEST | NLM_F_ACK,
       header: ifinfomsg({ index }),
       attrs: [u32Attr(IFLA_MTU, mtu)],
-    }, `link ${index} mtu ${mtu}`);
+    }, `link ${linkName(index)} mtu ${mtu}`);
   }
 
   /** `ip link set dev INDEX address MAC` */
@@ -470,7 +245,7 @@ export class Netlink {
       flags: NLM_F_REQUEST | NLM_F_ACK,
       header: ifinfomsg({ index }),
       attrs: [{ type: IFLA_ADDRESS, value: macBytes(mac) }],
-    }, `link ${index} address ${mac}`);
+    }, `link ${linkName(index)} address ${mac}`);
   }
 
   /** `ip link set dev INDEX txqueuelen LENGTH` */
@@ -480,7 +255,7 @@ export class Netlink {
       flags: NLM_F_REQUEST | NLM_F_ACK,
       header: ifinfomsg({ index }),
       attrs: [u32Attr(IFLA_TXQLEN, length)],
-    }, `link ${index} txqueuelen ${length}`);
+    }, `link ${linkName(index)} txqueuelen ${length}`);
   }
 
   /**
@@ -494,7 +269,8 @@ export class Netlink {
       mtu?: number;
       mac?: string;
       link?: number;
-      data?: Attr[];
+      /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
+      vxlan?: VxlanOptions;
     },
   ): void {
     const attrs: Attr[] = [stringAttr(IFLA_IFNAME, options.name)];
@@ -502,7 +278,7 @@ export class Netlink {
     if (options.mac) attrs.push({ type: IFLA_ADDRESS, value: macBytes(options.mac) });
     if (options.link) attrs.push(u32Attr(IFLA_LINK, options.link));
     const info: Attr[] = [stringAttr(IFLA_INFO_KIND, options.kind)];
-    if (options.data) info.push({ type: IFLA_INFO_DATA, value: options.data });
+    if (options.vxlan) info.push({ type: IFLA_INFO_DATA, value: vxlanData(options.vxlan) });
     attrs.push({ type: IFLA_LINKINFO, value: info });
     this.request({
       type: RTM_NEWLINK,
@@ -522,7 +298,7 @@ export class Netlink {
         attrs: [],
       },
       `link del ${index}`,
-      [19],
+      [ENODEV],
     );
   }
 
@@ -535,7 +311,7 @@ export class Netlink {
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
       header: ifaddrmsg(index, prefixLen),
       attrs: [ip4Attr(IFA_LOCAL, ip), ip4Attr(IFA_ADDRESS, ip)],
-    }, `addr replace on link ${index}`);
+    }, `addr replace ${formatDottedQuad(ip)}/${prefixLen} dev ${linkName(index)}`);
   }
 
   /** `ip addr del IP/LEN dev INDEX` (absent is fine). */
@@ -547,8 +323,8 @@ export class Netlink {
         header: ifaddrmsg(index, prefixLen),
         attrs: [ip4Attr(IFA_LOCAL, ip)],
       },
-      `addr del on link ${index}`,
-      [99, 19],
+      `addr del ${formatDottedQuad(ip)}/${prefixLen} dev ${linkName(index)}`,
+      [EADDRNOTAVAIL, ENODEV],
     );
   }
 
@@ -616,7 +392,7 @@ export class Netlink {
 
   /** `ip route del DST/LEN dev INDEX [proto P]` (absent is fine). */
   routeDelete(route: Route): void {
-    this.request(this.routeDeleteRequest(route), `route del ${describeRoute(route)}`, [3]);
+    this.request(this.routeDeleteRequest(route), `route del ${describeRoute(route)}`, [ESRCH]);
   }
 
   /**
@@ -736,20 +512,6 @@ export class Netlink {
   }
 }
 
-function formatDottedQuad(ip: number): string {
-  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
-}
-
-/** A route as `ip route` prints it: "10.10.5.0/24 via 172.31.254.12 dev #3 onlink proto 111". */
-export function describeRoute(route: Route): string {
-  let text = `${formatDottedQuad(route.dst)}/${route.prefixLen}`;
-  if (route.gateway !== undefined) text += ` via ${formatDottedQuad(route.gateway)}`;
-  text += ` dev ${interfaceName(route.linkIndex) ?? `#${route.linkIndex}`}`;
-  if (route.onlink) text += " onlink";
-  if (route.protocol !== undefined) text += ` proto ${route.protocol}`;
-  return text;
-}
-
 /** `ip route get DST` on a netlink socket of its own. */
 export function routeToward(
   dst: number,
@@ -760,4 +522,9 @@ export function routeToward(
   } finally {
     netlink.close();
   }
+}
+
+/** An interface's name for messages, or its index when it has none now. */
+function linkName(index: number): string {
+  return interfaceName(index) ?? `#${index}`;
 }

@@ -3,7 +3,18 @@
  * The device is made persistent, so it outlives a restart of the agent with its address
  * and route (a restart adopts it); a second agent cannot take one that is in use (EBUSY).
  */
-import { check, closeFd, cString, EBUSY, errno, libc, O_RDWR, SystemError } from "./libc.ts";
+import {
+  check,
+  closeFd,
+  cString,
+  EAGAIN,
+  EBUSY,
+  EINTR,
+  errno,
+  libc,
+  O_RDWR,
+  SystemError,
+} from "./libc.ts";
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
@@ -73,4 +84,36 @@ export function enableTso4(fd: number): boolean {
  */
 export function disableOffloads(fd: number): void {
   libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), 0n);
+}
+
+/**
+ * A TUN device's packets, read and written by pointer into preallocated memory (one
+ * packet per call, as the TUN hands them over; with IFF_VNET_HDR each starts with a
+ * virtio_net_hdr, which lib/udp/offload.ts reads and writes). Nothing is allocated per call.
+ */
+export class TunQueue {
+  readonly #fd: number;
+  readonly #libc = libc();
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /**
+   * Reads one packet into `room` bytes at `pointer`: its length (which may exceed `room`
+   * on some kernels, or fill it when the packet was cut: the caller checks), 0 when none
+   * is waiting. Throws SystemError when the device has failed.
+   */
+  read(pointer: Deno.PointerValue, room: number): number {
+    const length = this.#libc.read_ptr(this.#fd, pointer, room);
+    if (length >= 0) return length;
+    const code = errno();
+    if (code === EAGAIN || code === EINTR) return 0;
+    throw new SystemError("read", code, "TUN device");
+  }
+
+  /** Writes one packet of `length` bytes at `pointer`; false when the device's queue is full. */
+  write(pointer: Deno.PointerValue, length: number): boolean {
+    return this.#libc.write_ptr(this.#fd, pointer, length) >= 0;
+  }
 }

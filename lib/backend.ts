@@ -83,7 +83,7 @@ export interface BackendObservation {
 export interface BackendContext {
   readonly config: NetworkConfig;
   readonly underlay: Underlay;
-  /** Device name override (--device). */
+  /** The device's name: --device, else the type's default (lib/backends/registry.ts). */
   readonly device?: string;
   /** The agent's state folder, for what a backend keeps across restarts (the VtepMAC). */
   readonly stateDir: string;

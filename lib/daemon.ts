@@ -7,7 +7,7 @@
  * (etcd_probe.ts) and health (health.ts).
  */
 import type { Backend } from "./backend.ts";
-import { createBackend } from "./backends/factory.ts";
+import { createBackend } from "./backends/registry.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { awaitNetworkConfig, type BootedConfig } from "./boot.ts";
 import { ensureBridge } from "./bridge.ts";

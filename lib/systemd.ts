@@ -3,7 +3,7 @@
  * overlay is up, so units ordered After=overlay.service start after it) and the unit
  * `overlay systemd-unit` prints.
  */
-import { sendUnixDatagram } from "../ffi/socket.ts";
+import { sendUnixDatagram } from "../ffi/unix_socket.ts";
 import { log } from "./log.ts";
 
 /** Sends a notification when running under systemd (Type=notify); a no-op otherwise. */

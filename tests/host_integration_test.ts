@@ -4,7 +4,7 @@
  * schema checker, cleanup, and two networks on one host.
  */
 import assert from "node:assert/strict";
-import { UnixDatagramListener } from "../ffi/socket.ts";
+import { UnixDatagramListener } from "./unix_listener.ts";
 import { INTEGRATION, overlay, tempDir, waitFor } from "./helpers.ts";
 import { Lab, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
 

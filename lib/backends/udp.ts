@@ -18,7 +18,7 @@ import {
 } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
-import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/socket.ts";
+import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";
 import { disableOffloads, enableTso4, openTun } from "../../ffi/tun.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
@@ -36,8 +36,6 @@ import {
 import { PeerTable } from "../udp/peer_table.ts";
 import { ensureOwnRoute } from "./kernel_state.ts";
 
-/** flanneld's name, so tools and firewall rules written for flannel keep working. */
-export const DEFAULT_UDP_DEVICE = "flannel0";
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for the Worker (it checks its stop flag at least every 200 ms). */
 const STOP_WAIT_MS = 2_000;
@@ -63,11 +61,11 @@ export class UdpBackend implements Backend {
   #tunFd = -1;
   #udpFd = -1;
 
-  constructor(context: BackendContext, options: { device?: string } = {}) {
+  constructor(context: BackendContext) {
     // Allocating the peer table validates the Network size before anything is created.
     this.#config = context.config;
     this.mtu = deviceMtu(context.config.backend, context.underlay.mtu);
-    this.device = options.device ?? DEFAULT_UDP_DEVICE;
+    this.device = context.device!; // the registry gives flanneld's name by default
     this.#peers = PeerTable.create(
       context.config.network.ip,
       context.config.network.prefixLen,

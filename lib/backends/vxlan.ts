@@ -21,22 +21,7 @@ import {
   deviceMtu,
 } from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
-import {
-  AF_BRIDGE,
-  AF_INET,
-  IFLA_VXLAN_ID,
-  IFLA_VXLAN_LEARNING,
-  IFLA_VXLAN_LINK,
-  IFLA_VXLAN_LOCAL,
-  IFLA_VXLAN_PORT,
-  ip4Attr,
-  type LinkInfo,
-  Netlink,
-  NUD_PERMANENT,
-  u16BeAttr,
-  u32Attr,
-  u8Attr,
-} from "../../ffi/netlink.ts";
+import { AF_BRIDGE, AF_INET, type LinkInfo, Netlink, NUD_PERMANENT } from "../../ffi/netlink.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
 import { formatIp4, formatIp4Net, netContains, prefixMask } from "../ip.ts";
@@ -79,7 +64,7 @@ export class VxlanBackend implements Backend {
     this.#config = context.config;
     this.#underlay = context.underlay;
     this.mtu = deviceMtu(context.config.backend, context.underlay.mtu);
-    this.device = context.device ?? `flannel.${context.config.backend.vni}`; // flanneld's name
+    this.device = context.device!; // the registry gives flanneld's name by default
     this.#macFile = `${context.stateDir}/${this.device}.vtep-mac`;
     // A device that already fits is adopted with its MAC, as flanneld adopts one: after a
     // restart, or taking over flanneld's flannel.<VNI>, peers' entries stay valid.
@@ -165,13 +150,13 @@ export class VxlanBackend implements Backend {
       kind: "vxlan",
       mtu: this.mtu,
       mac: this.#mac,
-      data: [
-        u32Attr(IFLA_VXLAN_ID, backend.vni),
-        u32Attr(IFLA_VXLAN_LINK, this.#underlayIndex),
-        ip4Attr(IFLA_VXLAN_LOCAL, this.#underlay.ip),
-        u8Attr(IFLA_VXLAN_LEARNING, 0),
-        u16BeAttr(IFLA_VXLAN_PORT, backend.port),
-      ],
+      vxlan: {
+        vni: backend.vni,
+        link: this.#underlayIndex,
+        local: this.#underlay.ip,
+        learning: false,
+        port: backend.port,
+      },
     });
     const index = interfaceIndex(this.device);
     if (index === 0) throw new Error(`device ${this.device} vanished right after it was created`);

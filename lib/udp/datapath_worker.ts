@@ -14,10 +14,18 @@
  *
  * Wire format (flannel's udp backend): the UDP payload is the bare inner IPv4 packet.
  */
-import { EAGAIN, EINTR, errno, libc, SystemError } from "../../ffi/libc.ts";
-import { addressOf, MessageVector, MMSGHDR_SIZE, SegmentSender } from "../../ffi/socket.ts";
+import { pointerInto } from "../../ffi/memory.ts";
+import {
+  MessageVector,
+  SegmentSender,
+  SEND_BLOCKED,
+  SEND_FAILED,
+} from "../../ffi/message_vector.ts";
+import { Poller } from "../../ffi/poll.ts";
+import { TunQueue } from "../../ffi/tun.ts";
 import {
   finishChecksum,
+  readVnetHeader,
   type Segmented,
   segmentTcp4,
   TcpCoalescer,
@@ -25,6 +33,7 @@ import {
   VNET_GSO_NONE,
   VNET_GSO_TCPV4,
   VNET_HDR_SIZE,
+  type VnetHeader,
 } from "./offload.ts";
 import { COUNTER_INDEX as C } from "./counters.ts";
 import { decrementTtl, PACKET_OK, readU32, validateIpv4, writeNetUnreachable } from "./packet.ts";
@@ -67,7 +76,6 @@ export const DATA_PATH_FAILED = 3;
 
 const BATCH = 64;
 const POLL_TIMEOUT_MS = 200;
-const POLLIN = 1;
 /** A GRO'd receive holds up to 64 KB of datagrams. */
 const GRO_SLOT = 65_536;
 /** Room after the TX batch slots: a 64 KB super-packet read, then its segments. */
@@ -78,7 +86,7 @@ const MAX_UDP_PAYLOAD = 65_507;
 
 /** Runs the loop until the stop flag is set. Throws on a fatal error. */
 export function runDataPath(config: DataPathConfig): void {
-  const c = libc();
+  const tun = new TunQueue(config.tunFd);
   const control = new Int32Array(config.control);
   const counters = new Float64Array(config.counters);
   const peers = new PeerTable(config.peers);
@@ -104,14 +112,9 @@ export function runDataPath(config: DataPathConfig): void {
   // Pointers into preallocated memory, made once.
   const txSlotPointers: Deno.PointerValue[] = [];
   const rxSlotPointers: Deno.PointerValue[] = [];
-  const txHeaderPointers: Deno.PointerValue[] = [];
-  const txBase = addressOf(txPackets);
-  const rxBase = addressOf(rxPackets);
-  const txHeaderBase = addressOf(tx.headers);
   for (let i = 0; i < BATCH; i++) {
-    txSlotPointers.push(Deno.UnsafePointer.create(txBase + BigInt(i * slotSize)));
-    rxSlotPointers.push(Deno.UnsafePointer.create(rxBase + BigInt(i * rxSlot)));
-    txHeaderPointers.push(Deno.UnsafePointer.create(txHeaderBase + BigInt(i * MMSGHDR_SIZE)));
+    txSlotPointers.push(pointerInto(txPackets, i * slotSize));
+    rxSlotPointers.push(pointerInto(rxPackets, i * rxSlot));
   }
   // ICMP replies: behind an (empty) vnet header when the TUN expects one.
   const icmpHeadroom = offload ? VNET_HDR_SIZE : 0;
@@ -121,23 +124,24 @@ export function runDataPath(config: DataPathConfig): void {
   // Offload scratch: the super-packet read region and the segments region of tx.packets.
   const readAt = BATCH * slotSize;
   const segmentsAt = readAt + VNET_HDR_SIZE + 65_535;
-  const readPointer = offload ? Deno.UnsafePointer.create(txBase + BigInt(readAt)) : null;
+  const readPointer = offload ? pointerInto(txPackets, readAt) : null;
+  const vnet: VnetHeader = {
+    flags: 0,
+    gsoType: 0,
+    headerLength: 0,
+    gsoSize: 0,
+    csumStart: 0,
+    csumOffset: 0,
+  };
   const segmenter = offload ? new SegmentSender(config.udpFd, txPackets, port) : undefined;
   const segmented: Segmented = { count: 0, segmentSize: 0, total: 0 };
   const runAt = BATCH * rxSlot;
-  const runPointer = offload ? Deno.UnsafePointer.create(rxBase + BigInt(runAt)) : null;
+  const runPointer = offload ? pointerInto(rxPackets, runAt) : null;
   const coalescer = offload
     ? new TcpCoalescer(rxPackets, runAt, (_start, length) => {
-      if (c.write_ptr(config.tunFd, runPointer, length) < 0) counters[C.drop_queue_full]++;
+      if (!tun.write(runPointer, length)) counters[C.drop_queue_full]++;
     })
     : undefined;
-
-  const pollFds = new Uint8Array(16);
-  const pollView = new DataView(pollFds.buffer);
-  pollView.setInt32(0, config.tunFd, true);
-  pollView.setInt16(4, POLLIN, true);
-  pollView.setInt32(8, config.udpFd, true);
-  pollView.setInt16(12, POLLIN, true);
 
   const ownMask = (0xffffffff << (32 - config.ownSubnetPrefixLen)) >>> 0;
   const ownNet = config.ownSubnetIp;
@@ -164,7 +168,7 @@ export function runDataPath(config: DataPathConfig): void {
           icmp,
           icmpHeadroom,
         );
-        if (reply > 0 && c.write_ptr(config.tunFd, icmpPointer, icmpHeadroom + reply) > 0) {
+        if (reply > 0 && tun.write(icmpPointer, icmpHeadroom + reply)) {
           counters[C.icmp_unreachable_sent]++;
         }
       }
@@ -227,18 +231,16 @@ export function runDataPath(config: DataPathConfig): void {
   function sendBatch(accepted: number): void {
     let sent = 0;
     while (sent < accepted) {
-      const n = c.sendmmsg_ptr(config.udpFd, txHeaderPointers[sent], accepted - sent, 0);
-      if (n < 0) {
-        const code = errno();
-        if (code === EINTR) continue;
-        if (code === EAGAIN) counters[C.drop_queue_full] += accepted - sent;
-        else {
-          // One bad destination fails the batch at that message: count it and go on.
-          counters[C.send_errors]++;
-          sent++;
-          continue;
-        }
-        break;
+      const n = tx.send(config.udpFd, sent, accepted - sent);
+      if (n === SEND_BLOCKED) {
+        counters[C.drop_queue_full] += accepted - sent;
+        return;
+      }
+      if (n === SEND_FAILED) {
+        // One bad destination fails the batch at that message: count it and go on.
+        counters[C.send_errors]++;
+        sent++;
+        continue;
       }
       sent += n;
       counters[C.tx_packets] += n;
@@ -251,12 +253,8 @@ export function runDataPath(config: DataPathConfig): void {
     let read = 0;
     while (accepted < BATCH) {
       const offset = accepted * slotSize;
-      const length = c.read_ptr(config.tunFd, txSlotPointers[accepted], slotSize);
-      if (length < 0) {
-        const code = errno();
-        if (code === EAGAIN || code === EINTR) break;
-        throw new SystemError("read", code, "TUN device");
-      }
+      const length = tun.read(txSlotPointers[accepted], slotSize);
+      if (length === 0) break;
       read++;
       if (!wholePacket(txPackets, offset, length, slotSize)) {
         counters[C.drop_oversized]++;
@@ -282,12 +280,8 @@ export function runDataPath(config: DataPathConfig): void {
     let accepted = 0;
     let read = 0;
     while (read < BATCH) {
-      const length = c.read_ptr(config.tunFd, readPointer, VNET_HDR_SIZE + 65_535);
-      if (length < 0) {
-        const code = errno();
-        if (code === EAGAIN || code === EINTR) break;
-        throw new SystemError("read", code, "TUN device");
-      }
+      const length = tun.read(readPointer, VNET_HDR_SIZE + 65_535);
+      if (length === 0) break;
       read++;
       if (length > VNET_HDR_SIZE + 65_535 || length < VNET_HDR_SIZE) {
         counters[C.drop_oversized]++;
@@ -295,13 +289,11 @@ export function runDataPath(config: DataPathConfig): void {
       }
       const packet = readAt + VNET_HDR_SIZE;
       const packetLength = length - VNET_HDR_SIZE;
-      const flags = txPackets[readAt];
-      const gsoType = txPackets[readAt + 1];
+      readVnetHeader(txPackets, readAt, vnet);
+      const gsoType = vnet.gsoType;
       if (gsoType === VNET_GSO_NONE || packetLength < 40) {
-        if (flags & VNET_F_NEEDS_CSUM) {
-          const start = txPackets[readAt + 6] | (txPackets[readAt + 7] << 8);
-          const at = txPackets[readAt + 8] | (txPackets[readAt + 9] << 8);
-          finishChecksum(txPackets, packet, packetLength, start, at);
+        if (vnet.flags & VNET_F_NEEDS_CSUM) {
+          finishChecksum(txPackets, packet, packetLength, vnet.csumStart, vnet.csumOffset);
         }
         if (packetLength > slotSize) {
           counters[C.drop_oversized]++;
@@ -321,7 +313,7 @@ export function runDataPath(config: DataPathConfig): void {
         }
         continue;
       }
-      const gsoSize = txPackets[readAt + 4] | (txPackets[readAt + 5] << 8);
+      const gsoSize = vnet.gsoSize;
       const owner = gsoType === VNET_GSO_TCPV4 ? routeFromTun(txPackets, packet, packetLength) : 0;
       if (owner === 0) {
         if (gsoType !== VNET_GSO_TCPV4) counters[C.drop_malformed]++;
@@ -345,8 +337,9 @@ export function runDataPath(config: DataPathConfig): void {
           count * segmented.segmentSize,
           segmented.total - first * segmented.segmentSize,
         );
-        if (segmenter!.send(owner, offset, bytes, segmented.segmentSize) < 0) {
-          if (errno() === EAGAIN) counters[C.drop_queue_full] += count;
+        const result = segmenter!.send(owner, offset, bytes, segmented.segmentSize);
+        if (result !== 0) {
+          if (result === SEND_BLOCKED) counters[C.drop_queue_full] += count;
           else counters[C.send_errors]++;
           continue;
         }
@@ -364,13 +357,8 @@ export function runDataPath(config: DataPathConfig): void {
   function drainUdp(): number {
     // recvmmsg rewrote the lengths of the slots it filled last time: reset just those.
     for (let i = 0; i < rxUsed; i++) rx.prepareReceive(i);
-    const count = c.recvmmsg(config.udpFd, rx.headers, BATCH, 0, null);
-    rxUsed = count > 0 ? count : 0;
-    if (count < 0) {
-      const code = errno();
-      if (code === EAGAIN || code === EINTR) return 0;
-      throw new SystemError("recvmmsg", code, "UDP socket");
-    }
+    const count = rx.receive(config.udpFd);
+    rxUsed = count;
     const now = Date.now();
     for (let i = 0; i < count; i++) {
       const length = rx.receivedLength(i);
@@ -383,7 +371,7 @@ export function runDataPath(config: DataPathConfig): void {
       const offset = i * rxSlot;
       if (!coalescer) {
         if (!acceptFromPeer(rxPackets, offset, length, sender, now)) continue;
-        if (c.write_ptr(config.tunFd, rxSlotPointers[i], length) < 0) counters[C.drop_queue_full]++;
+        if (!tun.write(rxSlotPointers[i], length)) counters[C.drop_queue_full]++;
         continue;
       }
       // GRO may have joined several datagrams of `segment` bytes each (the last may be
@@ -400,18 +388,14 @@ export function runDataPath(config: DataPathConfig): void {
   }
 
   const fromTun = offload ? drainTunOffload : drainTun;
+  const poller = new Poller([config.tunFd, config.udpFd]);
   Atomics.store(control, CONTROL_STATE, DATA_PATH_RUNNING);
   let lastActivity = -Infinity;
   while (Atomics.load(control, CONTROL_STOP) === 0) {
     const spinning = performance.now() - lastActivity < config.busyPollMs;
-    const ready = c.poll(pollFds, 2, spinning ? 0 : POLL_TIMEOUT_MS);
-    if (ready < 0) {
-      const code = errno();
-      if (code === EINTR) continue;
-      throw new SystemError("poll", code);
-    }
+    const ready = poller.wait(spinning ? 0 : POLL_TIMEOUT_MS);
     if (ready === 0) {
-      if (spinning) c.sched_yield();
+      if (spinning) poller.pause();
       continue;
     }
     // Under steady traffic this loop may never run dry: it looks at the stop flag each turn.

@@ -13,7 +13,7 @@
  *   that one TUN write delivers (vnet header gso TCPv4, checksum left to the kernel).
  * Everything works in place on caller-owned buffers; nothing is allocated per packet.
  */
-import { onesComplementSum, readU32 } from "./packet.ts";
+import { onesComplementSum, readU32, writeU16, writeU16Le } from "./packet.ts";
 
 export const VNET_HDR_SIZE = 10;
 export const VNET_F_NEEDS_CSUM = 1;
@@ -28,6 +28,27 @@ const TCP_PSH = 0x08;
 const TCP_URG = 0x20;
 const TCP_CWR = 0x80;
 
+/** A virtio_net_hdr as read from the TUN (little endian on the wire). */
+export interface VnetHeader {
+  flags: number;
+  gsoType: number;
+  headerLength: number;
+  gsoSize: number;
+  csumStart: number;
+  csumOffset: number;
+}
+
+/** Reads the vnet header at `at` into `out` (reused: nothing allocated per packet). */
+export function readVnetHeader(bytes: Uint8Array, at: number, out: VnetHeader): VnetHeader {
+  out.flags = bytes[at];
+  out.gsoType = bytes[at + 1];
+  out.headerLength = bytes[at + 2] | (bytes[at + 3] << 8);
+  out.gsoSize = bytes[at + 4] | (bytes[at + 5] << 8);
+  out.csumStart = bytes[at + 6] | (bytes[at + 7] << 8);
+  out.csumOffset = bytes[at + 8] | (bytes[at + 9] << 8);
+  return out;
+}
+
 /** The ones'-complement sum of the IPv4 pseudo header (not inverted). */
 function pseudoHeaderSum(bytes: Uint8Array, ip: number, protocol: number, length: number): number {
   let sum = ((bytes[ip + 12] << 8) | bytes[ip + 13]) + ((bytes[ip + 14] << 8) | bytes[ip + 15]) +
@@ -35,11 +56,6 @@ function pseudoHeaderSum(bytes: Uint8Array, ip: number, protocol: number, length
     length;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return sum;
-}
-
-function writeU16(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value >>> 8;
-  bytes[offset + 1] = value & 255;
 }
 
 function ipHeaderChecksum(bytes: Uint8Array, ip: number, headerLength: number): void {
@@ -256,18 +272,13 @@ export class TcpCoalescer {
       writeU16(out, ip + ipLength + 16, pseudoHeaderSum(out, ip, PROTOCOL_TCP, total - ipLength));
       out[base] = VNET_F_NEEDS_CSUM;
       out[base + 1] = VNET_GSO_TCPV4;
-      writeLe16(out, base + 2, this.#headers);
-      writeLe16(out, base + 4, this.#mss);
-      writeLe16(out, base + 6, ipLength);
-      writeLe16(out, base + 8, 16);
+      writeU16Le(out, base + 2, this.#headers);
+      writeU16Le(out, base + 4, this.#mss);
+      writeU16Le(out, base + 6, ipLength);
+      writeU16Le(out, base + 8, 16);
     }
     this.#write(base, this.#length);
     this.#segments = 0;
     this.#length = 0;
   }
-}
-
-function writeLe16(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value & 255;
-  bytes[offset + 1] = value >>> 8;
 }

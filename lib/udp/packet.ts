@@ -25,6 +25,18 @@ export function readU32(bytes: Uint8Array, offset: number): number {
     bytes[offset + 3]) >>> 0;
 }
 
+/** A big-endian u16 at `offset`. */
+export function writeU16(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value >>> 8;
+  bytes[offset + 1] = value & 255;
+}
+
+/** A little-endian u16 at `offset` (the vnet header's byte order). */
+export function writeU16Le(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 255;
+  bytes[offset + 1] = value >>> 8;
+}
+
 export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
   bytes[offset] = value >>> 24;
   bytes[offset + 1] = (value >>> 16) & 255;

@@ -1,94 +1,26 @@
 /**
- * UDP sockets through libc, and the struct layouts for batched I/O (x86_64):
- *   sockaddr_in 16 B: u16 family (LE), u16 port (BE), 4 address bytes, 8 zero
- *   iovec       16 B: base pointer @0, length @8
- *   msghdr      56 B: name @0, namelen @8, iov @16, iovlen @24, control @32,
- *                     controllen @40, flags @48
- *   mmsghdr     64 B: msghdr, then msg_len (u32) @56
+ * Batched datagram I/O: a preallocated vector of messages for sendmmsg()/recvmmsg(),
+ * and one UDP_SEGMENT (GSO) send. Layouts (x86_64):
+ *   iovec    16 B: base pointer @0, length @8
+ *   msghdr   56 B: name @0, namelen @8, iov @16, iovlen @24, control @32,
+ *                  controllen @40, flags @48
+ *   mmsghdr  64 B: msghdr, then msg_len (u32) @56
+ * Every call returns a count or one of the SEND_* / nothing-waiting results below and
+ * throws SystemError only when the socket itself has failed: the data path above imports
+ * no libc symbol.
  */
-import { check, closeFd, errno, libc, SystemError } from "./libc.ts";
+import { EAGAIN, EINTR, errno, libc, SystemError } from "./libc.ts";
+import { addressOf } from "./memory.ts";
+import { SOCKADDR_IN_SIZE, SOL_UDP, UDP_GRO, UDP_SEGMENT, writeSockaddrIn } from "./udp_socket.ts";
 
-export const AF_INET = 2;
-export const SOCK_DGRAM = 2;
-export const SOCK_NONBLOCK = 0x800;
-export const SOL_SOCKET = 1;
-export const SO_REUSEADDR = 2;
-export const SO_SNDBUF = 7;
-export const SO_RCVBUF = 8;
-export const SO_SNDBUFFORCE = 32;
-export const SO_RCVBUFFORCE = 33;
-export const MSG_DONTWAIT = 0x40;
-export const MSG_TRUNC = 0x20;
-
-export const SOCKADDR_IN_SIZE = 16;
 export const IOVEC_SIZE = 16;
 export const MMSGHDR_SIZE = 64;
+const MSG_TRUNC = 0x20;
 
-/** Writes a sockaddr_in for `ip` (32-bit host order) and `port`. */
-export function writeSockaddrIn(view: DataView, offset: number, ip: number, port: number): void {
-  view.setUint16(offset, AF_INET, true);
-  view.setUint16(offset + 2, port, false);
-  view.setUint32(offset + 4, ip, false);
-  view.setBigUint64(offset + 8, 0n, true);
-}
-
-/** Opens a non-blocking UDP socket bound to `ip:port` (ip 0 = any). */
-export function openUdpSocket(ip: number, port: number): number {
-  const fd = check(
-    libc().socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0),
-    "socket(AF_INET, SOCK_DGRAM)",
-  );
-  const address = new Uint8Array(SOCKADDR_IN_SIZE);
-  writeSockaddrIn(new DataView(address.buffer), 0, ip, port);
-  if (libc().bind(fd, address, SOCKADDR_IN_SIZE) < 0) {
-    const code = errno();
-    closeFd(fd);
-    throw new SystemError("bind", code, `UDP port ${port}`);
-  }
-  return fd;
-}
-
-/** setsockopt with an int value. */
-export function setSocketInt(fd: number, level: number, option: number, value: number): boolean {
-  const buffer = new Int32Array([value]);
-  return libc().setsockopt(fd, level, option, new Uint8Array(buffer.buffer), 4) === 0;
-}
-
-/** getsockopt of an int value; undefined on failure. */
-export function getSocketInt(fd: number, level: number, option: number): number | undefined {
-  const value = new Int32Array(1);
-  const length = new Uint32Array([4]);
-  const ok = libc().getsockopt(
-    fd,
-    level,
-    option,
-    new Uint8Array(value.buffer),
-    new Uint8Array(length.buffer),
-  );
-  return ok === 0 ? value[0] : undefined;
-}
-
-/**
- * Raises a socket's buffers: the FORCE variants (root/CAP_NET_ADMIN) pass the sysctl
- * caps; without the capability fall back to the plain ones. Returns what the kernel set.
- */
-export function raiseSocketBuffers(fd: number, bytes: number): { rcvbuf: number; sndbuf: number } {
-  if (!setSocketInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes)) {
-    setSocketInt(fd, SOL_SOCKET, SO_RCVBUF, bytes);
-  }
-  if (!setSocketInt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytes)) {
-    setSocketInt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
-  }
-  return {
-    rcvbuf: getSocketInt(fd, SOL_SOCKET, SO_RCVBUF) ?? 0,
-    sndbuf: getSocketInt(fd, SOL_SOCKET, SO_SNDBUF) ?? 0,
-  };
-}
-
-/** The address of a buffer's first byte, for writing into iovecs and msghdrs. */
-export function addressOf(buffer: Uint8Array): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-}
+/** A send result: the socket's queue is full (the caller counts a drop). */
+export const SEND_BLOCKED = -1;
+/** A send result: the kernel refused the message (the caller counts it and goes on). */
+export const SEND_FAILED = -2;
 
 /**
  * A preallocated vector of mmsghdrs, each with one iovec onto its own slot of a shared
@@ -145,9 +77,43 @@ export class MessageVector {
       }
     }
     this.#iovView = iovView;
+    const headerBase = addressOf(this.headers);
+    for (let i = 0; i < count; i++) {
+      this.#headerPointers.push(Deno.UnsafePointer.create(headerBase + BigInt(i * MMSGHDR_SIZE)));
+    }
   }
 
   readonly #iovView: DataView;
+  /** Pointers to each message header, so a send can start at any slot. */
+  readonly #headerPointers: Deno.PointerValue[] = [];
+  readonly #libc = libc();
+
+  /**
+   * sendmmsg() of slots [first, first + count) to `fd`: how many left, or SEND_BLOCKED
+   * when the socket's queue is full, or SEND_FAILED when the kernel refused slot `first`
+   * (a bad destination): the caller counts it and sends on from the next slot.
+   */
+  send(fd: number, first: number, count: number): number {
+    while (true) {
+      const sent = this.#libc.sendmmsg_ptr(fd, this.#headerPointers[first], count, 0);
+      if (sent >= 0) return sent;
+      const code = errno();
+      if (code === EINTR) continue;
+      return code === EAGAIN ? SEND_BLOCKED : SEND_FAILED;
+    }
+  }
+
+  /**
+   * recvmmsg() into every slot from `fd` (each prepared with prepareReceive): how many
+   * arrived, 0 when none was waiting. Throws SystemError when the socket has failed.
+   */
+  receive(fd: number): number {
+    const count = this.#libc.recvmmsg(fd, this.headers, this.count, 0, null);
+    if (count >= 0) return count;
+    const code = errno();
+    if (code === EAGAIN || code === EINTR) return 0;
+    throw new SystemError("recvmmsg", code, "UDP socket");
+  }
 
   /** Sets the iovec length of slot i (bytes to send, or room to receive). */
   setLength(i: number, length: number): void {
@@ -203,9 +169,6 @@ export class MessageVector {
   }
 }
 
-export const SOL_UDP = 17;
-export const UDP_SEGMENT = 103;
-export const UDP_GRO = 104;
 const CMSG_SPACE_U16 = 24; // cmsghdr (16) + 2 bytes, aligned to 8
 const MSGHDR_SIZE = 56;
 
@@ -224,6 +187,7 @@ export class SegmentSender {
   readonly #addressView = new DataView(this.#address.buffer);
   readonly #controlView = new DataView(this.#control.buffer);
   readonly #base: number;
+  readonly #libc = libc();
 
   /** Sends from `buffer`, which must stay referenced for as long as this sender lives. */
   constructor(fd: number, buffer: Uint8Array, port: number) {
@@ -242,7 +206,10 @@ export class SegmentSender {
     this.#controlView.setInt32(12, UDP_SEGMENT, true);
   }
 
-  /** Sends `length` bytes at `offset` to `ip` as segments of `segmentSize`; returns sendmsg's result. */
+  /**
+   * Sends `length` bytes at `offset` to `ip` as segments of `segmentSize`: 0 when sent,
+   * SEND_BLOCKED when the socket's queue is full, SEND_FAILED when the kernel refused it.
+   */
   send(ip: number, offset: number, length: number, segmentSize: number): number {
     const address = this.#base + offset;
     this.#iovView.setUint32(0, address % 0x1_0000_0000, true);
@@ -251,74 +218,11 @@ export class SegmentSender {
     this.#iovView.setUint32(12, 0, true);
     this.#addressView.setUint32(4, ip, false);
     this.#controlView.setUint16(16, segmentSize, true);
-    return libc().sendmsg(this.#fd, this.#message, 0);
-  }
-}
-
-/** True when the kernel takes UDP_SEGMENT and UDP_GRO on this socket (Linux ≥ 5.0). */
-export function probeUdpOffloads(fd: number): boolean {
-  const gso = setSocketInt(fd, SOL_UDP, UDP_SEGMENT, 1400) &&
-    setSocketInt(fd, SOL_UDP, UDP_SEGMENT, 0);
-  return gso && setSocketInt(fd, SOL_UDP, UDP_GRO, 1);
-}
-
-export const AF_UNIX = 1;
-/** struct sockaddr_un: u16 family, then a 108-byte path (abstract when it starts with NUL). */
-const SOCKADDR_UN_SIZE = 110;
-
-function sockaddrUn(path: string): Uint8Array<ArrayBuffer> {
-  const address = new Uint8Array(SOCKADDR_UN_SIZE);
-  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
-  // systemd writes abstract socket names with a leading "@".
-  const bytes = new TextEncoder().encode(path.startsWith("@") ? "\0" + path.slice(1) : path);
-  if (bytes.length > SOCKADDR_UN_SIZE - 3) throw new Error(`unix socket path too long: ${path}`);
-  address.set(bytes, 2);
-  return address;
-}
-
-function sockaddrUnLength(path: string): number {
-  // Abstract names are not NUL-terminated: the length says where they end.
-  return 2 + new TextEncoder().encode(path).length + (path.startsWith("@") ? 0 : 1);
-}
-
-/** Sends one datagram to a unix datagram socket (sd_notify's transport). */
-export function sendUnixDatagram(path: string, message: string): void {
-  const fd = check(libc().socket(AF_UNIX, SOCK_DGRAM, 0), "socket(AF_UNIX, SOCK_DGRAM)");
-  try {
-    const bytes = new TextEncoder().encode(message);
-    check(
-      libc().sendto(fd, bytes, bytes.length, 0, sockaddrUn(path), sockaddrUnLength(path)),
-      "sendto",
-      path,
-    );
-  } finally {
-    closeFd(fd);
-  }
-}
-
-/** A bound unix datagram socket, for tests that play systemd. */
-export class UnixDatagramListener {
-  readonly fd: number;
-  constructor(path: string) {
-    this.fd = check(
-      libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0),
-      "socket(AF_UNIX, SOCK_DGRAM)",
-    );
-    if (libc().bind(this.fd, sockaddrUn(path), sockaddrUnLength(path)) < 0) {
+    while (true) {
+      if (this.#libc.sendmsg(this.#fd, this.#message, 0) >= 0) return 0;
       const code = errno();
-      closeFd(this.fd);
-      throw new SystemError("bind", code, path);
+      if (code === EINTR) continue;
+      return code === EAGAIN ? SEND_BLOCKED : SEND_FAILED;
     }
-  }
-
-  /** The next datagram, or undefined when none is waiting. */
-  receive(): string | undefined {
-    const buffer = new Uint8Array(4096);
-    const n = libc().recv(this.fd, buffer, buffer.length, 0);
-    return n < 0 ? undefined : new TextDecoder().decode(buffer.subarray(0, n));
-  }
-
-  close(): void {
-    closeFd(this.fd);
   }
 }

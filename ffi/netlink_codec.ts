@@ -1,0 +1,365 @@
+/**
+ * The rtnetlink wire codec: message and attribute layouts, the constants, encoding of
+ * requests and parsing of replies. No socket here: ffi/netlink.ts sends what this builds.
+ *
+ * Layouts (all host byte order, x86_64):
+ *   nlmsghdr   16 B: u32 len, u16 type, u16 flags, u32 seq, u32 pid
+ *   ifinfomsg  16 B: u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change
+ *   ifaddrmsg   8 B: u8 family, u8 prefixlen, u8 flags, u8 scope, u32 index
+ *   rtmsg      12 B: u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags
+ *   ndmsg      12 B: u8 family, pad, u16 pad, i32 ifindex, u16 state, u8 flags, u8 type
+ *   rtattr      4 B: u16 len, u16 type, then the value, padded to 4
+ */
+import { interfaceName } from "./libc.ts";
+
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const SOCK_CLOEXEC = 0x80000;
+export const NETLINK_ROUTE = 0;
+
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTM_NEWADDR = 20;
+export const RTM_DELADDR = 21;
+export const RTM_GETADDR = 22;
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
+export const RTM_NEWNEIGH = 28;
+export const RTM_DELNEIGH = 29;
+export const RTM_GETNEIGH = 30;
+
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+
+export const IFLA_ADDRESS = 1;
+export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
+export const IFLA_LINK = 5;
+export const IFLA_TXQLEN = 13;
+export const IFLA_LINKINFO = 18;
+export const IFLA_INFO_KIND = 1;
+export const IFLA_INFO_DATA = 2;
+export const IFA_ADDRESS = 1;
+export const IFA_LOCAL = 2;
+export const RTA_DST = 1;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PREFSRC = 7;
+export const RTA_TABLE = 15;
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
+export const NDA_PROTOCOL = 12;
+
+export const AF_INET = 2;
+export const AF_BRIDGE = 7;
+export const IFF_UP = 0x1;
+export const RT_TABLE_MAIN = 254;
+export const RTPROT_BOOT = 3;
+export const RTPROT_KERNEL = 2;
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_LINK = 253;
+export const RTN_UNICAST = 1;
+export const RTNH_F_ONLINK = 4;
+export const NUD_PERMANENT = 0x80;
+export const NTF_SELF = 0x02;
+
+// VXLAN link attributes (IFLA_VXLAN_*), for link create.
+export const IFLA_VXLAN_ID = 1;
+export const IFLA_VXLAN_LINK = 3;
+export const IFLA_VXLAN_LOCAL = 4;
+export const IFLA_VXLAN_LEARNING = 7;
+export const IFLA_VXLAN_PORT = 15;
+
+/** A netlink attribute to encode: a type and its value bytes, or nested attributes. */
+export interface Attr {
+  readonly type: number;
+  readonly value: Uint8Array | Attr[];
+}
+
+export function u32Attr(type: number, value: number): Attr {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, value, true);
+  return { type, value: bytes };
+}
+
+export function u16BeAttr(type: number, value: number): Attr {
+  const bytes = new Uint8Array(2);
+  new DataView(bytes.buffer).setUint16(0, value, false);
+  return { type, value: bytes };
+}
+
+export function u8Attr(type: number, value: number): Attr {
+  return { type, value: new Uint8Array([value]) };
+}
+
+/** An IPv4 address attribute (network byte order). */
+export function ip4Attr(type: number, ip: number): Attr {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, ip, false);
+  return { type, value: bytes };
+}
+
+export function stringAttr(type: number, text: string): Attr {
+  return { type, value: new TextEncoder().encode(text + "\0") };
+}
+
+export function attrsLength(attrs: Attr[]): number {
+  let total = 0;
+  for (const attr of attrs) total += align4(4 + valueLength(attr.value));
+  return total;
+}
+
+export function valueLength(value: Uint8Array | Attr[]): number {
+  return value instanceof Uint8Array ? value.length : attrsLength(value);
+}
+
+export function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+export function writeAttrs(
+  view: DataView,
+  bytes: Uint8Array,
+  offset: number,
+  attrs: Attr[],
+): number {
+  for (const attr of attrs) {
+    const length = 4 + valueLength(attr.value);
+    view.setUint16(offset, length, true);
+    view.setUint16(offset + 2, attr.type | (attr.value instanceof Uint8Array ? 0 : 0x8000), true);
+    if (attr.value instanceof Uint8Array) bytes.set(attr.value, offset + 4);
+    else writeAttrs(view, bytes, offset + 4, attr.value);
+    offset += align4(length);
+  }
+  return offset;
+}
+
+/** One request: message type, flags, the fixed header bytes and attributes. */
+export interface Request {
+  readonly type: number;
+  readonly flags: number;
+  readonly header: Uint8Array;
+  readonly attrs: Attr[];
+}
+
+/** Encodes requests back to back, numbering them from `seq`. */
+export function encodeRequests(requests: Request[], seq: number): Uint8Array<ArrayBuffer> {
+  let total = 0;
+  for (const r of requests) total += align4(16 + r.header.length + attrsLength(r.attrs));
+  const bytes = new Uint8Array(total);
+  const view = new DataView(bytes.buffer);
+  let offset = 0;
+  requests.forEach((r, i) => {
+    const length = 16 + r.header.length + attrsLength(r.attrs);
+    view.setUint32(offset, length, true);
+    view.setUint16(offset + 4, r.type, true);
+    view.setUint16(offset + 6, r.flags, true);
+    view.setUint32(offset + 8, seq + i, true);
+    view.setUint32(offset + 12, 0, true);
+    bytes.set(r.header, offset + 16);
+    writeAttrs(view, bytes, offset + 16 + r.header.length, r.attrs);
+    offset += align4(length);
+  });
+  return bytes;
+}
+
+/** A parsed message of a dump reply. */
+export interface Message {
+  readonly type: number;
+  /** The fixed header and attributes (a copy of the bytes after the nlmsghdr). */
+  readonly body: DataView;
+}
+
+/** Parses the attributes that follow a fixed header: type → value view. */
+export function parseAttrs(body: DataView, start: number): Map<number, DataView> {
+  const attrs = new Map<number, DataView>();
+  let offset = start;
+  while (offset + 4 <= body.byteLength) {
+    const length = body.getUint16(offset, true);
+    const type = body.getUint16(offset + 2, true) & 0x3fff;
+    if (length < 4 || offset + length > body.byteLength) break;
+    attrs.set(type, new DataView(body.buffer, body.byteOffset + offset + 4, length - 4));
+    offset += align4(length);
+  }
+  return attrs;
+}
+
+export function ifinfomsg(
+  options: { family?: number; index?: number; flags?: number; change?: number } = {},
+): Uint8Array {
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  view.setUint8(0, options.family ?? 0);
+  view.setInt32(4, options.index ?? 0, true);
+  view.setUint32(8, options.flags ?? 0, true);
+  view.setUint32(12, options.change ?? 0, true);
+  return bytes;
+}
+
+export function ifaddrmsg(index: number, prefixLen: number, scope = RT_SCOPE_UNIVERSE): Uint8Array {
+  const bytes = new Uint8Array(8);
+  const view = new DataView(bytes.buffer);
+  view.setUint8(0, AF_INET);
+  view.setUint8(1, prefixLen);
+  view.setUint8(3, scope);
+  view.setUint32(4, index, true);
+  return bytes;
+}
+
+/** `protocol` for a write defaults to boot; for a delete, 0 matches any maker. */
+export function rtmsg(route: Route, defaultProtocol = RTPROT_BOOT): Uint8Array {
+  const bytes = new Uint8Array(12);
+  const view = new DataView(bytes.buffer);
+  view.setUint8(0, AF_INET);
+  view.setUint8(1, route.prefixLen);
+  view.setUint8(4, RT_TABLE_MAIN);
+  view.setUint8(5, route.protocol ?? defaultProtocol);
+  view.setUint8(6, route.gateway === undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
+  view.setUint8(7, RTN_UNICAST);
+  view.setUint32(8, route.onlink ? RTNH_F_ONLINK : 0, true);
+  return bytes;
+}
+
+export function ndmsg(family: number, index: number, state: number, flags: number): Uint8Array {
+  const bytes = new Uint8Array(12);
+  const view = new DataView(bytes.buffer);
+  view.setUint8(0, family);
+  view.setInt32(4, index, true);
+  view.setUint16(8, state, true);
+  view.setUint8(10, flags);
+  return bytes;
+}
+
+/** An IPv4 route in the main table. */
+export interface Route {
+  readonly dst: number;
+  readonly prefixLen: number;
+  readonly linkIndex: number;
+  readonly gateway?: number;
+  readonly onlink?: boolean;
+  /**
+   * rtm_protocol: who made the route (`proto` in `ip route`). Writes default to boot (3),
+   * as `ip route add` does; a delete that names one removes only a route made by it.
+   */
+  readonly protocol?: number;
+}
+
+/** A neighbour (IPv4) or FDB (AF_BRIDGE) entry as a dump reports it. */
+export interface Neighbour {
+  readonly ip?: number;
+  readonly mac?: string;
+  readonly state: number;
+  /** NDA_PROTOCOL: who made the entry (0 when nobody said). */
+  readonly protocol: number;
+}
+
+/** A link as a dump reports it. */
+export interface LinkInfo {
+  readonly index: number;
+  readonly name: string;
+  readonly flags: number;
+  readonly mtu: number;
+  readonly kind?: string;
+  readonly mac?: string;
+  /** For kind "vxlan": VNI, UDP port, local address and underlay link index. */
+  readonly vxlan?: {
+    readonly vni: number;
+    readonly port: number;
+    readonly local: number;
+    readonly link: number;
+    readonly learning: boolean;
+  };
+}
+
+export function macBytes(mac: string): Uint8Array {
+  return new Uint8Array(mac.split(":").map((part) => parseInt(part, 16)));
+}
+
+export function formatMac(view: DataView): string {
+  const parts: string[] = [];
+  for (let i = 0; i < view.byteLength; i++) {
+    parts.push(view.getUint8(i).toString(16).padStart(2, "0"));
+  }
+  return parts.join(":");
+}
+
+export function cstringOf(view: DataView): string {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  const end = bytes.indexOf(0);
+  return new TextDecoder().decode(bytes.subarray(0, end < 0 ? bytes.length : end));
+}
+
+export function formatDottedQuad(ip: number): string {
+  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+}
+
+/** A route as `ip route` prints it: "10.10.5.0/24 via 172.31.254.12 dev #3 onlink proto 111". */
+export function describeRoute(route: Route): string {
+  let text = `${formatDottedQuad(route.dst)}/${route.prefixLen}`;
+  if (route.gateway !== undefined) text += ` via ${formatDottedQuad(route.gateway)}`;
+  text += ` dev ${interfaceName(route.linkIndex) ?? `#${route.linkIndex}`}`;
+  if (route.onlink) text += " onlink";
+  if (route.protocol !== undefined) text += ` proto ${route.protocol}`;
+  return text;
+}
+
+/** A vxlan device's settings, as `ip link add … type vxlan` takes them. */
+export interface VxlanOptions {
+  readonly vni: number;
+  /** The underlay device's index (`dev`). */
+  readonly link: number;
+  /** The local address (`local`). */
+  readonly local: number;
+  readonly learning: boolean;
+  /** The UDP destination port (`dstport`). */
+  readonly port: number;
+}
+
+/** IFLA_INFO_DATA for a vxlan link. */
+export function vxlanData(options: VxlanOptions): Attr[] {
+  return [
+    u32Attr(IFLA_VXLAN_ID, options.vni),
+    u32Attr(IFLA_VXLAN_LINK, options.link),
+    ip4Attr(IFLA_VXLAN_LOCAL, options.local),
+    u8Attr(IFLA_VXLAN_LEARNING, options.learning ? 1 : 0),
+    u16BeAttr(IFLA_VXLAN_PORT, options.port),
+  ];
+}
+
+/** A link from an RTM_NEWLINK message: index, name, flags, MTU, kind, MAC, vxlan settings. */
+export function parseLink(m: Message): LinkInfo {
+  const attrs = parseAttrs(m.body, 16);
+  const info = attrs.get(IFLA_LINKINFO);
+  const infoAttrs = info ? parseAttrs(info, 0) : undefined;
+  const kind = infoAttrs?.get(IFLA_INFO_KIND);
+  const data = infoAttrs?.get(IFLA_INFO_DATA);
+  const address = attrs.get(IFLA_ADDRESS);
+  let vxlan: LinkInfo["vxlan"];
+  if (kind && cstringOf(kind) === "vxlan" && data) {
+    const v = parseAttrs(data, 0);
+    vxlan = {
+      vni: v.get(IFLA_VXLAN_ID)?.getUint32(0, true) ?? 0,
+      port: v.get(IFLA_VXLAN_PORT)?.getUint16(0, false) ?? 0,
+      local: v.get(IFLA_VXLAN_LOCAL)?.getUint32(0, false) ?? 0,
+      link: v.get(IFLA_VXLAN_LINK)?.getUint32(0, true) ?? 0,
+      learning: (v.get(IFLA_VXLAN_LEARNING)?.getUint8(0) ?? 1) !== 0,
+    };
+  }
+  return {
+    vxlan,
+    index: m.body.getInt32(4, true),
+    flags: m.body.getUint32(8, true),
+    name: cstringOf(attrs.get(IFLA_IFNAME)!),
+    mtu: attrs.get(IFLA_MTU)?.getUint32(0, true) ?? 0,
+    kind: kind ? cstringOf(kind) : undefined,
+    mac: address && address.byteLength === 6 ? formatMac(address) : undefined,
+  };
+}
