@@ -10,7 +10,9 @@
  *   ids, lengths, TCP sequence numbers, flags and checksums, laid end to end so that one
  *   UDP_SEGMENT send turns them into one datagram each;
  * - receive: TcpCoalescer joins consecutive segments of one flow back into a super-packet
- *   that one TUN write delivers (vnet header gso TCPv4, checksum left to the kernel).
+ *   that one TUN write delivers (vnet header gso TCPv4, checksum left to the kernel). Each
+ *   segment's checksum is verified before it joins, as the kernel's GRO and wireguard-go's
+ *   do: a damaged segment is written alone, unchanged, for the receiver to drop.
  * Everything works in place on caller-owned buffers; nothing is allocated per packet.
  */
 import { onesComplementSum, readU32, writeU16, writeU16Le } from "./packet.ts";
@@ -56,6 +58,18 @@ function pseudoHeaderSum(bytes: Uint8Array, ip: number, protocol: number, length
     length;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return sum;
+}
+
+/** True when the TCP checksum of the IPv4 packet at `ip` (`length` bytes) verifies. */
+function tcpChecksumValid(
+  bytes: Uint8Array,
+  ip: number,
+  ipLength: number,
+  length: number,
+): boolean {
+  const tcpLength = length - ipLength;
+  const pseudo = pseudoHeaderSum(bytes, ip, PROTOCOL_TCP, tcpLength);
+  return onesComplementSum(bytes, ip + ipLength, tcpLength, pseudo) === 0xffff;
 }
 
 function ipHeaderChecksum(bytes: Uint8Array, ip: number, headerLength: number): void {
@@ -201,8 +215,11 @@ export class TcpCoalescer {
     const headers = ipLength + tcpLength;
     const payload = length - headers;
     const flags = tcpOk ? bytes[tcp + 13] : 0;
+    // A segment whose checksum is wrong passes alone, as it came: joined into a run, the
+    // kernel would compute the run's checksum afresh and the damage would go unseen.
     const plain = !tcpOk || headers > length || payload <= 0 ||
-      (flags & (TCP_SYN | TCP_RST | TCP_URG | TCP_FIN)) !== 0;
+      (flags & (TCP_SYN | TCP_RST | TCP_URG | TCP_FIN)) !== 0 ||
+      !tcpChecksumValid(bytes, packet, ipLength, length);
     if (this.#segments > 0 && !plain && this.#extends(packet, headers, payload)) {
       if (this.#length + payload <= this.#capacity) {
         bytes.copyWithin(base + this.#length, packet + headers, packet + length);
