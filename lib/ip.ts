@@ -9,11 +9,17 @@ export interface Ip4Net {
   readonly prefixLen: number;
 }
 
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+/** Octets without leading zeros, as Go's net.ParseIP (and so flannel) reads them. */
+const OCTET = "(0|[1-9]\\d{0,2})";
+const DOTTED_QUAD = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
 
-/** Parses "10.10.16.1"; returns undefined when it is not a dotted-quad IPv4 address. */
+/**
+ * Parses "10.10.16.1"; undefined when it is not a dotted-quad IPv4 address. Only one
+ * spelling per address is accepted ("010.10.16.1" and " 10.10.16.1" are not), so no
+ * two lease keys or values name the same subnet or host differently.
+ */
 export function parseIp4(text: string): number | undefined {
-  const match = DOTTED_QUAD.exec(text.trim());
+  const match = DOTTED_QUAD.exec(text);
   if (!match) return undefined;
   let value = 0;
   for (let i = 1; i <= 4; i++) {
@@ -50,8 +56,8 @@ export function parseIp4Net(
   const slash = text.indexOf("/");
   if (slash < 0) return undefined;
   const ip = parseIp4(text.slice(0, slash));
-  const lenText = text.slice(slash + 1).trim();
-  if (ip === undefined || !/^\d{1,2}$/.test(lenText)) return undefined;
+  const lenText = text.slice(slash + 1);
+  if (ip === undefined || !/^(0|[1-9]\d?)$/.test(lenText)) return undefined;
   const prefixLen = Number(lenText);
   if (prefixLen > 32) return undefined;
   const base = (ip & prefixMask(prefixLen)) >>> 0;

@@ -87,11 +87,11 @@ export function decodeLeaseValue(bytes: Uint8Array | string): LeaseAttrs | strin
   if (data !== undefined && data !== null && (typeof data !== "object" || Array.isArray(data))) {
     return "BackendData is not an object";
   }
-  return {
-    publicIp,
-    backendType: backendType === "" ? "udp" : backendType,
-    backendData: (data ?? undefined) as Record<string, unknown> | undefined,
-  };
+  const attrs = { publicIp, backendType: backendType === "" ? "udp" : backendType };
+  // No backendData key at all when etcd has none, so a lease read back equals the one written.
+  return data === undefined || data === null
+    ? attrs
+    : { ...attrs, backendData: data as Record<string, unknown> };
 }
 
 /** Short description for logs: "10.10.16.0/24 (192.0.2.1, udp)". */

@@ -16,6 +16,11 @@ Deno.test("dotted quads parse and format round trip, and junk is rejected", () =
   for (const bad of ["10.10.16", "256.1.1.1", "a.b.c.d", "1.2.3.4.5", "", "1.2.3.-4"]) {
     assert.deepEqual(parseIp4(bad), undefined, bad);
   }
+  // One spelling per address, as Go reads them (flannel rejects these too).
+  for (const other of ["010.10.16.1", "10.10.16.01", " 10.10.16.1", "10.10.16.1\n"]) {
+    assert.deepEqual(parseIp4(other), undefined, JSON.stringify(other));
+  }
+  assert.deepEqual(parseIp4("0.0.0.0"), 0);
 });
 
 Deno.test("CIDRs parse strictly or loosely", () => {
@@ -28,6 +33,7 @@ Deno.test("CIDRs parse strictly or loosely", () => {
   assert.deepEqual(parseIp4Net("10.0.0.0/33"), undefined);
   assert.deepEqual(parseIp4Net("10.0.0.0"), undefined);
   assert.deepEqual(parseIp4Net("0.0.0.0/0"), { ip: 0, prefixLen: 0 });
+  assert.deepEqual(parseIp4Net("10.0.0.0/08"), undefined);
 });
 
 Deno.test("masks, containment and overlap", () => {
