@@ -199,27 +199,35 @@ export class EtcdClient {
   }
 
   /** One transaction: if every compare holds, run `success`. Returns whether it did. */
-  async txn(compare: Compare[], success: Operation[]): Promise<boolean> {
-    const response = await this.call<{ succeeded?: boolean }>("/v3/kv/txn", {
-      compare: compare.map((c) =>
-        c.target === "VERSION"
-          ? { key: toBase64(c.key), target: "VERSION", result: "EQUAL", version: c.version }
-          : { key: toBase64(c.key), target: "MOD", result: "EQUAL", mod_revision: c.modRevision }
-      ),
-      success: success.map((op) =>
-        "put" in op
-          ? {
-            request_put: {
-              key: toBase64(op.put.key),
-              value: toBase64(op.put.value),
-              ...(op.put.lease && op.put.lease !== "0" ? { lease: op.put.lease } : {}),
-            },
-          }
-          : { request_delete_range: { key: toBase64(op.delete.key) } }
-      ),
-      failure: [],
-    });
-    return response.succeeded === true;
+  /**
+   * One transaction: `success` runs when every comparison holds. Returns the revision it
+   * committed at (what a key it put now has as its mod revision), or undefined when a
+   * comparison failed and nothing was written.
+   */
+  async txn(compare: Compare[], success: Operation[]): Promise<string | undefined> {
+    const response = await this.call<{ succeeded?: boolean; header?: { revision?: string } }>(
+      "/v3/kv/txn",
+      {
+        compare: compare.map((c) =>
+          c.target === "VERSION"
+            ? { key: toBase64(c.key), target: "VERSION", result: "EQUAL", version: c.version }
+            : { key: toBase64(c.key), target: "MOD", result: "EQUAL", mod_revision: c.modRevision }
+        ),
+        success: success.map((op) =>
+          "put" in op
+            ? {
+              request_put: {
+                key: toBase64(op.put.key),
+                value: toBase64(op.put.value),
+                ...(op.put.lease && op.put.lease !== "0" ? { lease: op.put.lease } : {}),
+              },
+            }
+            : { request_delete_range: { key: toBase64(op.delete.key) } }
+        ),
+        failure: [],
+      },
+    );
+    return response.succeeded === true ? response.header?.revision ?? "0" : undefined;
   }
 
   // ---- leases --------------------------------------------------------------------

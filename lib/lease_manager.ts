@@ -19,7 +19,8 @@ import {
 } from "./lease.ts";
 import { log } from "./log.ts";
 import { Backoff } from "./backoff.ts";
-import type { LeaseListing, SubnetRegistry } from "./registry.ts";
+import type { LeaseStore } from "./lease_store.ts";
+import type { LeaseListing } from "./registry.ts";
 
 export interface LeaseManagerOptions {
   readonly attrs: LeaseAttrs;
@@ -59,12 +60,12 @@ export interface Renewal {
 }
 
 export class LeaseManager {
-  readonly #registry: SubnetRegistry;
+  readonly #store: LeaseStore;
   readonly #options: LeaseManagerOptions;
   #attrs: LeaseAttrs;
 
-  constructor(registry: SubnetRegistry, options: LeaseManagerOptions) {
-    this.#registry = registry;
+  constructor(store: LeaseStore, options: LeaseManagerOptions) {
+    this.#store = store;
     this.#options = options;
     this.#attrs = options.attrs;
   }
@@ -75,27 +76,21 @@ export class LeaseManager {
     let grantedId: string | undefined;
     try {
       for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
-        const listing = await this.#registry.listLeases(config.network);
+        const listing = await this.#store.listLeases(config.network);
 
         const own = await this.#adoptOwn(config, listing);
         if (own) {
-          if (grantedId) await this.#registry.revoke(grantedId).catch(() => {});
+          if (grantedId) await this.#store.revoke(grantedId).catch(() => {});
           grantedId = undefined;
           return { ...own, listing, claimed: false };
         }
 
         const subnet = this.#choose(config, listing);
-        grantedId ??= await this.#registry.grant(ttlSeconds);
-        if (await this.#registry.create(subnet, this.#attrs, grantedId)) {
-          const claimed = await this.#registry.getLease(subnet);
-          const id = grantedId;
+        grantedId ??= await this.#store.grant(ttlSeconds);
+        const claimed = await this.#store.create(subnet, this.#attrs, grantedId);
+        if (claimed) {
+          log.info("acquired subnet lease", { subnet: formatIp4Net(subnet), lease: grantedId });
           grantedId = undefined;
-          if (!claimed || "reason" in claimed) {
-            throw new OverlayError(
-              `lease ${formatIp4Net(subnet)} vanished right after it was claimed`,
-            );
-          }
-          log.info("acquired subnet lease", { subnet: formatIp4Net(subnet), lease: id });
           return {
             lease: claimed,
             expiresAt: Date.now() + ttlSeconds * 1000,
@@ -109,7 +104,7 @@ export class LeaseManager {
         `Could not claim a subnet after ${MAX_CLAIM_ATTEMPTS} attempts (too many hosts racing; try again)`,
       );
     } finally {
-      if (grantedId) await this.#registry.revoke(grantedId).catch(() => {});
+      if (grantedId) await this.#store.revoke(grantedId).catch(() => {});
     }
   }
 
@@ -129,7 +124,7 @@ export class LeaseManager {
           log.warn("deleting this host's old lease: it does not fit the network config", {
             lease: describeLease(lease),
           });
-          await this.#registry.delete(lease);
+          await this.#store.delete(lease);
         }
         continue;
       }
@@ -137,7 +132,7 @@ export class LeaseManager {
         log.info("using the reservation for this host", { lease: describeLease(lease) });
         return { lease: await this.#refreshValue(lease), expiresAt: Infinity };
       }
-      const ttl = await this.#registry.keepAlive(lease.etcdLeaseId);
+      const ttl = await this.#store.keepAlive(lease.etcdLeaseId);
       if (ttl <= 0) continue; // expired between listing and now
       log.info("reusing this host's existing lease", { lease: describeLease(lease) });
       return { lease: await this.#refreshValue(lease), expiresAt: Date.now() + ttl * 1000 };
@@ -161,15 +156,10 @@ export class LeaseManager {
       lease.attrs.backendType === wanted.backendType &&
       JSON.stringify(lease.attrs.backendData) === JSON.stringify(wanted.backendData)
     ) return lease;
-    if (!(await this.#registry.update(lease, wanted))) {
+    const fresh = await this.#store.update(lease, wanted);
+    if (!fresh) {
       throw new OverlayError(
         `lease ${formatIp4Net(lease.subnet)} changed while it was being adopted (try again)`,
-      );
-    }
-    const fresh = await this.#registry.getLease(lease.subnet);
-    if (!fresh || "reason" in fresh) {
-      throw new OverlayError(
-        `lease ${formatIp4Net(lease.subnet)} vanished while it was being adopted`,
       );
     }
     return fresh;
@@ -187,7 +177,7 @@ export class LeaseManager {
     }
     // A key whose value does not parse still occupies its subnet.
     for (const skipped of listing.skipped) {
-      const subnet = parseLeaseKey(this.#registry.prefix, skipped.key);
+      const subnet = parseLeaseKey(this.#store.prefix, skipped.key);
       if (subnet && fitsNetwork(config, subnet)) taken.add(subnet.ip);
     }
     const previous = this.#options.previousSubnet;
@@ -228,7 +218,7 @@ export class LeaseManager {
    */
   async renew(held: Lease): Promise<number | "lost"> {
     if (isReservation(held)) return Infinity;
-    const ttl = await this.#registry.keepAlive(held.etcdLeaseId);
+    const ttl = await this.#store.keepAlive(held.etcdLeaseId);
     if (ttl <= 0) return "lost";
     return Date.now() + ttl * 1000;
   }

@@ -45,6 +45,15 @@ export interface WatchHooks {
   onConnection?: (connected: boolean) => void;
 }
 
+/** Where a watch stream comes from: the etcd client, or a scripted one in tests. */
+export interface WatchStream {
+  /** Opens a stream from `startRevision`; settles when it ends (see EtcdClient.watch). */
+  watch(
+    options: { key: string; rangeEnd?: string; startRevision: string; signal: AbortSignal },
+    onResponse: (response: WatchResponse) => void,
+  ): Promise<void>;
+}
+
 export class SubnetRegistry {
   readonly #client: EtcdClient;
   readonly #prefix: string;
@@ -209,31 +218,40 @@ export class SubnetRegistry {
 
   /**
    * Claims a subnet if nobody holds it: one transaction,
-   * `If(Version(key) == 0) Then Put(key, value, lease)`. Returns false on a lost race.
+   * `If(Version(key) == 0) Then Put(key, value, lease)`. Returns the lease as written
+   * (no second read), or undefined when another host was first.
    */
-  async create(subnet: Ip4Net, attrs: LeaseAttrs, etcdLeaseId: string): Promise<boolean> {
+  async create(subnet: Ip4Net, attrs: LeaseAttrs, etcdLeaseId: string): Promise<Lease | undefined> {
     const key = leaseKey(this.#prefix, subnet);
-    return await this.#client.txn(
+    const revision = await this.#client.txn(
       [{ key, target: "VERSION", version: "0" }],
       [{ put: { key, value: encodeLeaseValue(attrs), lease: etcdLeaseId } }],
     );
+    if (revision === undefined) return undefined;
+    return { subnet, attrs, etcdLeaseId, modRevision: revision, createRevision: revision };
   }
 
-  /** Rewrites a lease's value under the same etcd lease, only if nobody changed it since. */
-  async update(lease: Lease, attrs: LeaseAttrs): Promise<boolean> {
+  /**
+   * Rewrites a lease's value under the same etcd lease, only if nobody changed it since.
+   * Returns the lease as written, or undefined when it changed in between.
+   */
+  async update(lease: Lease, attrs: LeaseAttrs): Promise<Lease | undefined> {
     const key = leaseKey(this.#prefix, lease.subnet);
-    return await this.#client.txn(
+    const revision = await this.#client.txn(
       [{ key, target: "MOD", modRevision: lease.modRevision }],
       [{ put: { key, value: encodeLeaseValue(attrs), lease: lease.etcdLeaseId } }],
     );
+    return revision === undefined ? undefined : { ...lease, attrs, modRevision: revision };
   }
 
   /** Deletes a lease key only if it is unchanged since it was read. */
   async delete(lease: Lease): Promise<boolean> {
     const key = leaseKey(this.#prefix, lease.subnet);
-    return await this.#client.txn([{ key, target: "MOD", modRevision: lease.modRevision }], [{
-      delete: { key },
-    }]);
+    const revision = await this.#client.txn(
+      [{ key, target: "MOD", modRevision: lease.modRevision }],
+      [{ delete: { key } }],
+    );
+    return revision !== undefined;
   }
 
   /** Reads one lease; undefined when absent. */
@@ -269,7 +287,7 @@ class WatchCompacted extends Error {}
  */
 export class LeaseWatch {
   readonly #registry: SubnetRegistry;
-  readonly #client: EtcdClient;
+  readonly #stream: WatchStream;
   readonly #onEvent: (event: LeaseEvent) => void;
   readonly #hooks: WatchHooks;
   /** Current view: lease key → lease. */
@@ -284,13 +302,13 @@ export class LeaseWatch {
 
   constructor(
     registry: SubnetRegistry,
-    client: EtcdClient,
+    stream: WatchStream,
     from: LeaseListing,
     onEvent: (event: LeaseEvent) => void,
     hooks: WatchHooks,
   ) {
     this.#registry = registry;
-    this.#client = client;
+    this.#stream = stream;
     this.#onEvent = onEvent;
     this.#hooks = hooks;
     for (const lease of from.leases) {
@@ -355,7 +373,7 @@ export class LeaseWatch {
   /** Opens one watch stream from the last applied revision + 1; settles when it ends. */
   async #follow(onCreated: () => void): Promise<void> {
     const prefix = subnetsPrefix(this.#registry.prefix);
-    await this.#client.watch({
+    await this.#stream.watch({
       key: prefix,
       rangeEnd: prefixEnd(prefix),
       startRevision: (this.#lastRevision + 1n).toString(),

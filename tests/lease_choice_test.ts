@@ -1,0 +1,246 @@
+/**
+ * The lease manager's choices without etcd: an in-memory LeaseStore stands where the
+ * registry stands, so each rule (own lease first, then the previous subnet, then a free
+ * one; races, expiry in between, unreadable keys) is checked alone and exactly.
+ * tests/lease_manager_test.ts runs the same rules against a real etcd.
+ */
+import assert from "node:assert/strict";
+import { parseNetworkConfig } from "../lib/config.ts";
+import { OverlayError } from "../lib/errors.ts";
+import { formatIp4Net, type Ip4Net, parseIp4, parseIp4Net } from "../lib/ip.ts";
+import { type Lease, type LeaseAttrs, leaseKey } from "../lib/lease.ts";
+import { LeaseManager } from "../lib/lease_manager.ts";
+import type { LeaseStore } from "../lib/lease_store.ts";
+import type { LeaseListing, SkippedLease } from "../lib/registry.ts";
+
+const PREFIX = "/coreos.com/network";
+const net = (text: string) => parseIp4Net(text)!;
+const attrs = (publicIp: string): LeaseAttrs => ({
+  publicIp: parseIp4(publicIp)!,
+  backendType: "udp",
+});
+
+/** Leases in a map, with etcd's revisions and lease IDs; every call is recorded. */
+class MemoryStore implements LeaseStore {
+  readonly prefix = PREFIX;
+  readonly leases = new Map<string, Lease>();
+  readonly skipped: SkippedLease[] = [];
+  readonly calls: string[] = [];
+  readonly alive = new Set<string>();
+  revision = 1;
+  nextLeaseId = 100;
+  /** Runs before a create: a rival can take the subnet first. */
+  beforeCreate?: (subnet: Ip4Net) => void;
+
+  put(subnet: string, publicIp: string, etcdLeaseId = String(this.nextLeaseId++)): Lease {
+    const revision = String(++this.revision);
+    const lease: Lease = {
+      subnet: net(subnet),
+      attrs: attrs(publicIp),
+      etcdLeaseId,
+      modRevision: revision,
+      createRevision: revision,
+    };
+    this.leases.set(leaseKey(PREFIX, lease.subnet), lease);
+    if (etcdLeaseId !== "0") this.alive.add(etcdLeaseId);
+    return lease;
+  }
+
+  listLeases(): Promise<LeaseListing> {
+    this.calls.push("list");
+    return Promise.resolve({
+      leases: [...this.leases.values()],
+      skipped: [...this.skipped],
+      revision: BigInt(this.revision),
+    });
+  }
+
+  grant(): Promise<string> {
+    const id = String(this.nextLeaseId++);
+    this.calls.push(`grant ${id}`);
+    this.alive.add(id);
+    return Promise.resolve(id);
+  }
+
+  revoke(id: string): Promise<void> {
+    this.calls.push(`revoke ${id}`);
+    this.alive.delete(id);
+    return Promise.resolve();
+  }
+
+  keepAlive(id: string): Promise<number> {
+    this.calls.push(`keepalive ${id}`);
+    return Promise.resolve(this.alive.has(id) ? 60 : 0);
+  }
+
+  create(subnet: Ip4Net, wanted: LeaseAttrs, etcdLeaseId: string): Promise<Lease | undefined> {
+    this.beforeCreate?.(subnet);
+    this.calls.push(`create ${formatIp4Net(subnet)}`);
+    const key = leaseKey(PREFIX, subnet);
+    if (this.leases.has(key)) return Promise.resolve(undefined);
+    const revision = String(++this.revision);
+    const lease = {
+      subnet,
+      attrs: wanted,
+      etcdLeaseId,
+      modRevision: revision,
+      createRevision: revision,
+    };
+    this.leases.set(key, lease);
+    return Promise.resolve(lease);
+  }
+
+  update(lease: Lease, wanted: LeaseAttrs): Promise<Lease | undefined> {
+    this.calls.push(`update ${formatIp4Net(lease.subnet)}`);
+    const key = leaseKey(PREFIX, lease.subnet);
+    if (this.leases.get(key)?.modRevision !== lease.modRevision) return Promise.resolve(undefined);
+    const fresh = { ...lease, attrs: wanted, modRevision: String(++this.revision) };
+    this.leases.set(key, fresh);
+    return Promise.resolve(fresh);
+  }
+
+  delete(lease: Lease): Promise<boolean> {
+    this.calls.push(`delete ${formatIp4Net(lease.subnet)}`);
+    const key = leaseKey(PREFIX, lease.subnet);
+    if (this.leases.get(key)?.modRevision !== lease.modRevision) return Promise.resolve(false);
+    return Promise.resolve(this.leases.delete(key));
+  }
+}
+
+function configOf(json: Record<string, unknown>) {
+  return parseNetworkConfig(JSON.stringify(json));
+}
+
+const SMALL = configOf({ Network: "10.10.0.0/22", SubnetLen: 24 }); // four /24s
+
+function manager(store: LeaseStore, publicIp: string, previousSubnet?: string) {
+  return new LeaseManager(store, {
+    attrs: attrs(publicIp),
+    ttlMs: 60_000,
+    renewMarginMs: 3_600_000,
+    previousSubnet: previousSubnet ? net(previousSubnet) : undefined,
+  });
+}
+
+Deno.test("this host's own live lease is adopted before anything is claimed", async () => {
+  const store = new MemoryStore();
+  const own = store.put("10.10.2.0/24", "192.0.2.1");
+  const held = await manager(store, "192.0.2.1", "10.10.3.0/24").acquire(SMALL);
+  assert.equal(held.claimed, false);
+  assert.deepEqual(held.lease, own);
+  assert.deepEqual(store.calls, ["list", `keepalive ${own.etcdLeaseId}`]);
+});
+
+Deno.test("an own lease that expired between the listing and adoption is passed over", async () => {
+  const store = new MemoryStore();
+  const stale = store.put("10.10.2.0/24", "192.0.2.1");
+  store.alive.delete(stale.etcdLeaseId); // listed, but its etcd lease ran out since
+  const held = await manager(store, "192.0.2.1", "10.10.1.0/24").acquire(SMALL);
+  assert.equal(held.claimed, true);
+  assert.equal(formatIp4Net(held.lease.subnet), "10.10.1.0/24");
+});
+
+Deno.test("the previous subnet is claimed when free, and passed over when taken", async () => {
+  const free = new MemoryStore();
+  const held = await manager(free, "192.0.2.1", "10.10.3.0/24").acquire(SMALL);
+  assert.equal(formatIp4Net(held.lease.subnet), "10.10.3.0/24");
+  assert.equal(held.claimed, true);
+  assert.equal(
+    held.lease.createRevision,
+    String(free.revision),
+    "the lease as written, not re-read",
+  );
+  assert.deepEqual(free.calls, ["list", "grant 100", "create 10.10.3.0/24"]);
+
+  const taken = new MemoryStore();
+  taken.put("10.10.3.0/24", "192.0.2.9");
+  const other = await manager(taken, "192.0.2.1", "10.10.3.0/24").acquire(SMALL);
+  assert.notEqual(formatIp4Net(other.lease.subnet), "10.10.3.0/24");
+});
+
+Deno.test("a lost race lists again and claims another subnet with the same grant", async () => {
+  const store = new MemoryStore();
+  let raced = false;
+  store.beforeCreate = (subnet) => {
+    if (raced) return;
+    raced = true;
+    store.put(formatIp4Net(subnet), "192.0.2.9"); // a rival got there first
+  };
+  const held = await manager(store, "192.0.2.1", "10.10.1.0/24").acquire(SMALL);
+  assert.notEqual(formatIp4Net(held.lease.subnet), "10.10.1.0/24");
+  assert.equal(store.calls.filter((c) => c.startsWith("grant")).length, 1, store.calls.join(", "));
+  assert.equal(store.calls.filter((c) => c.startsWith("revoke")).length, 0);
+  assert.equal(store.calls.filter((c) => c === "list").length, 2);
+});
+
+Deno.test("after a lost race to a lease of our own, the unused grant is revoked", async () => {
+  const store = new MemoryStore();
+  let late = "";
+  store.beforeCreate = (subnet) => {
+    store.beforeCreate = undefined;
+    late = formatIp4Net(subnet);
+    store.put(late, "192.0.2.1"); // our previous run's lease shows up late, where we aimed
+  };
+  const held = await manager(store, "192.0.2.1").acquire(SMALL);
+  assert.equal(formatIp4Net(held.lease.subnet), late);
+  assert.equal(held.claimed, false);
+  assert.deepEqual(store.calls.filter((c) => /^(grant|revoke)/.test(c)), [
+    "grant 100",
+    "revoke 100",
+  ]);
+});
+
+Deno.test("keys that do not parse still occupy their subnet; keys outside the Network do not count", async () => {
+  const store = new MemoryStore();
+  store.put("10.10.0.0/24", "192.0.2.7");
+  store.put("10.10.1.0/24", "192.0.2.8");
+  store.skipped.push({ key: `${PREFIX}/subnets/10.10.2.0-24`, reason: "value is not JSON" });
+  store.put("0.0.0.0/0", "192.0.2.66"); // hostile: would cover everything if believed
+  store.put("10.10.3.0/25", "192.0.2.67"); // another SubnetLen
+  const held = await manager(store, "192.0.2.1").acquire(SMALL);
+  assert.equal(formatIp4Net(held.lease.subnet), "10.10.3.0/24");
+});
+
+Deno.test("an exhausted network is an error that names the fix, and the grant is given back", async () => {
+  const store = new MemoryStore();
+  for (let i = 0; i < 4; i++) store.put(`10.10.${i}.0/24`, `192.0.2.${10 + i}`);
+  await assert.rejects(
+    manager(store, "192.0.2.1").acquire(SMALL),
+    (error: Error) =>
+      error instanceof OverlayError && /exhausted/.test(error.message) &&
+      /overlay config set/.test(error.message),
+  );
+  assert.equal(store.calls.filter((c) => c.startsWith("grant")).length, 0);
+  assert.equal(store.leases.size, 4);
+});
+
+Deno.test("an own lease that no longer fits the config is deleted; a reservation is kept", async () => {
+  const store = new MemoryStore();
+  store.put("10.20.0.0/24", "192.0.2.1"); // from an older Network
+  store.put("10.30.0.0/24", "192.0.2.1", "0"); // an admin's reservation elsewhere
+  const held = await manager(store, "192.0.2.1").acquire(SMALL);
+  assert.ok(store.calls.includes("delete 10.20.0.0/24"));
+  assert.ok(!store.calls.includes("delete 10.30.0.0/24"));
+  assert.ok(store.leases.has(leaseKey(PREFIX, net("10.30.0.0/24"))));
+  assert.equal(held.claimed, true);
+});
+
+Deno.test("adopting a lease with other attributes rewrites it once; a concurrent change is an error", async () => {
+  const vxlan = (store: LeaseStore) =>
+    new LeaseManager(store, {
+      attrs: { ...attrs("192.0.2.1"), backendType: "vxlan", backendData: { VNI: 1 } },
+      ttlMs: 60_000,
+      renewMarginMs: 3_600_000,
+    });
+  const store = new MemoryStore();
+  const own = store.put("10.10.1.0/24", "192.0.2.1");
+  const held = await vxlan(store).acquire(SMALL);
+  assert.equal(held.lease.attrs.backendType, "vxlan");
+  assert.notEqual(held.lease.modRevision, own.modRevision);
+  assert.equal(store.calls.filter((c) => c.startsWith("update")).length, 1);
+
+  const raced = new MemoryStore();
+  raced.put("10.10.1.0/24", "192.0.2.1");
+  raced.update = () => Promise.resolve(undefined); // someone wrote it in between
+  await assert.rejects(vxlan(raced).acquire(SMALL), /changed while it was being adopted/);
+});
