@@ -434,7 +434,7 @@ export function portFlag(values: FlagValues, name: FlagName, allowZero = false):
 export function ipFlag(values: FlagValues, name: FlagName): number | undefined {
   const text = optionalFlag(values, name);
   if (text === undefined) return undefined;
-  const ip = parseIp4(text);
+  const ip = parseIp4(text.trim());
   if (ip === undefined) {
     throw new UsageError(`--${name} ${JSON.stringify(text)} is not an IPv4 address`);
   }

@@ -55,5 +55,5 @@ export async function readPreviousSubnet(path: string): Promise<Ip4Net | undefin
     return undefined;
   }
   const subnet = parseEnvFile(text).get("FLANNEL_SUBNET");
-  return subnet ? parseIp4Net(subnet) : undefined;
+  return subnet ? parseIp4Net(subnet.trim()) : undefined;
 }

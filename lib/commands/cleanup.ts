@@ -8,7 +8,8 @@
  */
 import { Netlink } from "../../ffi/netlink.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
-import { etcdFailure, etcdOptionsFrom } from "../etcd.ts";
+import { etcdFailure } from "../etcd.ts";
+import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { EtcdClient } from "../etcd_client.ts";
 import { UsageError } from "../errors.ts";
 import { defineCommand, type FlagName, ipFlag, listFlag, RUN_FLAGS, stringFlag } from "../flags.ts";

@@ -3,7 +3,7 @@
  * download the binary and check its SHA-256, install the unit and an environment file,
  * start the service, and wait until the overlay is ready.
  */
-import { etcdOptionsFrom } from "../etcd.ts";
+import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { UsageError } from "../errors.ts";
 import {
   defineCommand,

@@ -1,8 +1,8 @@
 /** `overlay config get|set`: read and write the network config. */
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config.ts";
-import { ETCD_FLAGS, etcdOptionsFrom } from "../etcd.ts";
+import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { UsageError } from "../errors.ts";
-import { defineCommand, type FlagName, type FlagValues, helpText } from "../flags.ts";
+import { defineCommand, ETCD_FLAGS, type FlagName, type FlagValues, helpText } from "../flags.ts";
 import { formatIp4Net } from "../ip.ts";
 import { withRegistry } from "./with_registry.ts";
 

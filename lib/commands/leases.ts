@@ -1,7 +1,7 @@
 /** `overlay leases`: the table of subnet leases. */
 import { formatDuration } from "../duration.ts";
-import { ETCD_FLAGS, etcdOptionsFrom } from "../etcd.ts";
-import { defineCommand, type FlagName } from "../flags.ts";
+import { etcdOptionsFrom } from "../etcd_flags.ts";
+import { defineCommand, ETCD_FLAGS, type FlagName } from "../flags.ts";
 import { formatIp4, formatIp4Net } from "../ip.ts";
 import { isReservation } from "../lease.ts";
 import { printableDeep } from "../printable.ts";

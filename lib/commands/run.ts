@@ -1,6 +1,6 @@
 /** `overlay run`: the daemon's flags turned into options. */
 import { type DaemonOptions, runDaemon } from "../daemon.ts";
-import { etcdOptionsFrom } from "../etcd.ts";
+import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { UsageError } from "../errors.ts";
 import {
   defineCommand,

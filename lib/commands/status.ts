@@ -37,79 +37,91 @@ path last heard from them: green within 30 s) and the packet and drop counters.`
       return verdict.ready ? 0 : 1;
     }
     const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-    const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
+    const paint: Paint = (code, text) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
     console.log(`health     ${paint(verdict.ready ? 32 : 31, printable(verdict.line))}`);
     if (state) {
-      const expires = state.leaseExpiresAt == null
-        ? "never (reservation)"
-        : `in ${formatDuration(state.leaseExpiresAt - Date.now())}`;
-      const rows: [string, string | number | undefined][] = [
-        ["subnet", state.subnet],
-        ["backend", state.backend],
-        ["data path", state.dataPath],
-        ["device", state.device],
-        ["mtu", state.mtu],
-        ["lease", expires],
-        ["etcd", state.degraded ? paint(33, state.degraded) : "connected"],
-        ["peers", state.peers],
-      ];
-      for (const [key, value] of rows) {
-        if (value !== undefined) console.log(`${key.padEnd(10)} ${value}`);
-      }
-      if (state.peerList && state.peerList.length > 0) {
-        const now = Date.now();
-        const rows = state.peerList.map((peer) => {
-          const heard = peer.lastHeard === null
-            ? "-"
-            : peer.lastHeard === 0
-            ? "never"
-            : `${formatDuration(now - peer.lastHeard)} ago`;
-          const recent = peer.lastHeard !== null && peer.lastHeard > 0 &&
-            now - peer.lastHeard < RECENT_MS;
-          return {
-            cells: [
-              peer.subnet,
-              peer.publicIp,
-              peer.backend,
-              `${formatDuration(now - peer.since)} ago`,
-              heard,
-            ],
-            recent,
-            known: peer.lastHeard !== null,
-          };
-        });
-        const header = ["SUBNET", "PUBLIC-IP", "BACKEND", "SINCE", "HEARD"];
-        const widths = header.map((_, i) =>
-          Math.max(header[i].length, ...rows.map((r) => r.cells[i].length))
-        );
-        const line = (cells: string[]) =>
-          cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
-        console.log("peer table");
-        console.log(`  ${line(header)}`);
-        for (const row of rows) {
-          const text = line(row.cells);
-          console.log(`  ${row.known ? paint(row.recent ? 32 : 33, text) : text}`);
-        }
-      }
-      if (state.conflicts && state.conflicts.length > 0) {
-        console.log(
-          "conflicts (entries overlay wants that someone else's entry holds; left alone)",
-        );
-        for (const conflict of state.conflicts) console.log(`  ${paint(33, conflict)}`);
-      }
-      if (state.skippedLeases && state.skippedLeases.length > 0) {
-        console.log("skipped leases (in etcd, not used for routing)");
-        for (const skipped of state.skippedLeases) {
-          console.log(`  ${skipped.key}: ${skipped.text}`);
-        }
-      }
-      if (state.counters) {
-        console.log("counters");
-        for (const [key, value] of Object.entries(state.counters)) {
-          console.log(`  ${key.padEnd(24)} ${value}`);
-        }
-      }
+      printSummary(state, paint);
+      printPeerTable(state, paint);
+      printLists(state, paint);
     }
     return verdict.ready ? 0 : 1;
   },
 });
+
+type Paint = (code: number, text: string) => string;
+
+/** Subnet, backend, data path, device, MTU, lease expiry, etcd and the peer count. */
+function printSummary(state: DaemonState, paint: Paint): void {
+  const expires = state.leaseExpiresAt == null
+    ? "never (reservation)"
+    : `in ${formatDuration(state.leaseExpiresAt - Date.now())}`;
+  const rows: [string, string | number | undefined][] = [
+    ["subnet", state.subnet],
+    ["backend", state.backend],
+    ["data path", state.dataPath],
+    ["device", state.device],
+    ["mtu", state.mtu],
+    ["lease", expires],
+    ["etcd", state.degraded ? paint(33, state.degraded) : "connected"],
+    ["peers", state.peers],
+  ];
+  for (const [key, value] of rows) {
+    if (value !== undefined) console.log(`${key.padEnd(10)} ${value}`);
+  }
+}
+
+/** One row per peer; green when the data path heard from it lately, yellow when not. */
+function printPeerTable(state: DaemonState, paint: Paint): void {
+  if (!state.peerList || state.peerList.length === 0) return;
+  const now = Date.now();
+  const rows = state.peerList.map((peer) => {
+    const heard = peer.lastHeard === null
+      ? "-"
+      : peer.lastHeard === 0
+      ? "never"
+      : `${formatDuration(now - peer.lastHeard)} ago`;
+    const recent = peer.lastHeard !== null && peer.lastHeard > 0 &&
+      now - peer.lastHeard < RECENT_MS;
+    return {
+      cells: [
+        peer.subnet,
+        peer.publicIp,
+        peer.backend,
+        `${formatDuration(now - peer.since)} ago`,
+        heard,
+      ],
+      recent,
+      known: peer.lastHeard !== null,
+    };
+  });
+  const header = ["SUBNET", "PUBLIC-IP", "BACKEND", "SINCE", "HEARD"];
+  const widths = header.map((_, i) =>
+    Math.max(header[i].length, ...rows.map((r) => r.cells[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
+  console.log("peer table");
+  console.log(`  ${line(header)}`);
+  for (const row of rows) {
+    const text = line(row.cells);
+    console.log(`  ${row.known ? paint(row.recent ? 32 : 33, text) : text}`);
+  }
+}
+
+/** Conflicts, skipped leases and the data path's counters, when there are any. */
+function printLists(state: DaemonState, paint: Paint): void {
+  if (state.conflicts && state.conflicts.length > 0) {
+    console.log("conflicts (entries overlay wants that someone else's entry holds; left alone)");
+    for (const conflict of state.conflicts) console.log(`  ${paint(33, conflict)}`);
+  }
+  if (state.skippedLeases && state.skippedLeases.length > 0) {
+    console.log("skipped leases (in etcd, not used for routing)");
+    for (const skipped of state.skippedLeases) console.log(`  ${skipped.key}: ${skipped.text}`);
+  }
+  if (state.counters) {
+    console.log("counters");
+    for (const [key, value] of Object.entries(state.counters)) {
+      console.log(`  ${key.padEnd(24)} ${value}`);
+    }
+  }
+}
