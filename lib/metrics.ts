@@ -52,8 +52,6 @@ function byDirection(
 
 /** The metrics text for a daemon state. */
 export function renderMetrics(state: DaemonState, now = Date.now()): string {
-  const counters = state.counters ?? {};
-  const drops = Object.entries(counters).filter(([name]) => name.startsWith("drop_"));
   return render([
     {
       name: "overlay_ready",
@@ -61,6 +59,15 @@ export function renderMetrics(state: DaemonState, now = Date.now()): string {
       help: "1 when this host's overlay is ready.",
       samples: [{ value: state.ready ? 1 : 0 }],
     },
+    ...dataPathFamilies(state.counters ?? {}),
+    ...agentFamilies(state, now),
+  ]);
+}
+
+/** What the userspace data path counts: packets, bytes, drops by reason, ICMP sent. */
+function dataPathFamilies(counters: Record<string, number>): Family[] {
+  const drops = Object.entries(counters).filter(([name]) => name.startsWith("drop_"));
+  return [
     byDirection(
       "overlay_packets_total",
       "Packets carried by the userspace data path (tx: device to peers, rx: peers to device).",
@@ -90,6 +97,12 @@ export function renderMetrics(state: DaemonState, now = Date.now()): string {
         ? [{ value: counters.icmp_unreachable_sent }]
         : [],
     },
+  ];
+}
+
+/** The agent's side: peers, the lease, etcd, the watch, skipped leases, conflicts. */
+function agentFamilies(state: DaemonState, now: number): Family[] {
+  return [
     {
       name: "overlay_peers",
       type: "gauge",
@@ -148,5 +161,5 @@ export function renderMetrics(state: DaemonState, now = Date.now()): string {
         ? [{ labels: { backend: state.backend, mode: state.dataPath ?? "" }, value: 1 }]
         : [],
     },
-  ]);
+  ];
 }
