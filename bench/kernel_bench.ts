@@ -5,9 +5,9 @@
  * - 1,000 peers written straight into etcd: time until all are programmed, and removed,
  *   and the agent's RSS with 1,000 peers.
  */
-import { Lab, UNDERLAY_PREFIX } from "../tests/lab.ts";
+import { Lab, UNDERLAY_PREFIX } from "../lab/lab.ts";
 
-const WRITE_LEASES = new URL("../tests/fixtures/write_leases.ts", import.meta.url).pathname;
+const WRITE_LEASES = new URL("../lab/write_leases.ts", import.meta.url).pathname;
 
 export interface PairFigures {
   backendGbps: number;

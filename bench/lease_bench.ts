@@ -7,7 +7,7 @@ import { parseIp4 } from "../lib/ip.ts";
 import { encodeLeaseValue, leaseKey } from "../lib/lease.ts";
 import { LeaseManager } from "../lib/lease_manager.ts";
 import { SubnetRegistry } from "../lib/registry.ts";
-import { startEtcd } from "../tests/helpers.ts";
+import { startEtcd } from "../lab/etcd.ts";
 
 export interface LeaseBenchResult {
   taken: number;

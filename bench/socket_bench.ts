@@ -3,7 +3,7 @@
  * namespaces, Deno.listenDatagram (one async op per datagram) against FFI
  * sendmmsg/recvmmsg in batches of 64, side by side in one run. 1400-byte payloads.
  */
-import { Lab } from "../tests/lab.ts";
+import { Lab } from "../lab/lab.ts";
 
 const PEER = new URL("./datagram_peer.ts", import.meta.url).pathname;
 

@@ -5,9 +5,9 @@
  * agent RSS, time from `overlay run` to ready, and from a host joining to its first
  * answered ping.
  */
-import { Lab, type LabHost } from "../tests/lab.ts";
+import { Lab, type LabHost } from "../lab/lab.ts";
 import { statePath } from "../lib/health.ts";
-import { checkCapture, type DatagramCheck } from "../tests/pcap.ts";
+import { checkCapture, type DatagramCheck } from "../lab/pcap.ts";
 
 export interface PathFigures {
   tcpGbps: number;

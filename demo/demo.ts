@@ -8,7 +8,7 @@
  *   deno task demo [--hosts 3] [--backend udp|vxlan|host-gw]
  */
 import { parseArgs } from "node:util";
-import { Lab, type LabContainer } from "../tests/lab.ts";
+import { Lab, type LabContainer } from "../lab/lab.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

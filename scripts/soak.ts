@@ -4,7 +4,7 @@
  * the hosts that stay is lost, and the staying agents log no error. Not part of CI.
  */
 import { parseArgs } from "node:util";
-import { Lab } from "../tests/lab.ts";
+import { Lab } from "../lab/lab.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

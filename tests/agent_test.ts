@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, waitFor } from "./helpers.ts";
-import { Lab } from "./lab.ts";
+import { Lab } from "../lab/lab.ts";
 
 Deno.test({
   name: "the agent on hosts in namespaces",

@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, waitFor } from "./helpers.ts";
-import { Lab, type LabContainer, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
+import { Lab, type LabContainer, type LabHost, UNDERLAY_PREFIX } from "../lab/lab.ts";
 
 const SEND_DATAGRAMS = new URL("./fixtures/send_datagrams.ts", import.meta.url).pathname;
-const WRITE_LEASES = new URL("./fixtures/write_leases.ts", import.meta.url).pathname;
+const WRITE_LEASES = new URL("../lab/write_leases.ts", import.meta.url).pathname;
 
 type BackendName = "udp" | "vxlan" | "host-gw";
 
@@ -35,6 +35,19 @@ async function reachableWithin(
     }
   }
   return undefined;
+}
+
+/**
+ * Writes `value` as the lease of 10.10.0.0/24 (below the default SubnetMin: no lab host
+ * leases it), waits for `warning` in the agent's log, checks that no route was made for
+ * it, and deletes the lease again.
+ */
+async function expectSkipped(lab: Lab, host: LabHost, value: string, warning: RegExp) {
+  const key = "/coreos.com/network/subnets/10.10.0.0-24";
+  await lab.etcdctl("put", key, value);
+  await waitFor(() => warning.test(lab.agent(host)!.log()), { what: `warning ${warning}` });
+  assert.equal((await lab.exec(host.ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout, "");
+  await lab.etcdctl("del", key);
 }
 
 async function waitPeers(lab: Lab, hosts: LabHost[], count: number, timeoutMs: number) {
@@ -281,24 +294,12 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
             `{"PublicIP":"${UNDERLAY_PREFIX}.250","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":42,"VtepMAC":"02:aa:bb:cc:dd:ee"}}`,
           );
           await waitFor(async () => (await route()) !== "", { what: "vxlan peer programmed" });
-          await lab.etcdctl(
-            "put",
-            "/coreos.com/network/subnets/10.10.0.0-24",
+          await expectSkipped(
+            lab,
+            hosts[0],
             `{"PublicIP":"${UNDERLAY_PREFIX}.250","PublicIPv6":null}`,
+            /WARN {2}skipping a lease in etcd: it is not used for routing key=\/coreos\.com\/network\/subnets\/10\.10\.0\.0-24 reason="backend type \\"udp\\" is not this network's/,
           );
-          await waitFor(
-            () =>
-              /WARN {2}skipping a lease in etcd: it is not used for routing key=\/coreos\.com\/network\/subnets\/10\.10\.0\.0-24 reason="backend type \\"udp\\" is not this network's/
-                .test(
-                  lab.agent(hosts[0])!.log(),
-                ),
-            { what: "warning" },
-          );
-          assert.equal(
-            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout,
-            "",
-          );
-          await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.0.0-24");
         });
 
         await t.step("packets on the wire carry VNI 42 to UDP port 7890", async () => {
@@ -400,23 +401,12 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
 
         await t.step("a peer off this L2 segment gets a warning and no route", async () => {
           // 10.10.0.0/24 is below the default SubnetMin: no host of the lab leases it.
-          await lab.etcdctl(
-            "put",
-            "/coreos.com/network/subnets/10.10.0.0-24",
+          await expectSkipped(
+            lab,
+            hosts[0],
             `{"PublicIP":"192.0.2.99","PublicIPv6":null,"BackendType":"host-gw"}`,
+            /WARN {2}host-gw peer is not on this host's L2 segment/,
           );
-          await waitFor(
-            () =>
-              /WARN {2}host-gw peer is not on this host's L2 segment/.test(
-                lab.agent(hosts[0])!.log(),
-              ),
-            { what: "warning" },
-          );
-          assert.equal(
-            (await lab.exec(hosts[0].ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout,
-            "",
-          );
-          await lab.etcdctl("del", "/coreos.com/network/subnets/10.10.0.0-24");
         });
 
         await t.step(

@@ -8,7 +8,7 @@
  * lxc.net.0.script.up. dockerd is started under `nsenter --net=/run/netns/<host>` for
  * the same reason, with its own data root, exec root, pid file and socket.
  */
-import type { CommandOutput, Lab, LabHost } from "./lab.ts";
+import type { CommandOutput, Lab, LabHost } from "../lab/lab.ts";
 
 export interface Container {
   readonly name: string;

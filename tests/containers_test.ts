@@ -13,7 +13,7 @@ import {
   startLxcContainer,
 } from "./containers.ts";
 import { INTEGRATION } from "./helpers.ts";
-import { Lab, UNDERLAY_PREFIX } from "./lab.ts";
+import { Lab, UNDERLAY_PREFIX } from "../lab/lab.ts";
 import { parseEnvFile } from "../lib/subnet_file.ts";
 
 const lxcMissing = await lxcUnavailable();

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, overlayArgv, waitFor } from "./helpers.ts";
-import { Lab } from "./lab.ts";
+import { Lab } from "../lab/lab.ts";
 
 const PROBE = new URL("./fixtures/underlay_probe.ts", import.meta.url).pathname;
 

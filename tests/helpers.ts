@@ -2,98 +2,14 @@
  * Shared test setup: a real etcd on a free loopback port with a temp data dir, and
  * the overlay command run exactly as the `overlay` task in deno.json runs it.
  */
-import { Etcd3 } from "etcd3";
-import { overlayArgv } from "./overlay_argv.ts";
+import { overlayArgv } from "../lab/overlay_argv.ts";
 
 export { overlayArgv };
+export { type EtcdServer, freePort, startEtcd } from "../lab/etcd.ts";
+export { waitFor } from "../lab/wait.ts";
 
 /** Options for Deno.test on tests that talk to etcd (grpc keeps timers of its own). */
 export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false } as const;
-
-/** A free TCP port on loopback. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-export interface EtcdServer extends AsyncDisposable {
-  readonly endpoint: string;
-  readonly client: Etcd3;
-  readonly dataDir: string;
-  stop(): Promise<void>;
-}
-
-/** Starts a single-member etcd on loopback and waits until it answers. */
-export async function startEtcd(): Promise<EtcdServer> {
-  const dataDir = await Deno.makeTempDir({ prefix: "overlay-etcd-" });
-  const clientPort = freePort();
-  const peerPort = freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const process = new Deno.Command("etcd", {
-    args: [
-      "--name=test",
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${endpoint}`,
-      `--advertise-client-urls=${endpoint}`,
-      `--listen-peer-urls=${peer}`,
-      `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=test=${peer}`,
-      "--log-level=error",
-      "--logger=zap",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const client = new Etcd3({ hosts: endpoint });
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    client.close();
-    try {
-      process.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await process.status;
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-  };
-  try {
-    await waitFor(async () => {
-      await client.get("probe").string();
-      return true;
-    }, { timeoutMs: 10_000, what: `etcd on ${endpoint}` });
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return { endpoint, client, dataDir, stop, [Symbol.asyncDispose]: stop };
-}
-
-/** Polls `check` until it returns a truthy value (errors count as not yet). */
-export async function waitFor<T>(
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
-): Promise<T> {
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
-  let lastError: unknown;
-  while (true) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out waiting for ${options.what ?? "condition"}` +
-          (lastError ? ` (last error: ${(lastError as Error).message})` : ""),
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
-  }
-}
 
 export interface CommandResult {
   readonly code: number;

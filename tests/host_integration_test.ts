@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { UnixDatagramListener } from "./unix_listener.ts";
 import { INTEGRATION, overlay, tempDir, waitFor } from "./helpers.ts";
-import { Lab, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
+import { Lab, type LabHost, UNDERLAY_PREFIX } from "../lab/lab.ts";
 
 Deno.test({
   name: "bridge and ip-masq on hosts in namespaces",

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, overlayArgv, waitFor } from "./helpers.ts";
-import { Lab, type LabHost, UNDERLAY_PREFIX } from "./lab.ts";
+import { Lab, type LabHost, UNDERLAY_PREFIX } from "../lab/lab.ts";
 
 const PREFIX = "/coreos.com/network";
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { INTEGRATION, waitFor } from "./helpers.ts";
-import { Lab } from "./lab.ts";
+import { Lab } from "../lab/lab.ts";
 
 const SEND_DATAGRAMS = new URL("./fixtures/send_datagrams.ts", import.meta.url).pathname;
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, tempDir, waitFor } from "./helpers.ts";
-import { Lab } from "./lab.ts";
+import { Lab } from "../lab/lab.ts";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
 import { EtcdClient } from "../lib/etcd_client.ts";
 

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, waitFor } from "./helpers.ts";
-import { Lab, type LabContainer, type LabHost } from "./lab.ts";
+import { Lab, type LabContainer, type LabHost } from "../lab/lab.ts";
 
 const STANDIN = new URL("./fixtures/flanneld_standin.ts", import.meta.url).pathname;
 const PREFIX = "/coreos.com/network";
