@@ -43,11 +43,7 @@ export async function kernelBench(seconds = 5): Promise<KernelBenchResult> {
   {
     await using lab = await Lab.create({ prefix: "ovbvx" });
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "vxlan" } });
-    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
-    lab.startAgent(h1);
-    lab.startAgent(h2);
-    await lab.waitReady(h1);
-    await lab.waitReady(h2);
+    const [h1, h2] = await lab.readyHosts(2);
     const h2Overlay = (await subnetBase(h2.subnetFile)) + ".0";
     await lab.ping(h1, h2Overlay, { count: 3 });
     const vx = (host: typeof h1, peer: typeof h1, address: string) =>
@@ -75,11 +71,7 @@ export async function kernelBench(seconds = 5): Promise<KernelBenchResult> {
   {
     await using lab = await Lab.create({ prefix: "ovbhg" });
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "host-gw" } });
-    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
-    lab.startAgent(h1);
-    lab.startAgent(h2);
-    await lab.waitReady(h1);
-    await lab.waitReady(h2);
+    const [h1, h2] = await lab.readyHosts(2);
     const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
     await lab.ping(c1, c2.ip, { count: 3 });
     const backend: number[] = [];
@@ -123,9 +115,7 @@ async function thousand(backend: "vxlan" | "host-gw") {
     SubnetMax: "10.64.255.0",
     Backend: { Type: backend },
   });
-  const host = await lab.addHost();
-  lab.startAgent(host);
-  await lab.waitReady(host);
+  const host = await lab.readyHost();
   const ips = Array.from({ length: 150 }, (_, i) => `${UNDERLAY_PREFIX}.${100 + i}`);
   const spec = { endpoint: lab.etcdEndpoint, count: 1000, network: "10.100.0.0", backend, ips };
   const count = async () =>

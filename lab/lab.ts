@@ -10,6 +10,8 @@
  * lab started (by PID) and deletes every namespace, also after a failure. Nothing is
  * routed in the root namespace.
  */
+import { type CommandOutput, runCommand } from "./run.ts";
+import type { DaemonState } from "../lib/health.ts";
 import { parseEnvFile } from "../lib/subnet_file.ts";
 import { overlayArgv } from "./overlay_argv.ts";
 
@@ -37,11 +39,14 @@ export interface LabProcess {
   stop(signal?: Deno.Signal): Promise<number>;
 }
 
-export interface CommandOutput {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
+/** What `overlay status --json` prints. */
+export interface AgentStatus {
+  readonly health: string;
+  readonly ready: boolean;
+  readonly state: DaemonState | null;
 }
+
+export type { CommandOutput };
 
 export class Lab implements AsyncDisposable {
   readonly id: string;
@@ -120,13 +125,14 @@ export class Lab implements AsyncDisposable {
     if (result.code !== 0) throw new Error(`config set failed: ${result.stderr}`);
   }
 
+  /** Where a host's commands find its agent: its subnet file and state folder. */
+  hostFlags(host: LabHost): string[] {
+    return [`--subnet-file=${host.subnetFile}`, `--state-dir=${host.stateDir}`];
+  }
+
   /** The flags every agent of this lab runs with. */
   agentFlags(host: LabHost): string[] {
-    return [
-      `--etcd-endpoints=${this.etcdEndpoint}`,
-      `--subnet-file=${host.subnetFile}`,
-      `--state-dir=${host.stateDir}`,
-    ];
+    return [`--etcd-endpoints=${this.etcdEndpoint}`, ...this.hostFlags(host)];
   }
 
   /** Starts `overlay run` on a host; `name` keys a second agent on the same host. */
@@ -141,6 +147,27 @@ export class Lab implements AsyncDisposable {
     return agent;
   }
 
+  /** A new host with its agent started and ready. */
+  async readyHost(extra: string[] = []): Promise<LabHost> {
+    return (await this.readyHosts(1, extra))[0];
+  }
+
+  /**
+   * `count` new hosts whose agents start together; returns when all are ready. `extra`
+   * flags go to every agent, or, as one list per host, to each its own.
+   */
+  async readyHosts(count: number, extra: string[] | string[][] = []): Promise<LabHost[]> {
+    const hosts: LabHost[] = [];
+    for (let i = 0; i < count; i++) hosts.push(await this.addHost());
+    const flagsOf = (i: number) =>
+      extra.every((item) => Array.isArray(item)) && extra.length > 0
+        ? (extra as string[][])[i] ?? []
+        : extra as string[];
+    hosts.forEach((host, i) => this.startAgent(host, flagsOf(i)));
+    for (const host of hosts) await this.waitReady(host);
+    return hosts;
+  }
+
   agent(host: LabHost | string): LabProcess | undefined {
     return this.#agents.get(typeof host === "string" ? host : host.name);
   }
@@ -150,8 +177,7 @@ export class Lab implements AsyncDisposable {
     const result = await this.overlay(host.ns, [
       "wait",
       `--timeout=${timeout}`,
-      `--subnet-file=${host.subnetFile}`,
-      `--state-dir=${host.stateDir}`,
+      ...this.hostFlags(host),
     ]);
     if (result.code !== 0) {
       throw new Error(`${host.name} not ready: ${result.stderr}\n${this.agent(host)?.log() ?? ""}`);
@@ -165,15 +191,16 @@ export class Lab implements AsyncDisposable {
     return /FLANNEL_SUBNET=(\S+)/.exec(text)![1].replace(".1/", ".0/");
   }
 
-  /** The data path counters a host's agent last reported (`overlay status --json`). */
+  /** `overlay status --json` on a host: readiness, the health line and the agent's state. */
+  async status(host: LabHost): Promise<AgentStatus> {
+    const result = await this.overlay(host.ns, ["status", "--json", ...this.hostFlags(host)]);
+    if (result.stdout.trim() === "") throw new Error(`status on ${host.name}: ${result.stderr}`);
+    return JSON.parse(result.stdout);
+  }
+
+  /** The data path counters a host's agent last reported. */
   async counters(host: LabHost): Promise<Record<string, number>> {
-    const result = await this.overlay(host.ns, [
-      "status",
-      "--json",
-      `--subnet-file=${host.subnetFile}`,
-      `--state-dir=${host.stateDir}`,
-    ]);
-    return JSON.parse(result.stdout).state?.counters ?? {};
+    return (await this.status(host)).state?.counters ?? {};
   }
 
   /** The Prometheus text an agent serves on `port` of a host's loopback. */
@@ -189,11 +216,7 @@ export class Lab implements AsyncDisposable {
 
   /** `overlay --health` on a host. */
   async health(host: LabHost): Promise<CommandOutput> {
-    return await this.overlay(host.ns, [
-      "--health",
-      `--subnet-file=${host.subnetFile}`,
-      `--state-dir=${host.stateDir}`,
-    ]);
+    return await this.overlay(host.ns, ["--health", ...this.hostFlags(host)]);
   }
 
   /**
@@ -313,17 +336,7 @@ export class Lab implements AsyncDisposable {
 
   /** Runs a command in a namespace to completion. */
   async exec(ns: string, argv: string[]): Promise<CommandOutput> {
-    const output = await new Deno.Command("ip", {
-      args: ["netns", "exec", ns, ...argv],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return {
-      code: output.code,
-      stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
-    };
+    return await runCommand(["ip", "netns", "exec", ns, ...argv]);
   }
 
   /** Starts a long-lived command in a namespace, collecting stderr and stdout. */

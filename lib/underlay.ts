@@ -141,8 +141,8 @@ function byDefaultRoute(addresses: Deno.NetworkInterfaceInfo[]): Candidate {
   return { name, ip: parseIp4(match.address)! };
 }
 
-/** The interface of the IPv4 default route, from /proc/net/route. */
-export function defaultRouteInterface(): string | undefined {
+/** The IPv4 default route from /proc/net/route: its interface and gateway (0 when none). */
+function defaultRoute(): { iface: string; gateway: number } | undefined {
   let text: string;
   try {
     text = Deno.readTextFileSync("/proc/net/route");
@@ -150,30 +150,25 @@ export function defaultRouteInterface(): string | undefined {
     return undefined;
   }
   for (const line of text.split("\n").slice(1)) {
-    const [iface, destination, , , , , , mask] = line.trim().split(/\s+/);
-    if (destination === "00000000" && mask === "00000000") return iface;
-  }
-  return undefined;
-}
-
-/** The gateway of the IPv4 default route, from /proc/net/route; undefined when none. */
-export function defaultGateway(): number | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync("/proc/net/route");
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split("\n").slice(1)) {
-    const [, destination, gateway, , , , , mask] = line.trim().split(/\s+/);
+    const [iface, destination, gateway, , , , , mask] = line.trim().split(/\s+/);
     if (destination !== "00000000" || mask !== "00000000") continue;
     // Little-endian hex, as the kernel prints it.
     const le = parseInt(gateway, 16);
     const ip = ((le & 255) << 24 | ((le >>> 8) & 255) << 16 | ((le >>> 16) & 255) << 8 |
       (le >>> 24)) >>> 0;
-    return ip === 0 ? undefined : ip;
+    return { iface, gateway: ip };
   }
   return undefined;
+}
+
+/** The interface of the IPv4 default route. */
+export function defaultRouteInterface(): string | undefined {
+  return defaultRoute()?.iface;
+}
+
+/** The gateway of the IPv4 default route; undefined when none. */
+export function defaultGateway(): number | undefined {
+  return defaultRoute()?.gateway || undefined;
 }
 
 /**

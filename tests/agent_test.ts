@@ -90,9 +90,7 @@ Deno.test({
     });
 
     await t.step("/healthz answers while alive and /readyz once ready", async () => {
-      const h3 = await lab.addHost();
-      lab.startAgent(h3, ["--healthz-ip=127.0.0.1", "--healthz-port=9911"]);
-      await lab.waitReady(h3);
+      const h3 = await lab.readyHost(["--healthz-ip=127.0.0.1", "--healthz-port=9911"]);
       const probe =
         `for (const p of ["/healthz", "/readyz"]) { const r = await fetch("http://127.0.0.1:9911" + p); console.log(r.status, (await r.text()).trim()); }`;
       const result = await lab.exec(h3.ns, ["deno", "eval", probe]);

@@ -451,9 +451,7 @@ for (const backend of ["vxlan", "host-gw"] as const) {
         SubnetMin: "10.64.1.0",
         SubnetMax: "10.64.255.0",
       });
-      const host = await lab.addHost();
-      lab.startAgent(host);
-      await lab.waitReady(host);
+      const host = await lab.readyHost();
       const ips = Array.from({ length: 150 }, (_, i) => `${UNDERLAY_PREFIX}.${100 + i}`);
       const spec = {
         endpoint: lab.etcdEndpoint,

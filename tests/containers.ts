@@ -9,6 +9,7 @@
  * the same reason, with its own data root, exec root, pid file and socket.
  */
 import type { CommandOutput, Lab, LabHost } from "../lab/lab.ts";
+import { runCommand } from "../lab/run.ts";
 
 export interface Container {
   readonly name: string;
@@ -177,24 +178,7 @@ export async function containerPings(from: Container, to: string, count = 2): Pr
   return result.code === 0 && / 0% packet loss/.test(result.stdout);
 }
 
-async function run(argv: string[]): Promise<CommandOutput> {
-  const [command, ...args] = argv;
-  try {
-    const output = await new Deno.Command(command, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return {
-      code: output.code,
-      stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
-    };
-  } catch (error) {
-    return { code: 127, stdout: "", stderr: (error as Error).message };
-  }
-}
+const run = (argv: string[]) => runCommand(argv);
 
 async function found(tool: string): Promise<boolean> {
   return (await run(["sh", "-c", `command -v ${tool}`])).code === 0;

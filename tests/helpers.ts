@@ -3,6 +3,7 @@
  * the overlay command run exactly as the `overlay` task in deno.json runs it.
  */
 import { overlayArgv } from "../lab/overlay_argv.ts";
+import { type CommandOutput, runCommand } from "../lab/run.ts";
 
 export { overlayArgv };
 export { type EtcdServer, freePort, startEtcd } from "../lab/etcd.ts";
@@ -11,36 +12,12 @@ export { waitFor } from "../lab/wait.ts";
 /** Options for Deno.test on tests that talk to etcd (grpc keeps timers of its own). */
 export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false } as const;
 
-export interface CommandResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs `overlay ARGS…` to completion. */
 export async function overlay(
   args: string[],
   options: { env?: Record<string, string>; stdin?: string; netns?: string } = {},
-): Promise<CommandResult> {
-  const [command, ...rest] = wrapNetns(options.netns, [...overlayArgv(), ...args]);
-  const child = new Deno.Command(command, {
-    args: rest,
-    env: options.env,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const output = await child.output();
-  return {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
+): Promise<CommandOutput> {
+  return await runCommand(wrapNetns(options.netns, [...overlayArgv(), ...args]), options);
 }
 
 /** A running `overlay run` (or other long-lived command). */

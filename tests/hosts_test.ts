@@ -54,14 +54,7 @@ Deno.test({
       health.stdout,
       /^not-ready ip-forwarding-disabled \(net\.ipv4\.ip_forward is 0: .*sysctl -w net\.ipv4\.ip_forward=1\)\n$/,
     );
-    const status = JSON.parse(
-      (await lab.overlay(h1.ns, [
-        "status",
-        "--json",
-        `--subnet-file=${h1.subnetFile}`,
-        `--state-dir=${h1.stateDir}`,
-      ])).stdout,
-    );
+    const status = await lab.status(h1);
     assert.match(status.health, /^not-ready ip-forwarding-disabled/);
     assert.equal(await lab.ping(c2, c1.ip), undefined, "health told the truth");
     await waitFor(() => /IPv4 forwarding was turned off/.test(lab.agent(h1)!.log()), {
@@ -166,24 +159,33 @@ async function hostState(lab: Lab, host: LabHost, device?: string) {
   };
 }
 
+/** A lab whose hosts lease below 10.10.100.0, leaving the rest for a test's own entries. */
+async function labWithRoomAbove(backend: string): Promise<Lab> {
+  const lab = await Lab.create();
+  try {
+    await lab.setConfig({
+      Network: "10.10.0.0/16",
+      SubnetMax: "10.10.99.0",
+      Backend: { Type: backend },
+    });
+  } catch (error) {
+    await lab[Symbol.asyncDispose]();
+    throw error;
+  }
+  return lab;
+}
+
 for (const backend of ["host-gw", "vxlan"] as const) {
   Deno.test({
     name:
       `${backend}: hostile and mistaken leases are skipped with a warning and a count, and change nothing on the host`,
     ...INTEGRATION,
     async fn() {
-      await using lab = await Lab.create();
-      // Hosts lease below 10.10.100.0; the hostile keys sit above.
-      await lab.setConfig({
-        Network: "10.10.0.0/16",
-        SubnetMax: "10.10.99.0",
-        Backend: { Type: backend },
-      });
-      const [h1, h2] = [await lab.addHost(), await lab.addHost()];
-      lab.startAgent(h1, ["--healthz-ip=127.0.0.1", "--healthz-port=9913"]);
-      lab.startAgent(h2);
-      await lab.waitReady(h1);
-      await lab.waitReady(h2);
+      await using lab = await labWithRoomAbove(backend); // the hostile keys sit above
+      const [h1, h2] = await lab.readyHosts(2, [
+        ["--healthz-ip=127.0.0.1", "--healthz-port=9913"],
+        [],
+      ]);
       const device = backend === "vxlan" ? "flannel.1" : undefined;
       const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
       const h2Lease = JSON.parse(
@@ -282,18 +284,11 @@ Deno.test({
     "route ownership: the agent's routes carry its mark; a route someone else made is left alone and reported",
   ...INTEGRATION,
   async fn() {
-    await using lab = await Lab.create();
-    // Hosts lease below 10.10.100.0; the hand-made route and its peer sit above.
-    await lab.setConfig({
-      Network: "10.10.0.0/16",
-      SubnetMax: "10.10.99.0",
-      Backend: { Type: "host-gw" },
-    });
-    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
-    lab.startAgent(h1, ["--healthz-ip=127.0.0.1", "--healthz-port=9914"]);
-    lab.startAgent(h2);
-    await lab.waitReady(h1);
-    await lab.waitReady(h2);
+    await using lab = await labWithRoomAbove("host-gw"); // the hand-made route sits above
+    const [h1, h2] = await lab.readyHosts(2, [
+      ["--healthz-ip=127.0.0.1", "--healthz-port=9914"],
+      [],
+    ]);
     const route = async (subnet: string) =>
       (await lab.exec(h1.ns, ["ip", "route", "show", subnet])).stdout.trim();
     const h2Subnet = await lab.subnetOf(h2);
@@ -317,21 +312,13 @@ Deno.test({
       `${PREFIX}/subnets/10.10.220.0-24`,
       `{"PublicIP":"${UNDERLAY_PREFIX}.99","PublicIPv6":null,"BackendType":"host-gw"}`,
     );
-    const status = async () =>
-      JSON.parse(
-        (await lab.overlay(h1.ns, [
-          "status",
-          "--json",
-          `--subnet-file=${h1.subnetFile}`,
-          `--state-dir=${h1.stateDir}`,
-        ])).stdout,
-      ).state;
+    const status = async () => (await lab.status(h1)).state!;
     await waitFor(async () => (await status()).conflicts?.length === 1, {
       timeoutMs: 8_000,
       what: "the conflict in status",
     });
     assert.match(
-      (await status()).conflicts[0],
+      (await status()).conflicts?.[0] ?? "",
       /^route 10\.10\.220\.0\/24 \(held by: 10\.10\.220\.0\/24 via 172\.31\.254\.98 dev eth0 proto 3\)$/,
     );
     assert.match(await lab.metrics(h1, 9914), /^overlay_route_conflicts 1$/m);
@@ -370,7 +357,7 @@ Deno.test({
       await route(h2Subnet),
       `${h2Subnet} via ${UNDERLAY_PREFIX}.97 dev eth0 proto static`,
     );
-    assert.equal((await status()).conflicts.length, 1);
+    assert.equal((await status()).conflicts?.length, 1);
 
     // A peer leaving removes the agent's route, never someone else's.
     await lab.etcdctl("del", `${PREFIX}/subnets/10.10.220.0-24`);
@@ -406,9 +393,7 @@ Deno.test({
   async fn() {
     await using lab = await Lab.create();
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "vxlan" } });
-    const h1 = await lab.addHost();
-    lab.startAgent(h1);
-    await lab.waitReady(h1);
+    const h1 = await lab.readyHost();
     const macFile = `${h1.stateDir}/flannel.1.vtep-mac`;
     const original = (await Deno.readTextFile(macFile)).trim();
     // Three more hosts from an image made of h1: the same VtepMAC in their state folders,

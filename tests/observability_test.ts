@@ -75,28 +75,14 @@ Deno.test({
     await t.step(
       "overlay status shows the peers and when the data path last heard from them",
       async () => {
-        const status = async () =>
-          JSON.parse(
-            (await lab.overlay(h1.ns, [
-              "status",
-              "--json",
-              `--subnet-file=${h1.subnetFile}`,
-              `--state-dir=${h1.stateDir}`,
-            ])).stdout,
-          );
         // The agent refreshes its state every 2 s.
-        const peer = await waitFor(async () => {
-          const now = await status();
-          const found = now.state.peerList.find((p: { publicIp: string }) => p.publicIp === h2.ip);
-          return found?.lastHeard > 0 ? found : undefined;
+        const lastHeard = await waitFor(async () => {
+          const peers = (await lab.status(h1)).state?.peerList ?? [];
+          return peers.find((p) => p.publicIp === h2.ip)?.lastHeard || undefined;
         }, { timeoutMs: 5000, what: "peer heard from" });
-        assert.ok(Date.now() - peer.lastHeard < 30_000, "heard recently");
-        assert.equal((await status()).ready, true);
-        const text = await lab.overlay(h1.ns, [
-          "status",
-          `--subnet-file=${h1.subnetFile}`,
-          `--state-dir=${h1.stateDir}`,
-        ]);
+        assert.ok(Date.now() - lastHeard < 30_000, "heard recently");
+        assert.equal((await lab.status(h1)).ready, true);
+        const text = await lab.overlay(h1.ns, ["status", ...lab.hostFlags(h1)]);
         assert.match(text.stdout, /SUBNET\s+PUBLIC-IP\s+BACKEND\s+SINCE\s+HEARD/);
         assert.match(
           text.stdout,
@@ -108,26 +94,14 @@ Deno.test({
     await t.step(
       "a peer heard from for the first time shows as heard in status within a second",
       async () => {
-        const h3 = await lab.addHost();
-        lab.startAgent(h3);
-        await lab.waitReady(h3);
+        const h3 = await lab.readyHost();
         const c3 = await lab.addContainer(h3);
-        const heard = async () => {
-          const state = JSON.parse(
-            (await lab.overlay(h1.ns, [
-              "status",
-              "--json",
-              `--subnet-file=${h1.subnetFile}`,
-              `--state-dir=${h1.stateDir}`,
-            ])).stdout,
-          ).state;
-          return state.peerList.find((p: { publicIp: string }) => p.publicIp === h3.ip)
-            ?.lastHeard;
-        };
+        const heard = async () =>
+          (await lab.status(h1)).state?.peerList?.find((p) => p.publicIp === h3.ip)?.lastHeard;
         await waitFor(async () => (await heard()) === 0, { what: "h3 known, never heard" });
         assert.notEqual(await lab.ping(c3, c1.ip), undefined);
         const pinged = Date.now();
-        await waitFor(async () => (await heard()) > 0, {
+        await waitFor(async () => ((await heard()) ?? 0) > 0, {
           timeoutMs: 1_000,
           intervalMs: 20,
           what: "h3 shown as heard",

@@ -34,11 +34,7 @@ function keepPinging(lab: Lab, from: LabContainer, to: string, intervalS = 0.2) 
 
 /** Two hosts with a container each, agents running. */
 async function twoHosts(lab: Lab, extra: string[] = []) {
-  const [h1, h2] = [await lab.addHost(), await lab.addHost()];
-  lab.startAgent(h1, extra);
-  lab.startAgent(h2, extra);
-  await lab.waitReady(h1);
-  await lab.waitReady(h2);
+  const [h1, h2] = await lab.readyHosts(2, extra);
   const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
   assert.notEqual(await lab.ping(c1, c2.ip, { count: 2 }), undefined);
   return { h1, h2, c1, c2 };
@@ -139,9 +135,7 @@ Deno.test({
     });
     assert.equal((await lab.health(h1)).code, 0, "still ready while etcd is away");
     // A host joins through another member while member 0 is down.
-    const h3 = await lab.addHost();
-    lab.startAgent(h3, [`--etcd-endpoints=${lab.etcdEndpoints[1]}`]);
-    await lab.waitReady(h3);
+    const h3 = await lab.readyHost([`--etcd-endpoints=${lab.etcdEndpoints[1]}`]);
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, 15_000 - (Date.now() - down))));
     lab.startEtcdMember(0);
     const back = Date.now();
@@ -180,9 +174,7 @@ Deno.test({
       const pinging = keepPinging(lab, c1, c2.ip, 0.1);
       await lab.stopEtcdMember(0);
       const killed = performance.now();
-      const h3 = await lab.addHost();
-      lab.startAgent(h3, [`--etcd-endpoints=${lab.etcdEndpoints[2]}`]);
-      await lab.waitReady(h3);
+      await lab.readyHost([`--etcd-endpoints=${lab.etcdEndpoints[2]}`]); // h3, joining through another member
       await waitFor(async () => (await lab.health(h1)).stdout.includes("peers:2"), {
         timeoutMs: 5000,
         intervalMs: 50,
@@ -230,9 +222,7 @@ Deno.test({
   async fn() {
     await using lab = await Lab.create();
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
-    const h1 = await lab.addHost();
-    lab.startAgent(h1, ["--subnet-lease-ttl=4s"]);
-    await lab.waitReady(h1);
+    const h1 = await lab.readyHost(["--subnet-lease-ttl=4s"]);
     const key = `/coreos.com/network/subnets/${(await lab.subnetOf(h1)).replace("/", "-")}`;
     await new Promise((resolve) => setTimeout(resolve, 9000)); // more than two TTLs
     assert.notEqual((await lab.etcdctl("get", key)).stdout, "", "renewed, so still there");

@@ -71,11 +71,7 @@ Deno.test({
   async fn() {
     await using lab = await Lab.create();
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
-    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
-    lab.startAgent(h1);
-    lab.startAgent(h2);
-    await lab.waitReady(h1);
-    await lab.waitReady(h2);
+    const [h1, h2] = await lab.readyHosts(2);
     const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
     const server = lab.spawn(c2.ns, ["iperf3", "-s", "-1"]);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -112,9 +108,7 @@ Deno.test({
   async fn() {
     await using lab = await Lab.create();
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
-    const h1 = await lab.addHost();
-    lab.startAgent(h1);
-    await lab.waitReady(h1);
+    const h1 = await lab.readyHost();
     const evil = "\u001b]0;pwned\u0007\u001b[2J\u009b31m\u202e";
     await lab.etcdctl(
       "put",
@@ -161,9 +155,7 @@ Deno.test({
   async fn() {
     await using lab = await Lab.create();
     await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
-    const h1 = await lab.addHost();
-    lab.startAgent(h1);
-    await lab.waitReady(h1);
+    const h1 = await lab.readyHost();
     const key = "/coreos.com/network/subnets/10.10.0.0-24";
     for (let i = 0; i < 30; i++) {
       const ip = i % 2 === 0 ? "127.0.0.1" : "0.0.0.1";

@@ -164,9 +164,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
                 .every((r) => r.includes("proto 111")),
             { what: "peer routes carrying the mark" },
           );
-          const state = JSON.parse(
-            (await lab.overlay(h1.ns, ["status", "--json", ...lab.agentFlags(h1).slice(1)])).stdout,
-          ).state;
+          const state = (await lab.status(h1)).state!;
           assert.deepEqual(state.conflicts ?? [], []);
         }
         const log = lab.agent(h1)!.log();

@@ -7,13 +7,8 @@
  * warning and no route (a route to an unreachable gateway would only blackhole traffic).
  * Device MTU = underlay MTU.
  */
-import {
-  type Backend,
-  type BackendContext,
-  type BackendObservation,
-  type BackendOwned,
-  deviceMtu,
-} from "../backend.ts";
+import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
+import { deviceMtu } from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import type { NetworkConfig } from "../config.ts";

@@ -9,13 +9,8 @@
  * offloads. The design card names Deno.listenDatagram; why the socket is libc's instead,
  * with the figures measured side by side, is in the README ("Why the socket is libc's").
  */
-import {
-  type Backend,
-  type BackendContext,
-  type BackendObservation,
-  type BackendOwned,
-  deviceMtu,
-} from "../backend.ts";
+import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
+import { deviceMtu } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";

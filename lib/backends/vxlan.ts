@@ -13,13 +13,8 @@
  * With DirectRouting, a peer on our L2 segment gets `ip route replace <peer subnet> via
  * <peer PublicIP> dev <underlay>` instead.
  */
-import {
-  type Backend,
-  type BackendContext,
-  type BackendObservation,
-  type BackendOwned,
-  deviceMtu,
-} from "../backend.ts";
+import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
+import { deviceMtu } from "../backend.ts";
 import { interfaceIndex } from "../../ffi/libc.ts";
 import { AF_BRIDGE, AF_INET, type LinkInfo, Netlink, NUD_PERMANENT } from "../../ffi/netlink.ts";
 import type { NetworkConfig } from "../config.ts";
