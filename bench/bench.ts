@@ -2,11 +2,12 @@
  * Benchmarks (deno task bench). Never part of the tests. Figures print to the terminal
  * and to bench/results/latest.json.
  *
- *   deno task bench [--only lease]
+ *   deno task bench [--only lease,reconnect,udp,kernel,socket]
  */
 import { parseArgs } from "node:util";
 import { KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
 import { leaseBench } from "./lease_bench.ts";
+import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
 import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
 
@@ -27,6 +28,29 @@ if (want("lease")) {
         lease.acquireMs.map((ms) => ms.toFixed(0)).join(", ")
       } ms); target ≤ ${lease.targetMs} ms: ` +
       verdict(lease.medianMs <= lease.targetMs),
+  );
+}
+
+if (want("reconnect")) {
+  const r = await reconnectBench();
+  results.reconnect = r;
+  console.log(
+    `\na fleet reconnecting: ${r.clients} clients (watch + lease each), etcd stopped ${r.downSeconds} s and started again`,
+  );
+  const row = (name: string, f: { peakPerSecond: number; allResumedMs: number }) =>
+    console.log(
+      `  ${name.padEnd(34)} peak ${f.peakPerSecond.toFixed(0).padStart(5)} requests/s, ` +
+        `all watches resumed ${(f.allResumedMs / 1000).toFixed(1)} s after etcd answered`,
+    );
+  row("fixed delays (500 ms / 200 ms)", r.fixed);
+  row("capped backoff, full jitter", r.jittered);
+  const ratio = r.jittered.peakPerSecond / r.fixed.peakPerSecond;
+  console.log(
+    `  peak ${ratio.toFixed(2)} × the fixed delays' (target ≤ ${
+      RECONNECT_TARGETS.peakRatio.toFixed(2)
+    }): ${verdict(ratio <= RECONNECT_TARGETS.peakRatio)}; resumed within ${
+      RECONNECT_TARGETS.allResumedMs / 1000
+    } s: ${verdict(r.jittered.allResumedMs <= RECONNECT_TARGETS.allResumedMs)}`,
   );
 }
 

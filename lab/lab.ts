@@ -17,6 +17,12 @@ import { overlayArgv } from "./overlay_argv.ts";
 
 export const UNDERLAY_PREFIX = "172.31.254";
 export const ETCD_PORT = 2379;
+/** The switch etcd members talk to each other on, in a cluster lab. */
+const PEER_PREFIX = "10.255.254";
+
+function memberAddress(i: number): string {
+  return `${UNDERLAY_PREFIX}.${201 + i}`;
+}
 
 export interface LabHost {
   readonly name: string;
@@ -69,11 +75,12 @@ export class Lab implements AsyncDisposable {
     this.id = id;
     this.#dir = dir;
     this.underlayNs = `${id}-u`;
-    // Members share the switch address on ports 2379, 12379, 22379 (peers: +1).
-    this.etcdEndpoints = Array.from(
-      { length: members },
-      (_, i) => `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT + i * 10_000}`,
-    );
+    // One member listens on the switch address; a cluster's members are hosts of their own
+    // on the switch (.201, .202, …), talking to each other over a separate peer switch, so
+    // one member can be cut off from its peers while clients still reach it.
+    this.etcdEndpoints = members === 1
+      ? [`http://${UNDERLAY_PREFIX}.1:${ETCD_PORT}`]
+      : Array.from({ length: members }, (_, i) => `http://${memberAddress(i)}:${ETCD_PORT}`);
     this.etcdEndpoint = this.etcdEndpoints[0];
   }
 
@@ -408,6 +415,7 @@ export class Lab implements AsyncDisposable {
   }
 
   async #startEtcd(): Promise<void> {
+    if (this.etcdEndpoints.length > 1) await this.#addMemberHosts();
     for (let i = 0; i < this.etcdEndpoints.length; i++) this.startEtcdMember(i, "new");
     const deadline = Date.now() + 15_000;
     while ((await this.etcdctl("endpoint", "health")).code !== 0) {
@@ -417,14 +425,58 @@ export class Lab implements AsyncDisposable {
   }
 
   #peerUrl(i: number): string {
-    return `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT + 1 + i * 10_000}`;
+    return this.etcdEndpoints.length === 1
+      ? `http://${UNDERLAY_PREFIX}.1:${ETCD_PORT + 1}`
+      : `http://${PEER_PREFIX}.${1 + i}:${ETCD_PORT + 1}`;
+  }
+
+  #memberNs(i: number): string {
+    return this.etcdEndpoints.length === 1 ? this.underlayNs : `${this.id}-e${i}`;
+  }
+
+  /** A namespace per member: eth0 on the switch for clients, eth1 on the peer switch. */
+  async #addMemberHosts(): Promise<void> {
+    await this.ip(this.underlayNs, "link", "add", "peers", "type", "bridge");
+    await this.ip(this.underlayNs, "link", "set", "peers", "up");
+    for (let i = 0; i < this.etcdEndpoints.length; i++) {
+      const ns = this.#memberNs(i);
+      await this.#addNamespace(ns);
+      await this.cable(this.underlayNs, `e${i}`, ns);
+      await this.ip(this.underlayNs, "link", "set", `e${i}`, "master", "sw", "up");
+      await this.ip(ns, "addr", "add", `${memberAddress(i)}/24`, "dev", "eth0");
+      await this.ip(ns, "link", "set", "eth0", "up");
+      await this.ip(
+        this.underlayNs,
+        "link",
+        "add",
+        `p${i}`,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth1",
+        "netns",
+        ns,
+      );
+      await this.ip(this.underlayNs, "link", "set", `p${i}`, "master", "peers", "up");
+      await this.ip(ns, "addr", "add", `${PEER_PREFIX}.${1 + i}/24`, "dev", "eth1");
+      await this.ip(ns, "link", "set", "eth1", "up");
+    }
+  }
+
+  /**
+   * Cuts member `i` off from its peers (its link to the peer switch down), or joins it
+   * again; clients still reach it, as in a partition between racks.
+   */
+  async partitionEtcdMember(i: number, cut = true): Promise<void> {
+    await this.ip(this.underlayNs, "link", "set", `p${i}`, cut ? "down" : "up");
   }
 
   /** Starts etcd member `i` (again, after stopEtcdMember, with its data kept). */
   startEtcdMember(i: number, state: "new" | "existing" = "existing"): void {
     const url = this.etcdEndpoints[i];
     const cluster = this.etcdEndpoints.map((_, j) => `m${j}=${this.#peerUrl(j)}`).join(",");
-    this.#members[i] = this.spawn(this.underlayNs, [
+    this.#members[i] = this.spawn(this.#memberNs(i), [
       "etcd",
       `--name=m${i}`,
       `--data-dir=${this.#dir}/etcd${i}`,

@@ -16,6 +16,11 @@ export class Backoff {
     this.#random = options.random ?? Math.random;
   }
 
+  /** The same delay every time, no jitter: how the agent retried before (the bench's baseline). */
+  static fixed(ms: number): Backoff {
+    return new Backoff({ baseMs: ms, capMs: ms, random: () => 1 });
+  }
+
   /** The upper bound of the next delay, before jitter. */
   get window(): number {
     return Math.min(this.#capMs, this.#baseMs * 2 ** this.#attempt);

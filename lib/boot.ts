@@ -37,7 +37,7 @@ export async function awaitNetworkConfig(
   client: EtcdClient,
   options: BootOptions,
 ): Promise<BootedConfig | undefined> {
-  const backoff = new Backoff({ baseMs: 1_000, capMs: 10_000 });
+  const backoff = new Backoff({ baseMs: 250, capMs: 10_000 });
   let last = "";
   while (!options.signal.aborted) {
     let reason: string;

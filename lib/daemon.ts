@@ -3,8 +3,9 @@
  * Each step is a method of Agent below; the pieces it wires live in their own modules:
  * boot order (boot.ts), leasing and renewal (lease_manager.ts), peers (peers.ts), the
  * backend (backends/), host integration (forwarding.ts, bridge.ts, ip_masq.ts,
- * subnet_file.ts), the state file and heartbeat (state_file.ts), the etcd probe
- * (etcd_probe.ts) and health (health.ts).
+ * subnet_file.ts), the state file and heartbeat (state_file.ts), config changes
+ * (config_change.ts) and health (health.ts). Whether etcd is reachable is what the lease
+ * watch and renewals find (registry.ts, etcd_client.ts): no separate probe loads etcd.
  */
 import type { Backend } from "./backend.ts";
 import { createBackend } from "./backends/registry.ts";
@@ -14,7 +15,7 @@ import { ensureBridge } from "./bridge.ts";
 import { DropReporter } from "./drop_reporter.ts";
 import { describeEtcdError, etcdFailure, type EtcdOptions, EtcdUnavailableError } from "./etcd.ts";
 import { EtcdClient } from "./etcd_client.ts";
-import { probeEtcd } from "./etcd_probe.ts";
+import { configChangeReporter } from "./config_change.ts";
 import { flanneldChains, refuseBesideFlanneld, removeFlanneldChains } from "./flanneld.ts";
 import { enableIpv4Forwarding, ipv4ForwardingEnabled } from "./forwarding.ts";
 import { describeState, serveHealth } from "./health.ts";
@@ -68,7 +69,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     await agent.acquire(); // underlay, backend, this host's subnet lease
     await agent.bringUp(); // device, forwarding, bridge, ip-masq, subnet file
     agent.followPeers(); // the lease watch, through the peer tracker, to the backend
-    await agent.serve(); // ready: health server, heartbeat, renewal, etcd probe
+    await agent.serve(); // ready: health server, heartbeat, renewal
     return await agent.runUntilStopped(); // SIGTERM keeps the lease (0); a lost lease is 1
   } catch (error) {
     await agent.abandon(); // bad input changes nothing: give back what this start took
@@ -108,7 +109,6 @@ class Agent {
   #tracker: PeerTracker | undefined;
   #watch: LeaseWatch | undefined;
   #renewal: Renewal | undefined;
-  #probe: { stop(): void } | undefined;
   #masq: { stop(): void } | undefined;
   #healthServer: Deno.HttpServer | undefined;
   #peersTimer: ReturnType<typeof setTimeout> | undefined;
@@ -187,7 +187,7 @@ class Agent {
       renewMarginMs: options.renewMarginMs,
       previousSubnet: await readPreviousSubnet(options.subnetFile),
     });
-    const backoff = new Backoff({ baseMs: 1_000, capMs: 10_000 });
+    const backoff = new Backoff({ baseMs: 250, capMs: 10_000 });
     while (!this.#held) {
       try {
         this.#held = await this.#manager.acquire(config);
@@ -356,10 +356,11 @@ class Agent {
       onSkipped: (skipped) => this.#tracker!.malformed(skipped),
       onResync: () => log.info("lease watch re-listed after compaction"),
       onConnection: (connected) => this.#setEtcdReachable(connected),
+      onConfig: configChangeReporter(this.#booted!.text, this.#registry.configKey),
     });
   }
 
-  /** Ready: the state says so, then health, heartbeat, renewal and the etcd probe run. */
+  /** Ready: the state says so, then health, heartbeat and renewal run. */
   async serve(): Promise<void> {
     const backend = this.#backend!;
     const own = this.#own!;
@@ -402,9 +403,6 @@ class Agent {
           error: describeEtcdError(error, this.#options.etcd),
         });
       },
-    });
-    this.#probe = probeEtcd(this.#registry, this.#booted!.text, {
-      onReachable: (reachable) => this.#setEtcdReachable(reachable),
     });
   }
 
@@ -460,7 +458,6 @@ class Agent {
     clearTimeout(this.#peersTimer);
     clearInterval(this.#contactTimer);
     this.#renewal?.stop();
-    this.#probe?.stop();
     this.#masq?.stop();
     this.#state.stopHeartbeat();
   }

@@ -16,11 +16,31 @@ export interface EtcdOptions {
 
 /** An error etcd answered with (as opposed to not answering at all). */
 export class EtcdResponseError extends Error {
+  /** The HTTP status of the answer (a streamed error carries its own). */
   readonly status: number;
-  constructor(message: string, status: number) {
+  /** The gRPC status code, when the answer named one. */
+  readonly code: number | undefined;
+  constructor(message: string, status: number, code?: number) {
     super(message);
     this.name = "EtcdResponseError";
     this.status = status;
+    this.code = code;
+  }
+
+  /** An election or an overloaded member: the same request will do in a moment. */
+  get transient(): boolean {
+    return /leader changed|no leader|request timed out|too many requests/i.test(this.message);
+  }
+
+  /** This member cannot serve now (no leader, going away): another member may. */
+  get memberUnavailable(): boolean {
+    return this.status === 502 || this.status === 503 || this.code === 14;
+  }
+
+  /** The token expired or was never given: logging in again may cure it. */
+  get unauthenticated(): boolean {
+    return this.status === 401 || this.code === 16 ||
+      /invalid auth token|user name is empty/i.test(this.message);
   }
 }
 
@@ -54,7 +74,17 @@ export function describeEtcdError(error: unknown, options: EtcdOptions): string 
       firstLine(text)
     } (check --etcd-cafile, --etcd-certfile, --etcd-keyfile)`;
   }
-  if (/authentication|permission denied|invalid auth|user name/i.test(text)) {
+  if (/^404 page not found/i.test(text)) {
+    return `${where}: 404 page not found: the agent talks to etcd through its JSON gateway, ` +
+      `which is turned off there (start etcd with --enable-grpc-gateway=true, its default)`;
+  }
+  if (/user name is empty/i.test(text)) {
+    return `${where}: etcd requires authentication (give --etcd-username and --etcd-password)`;
+  }
+  if (/permission denied/i.test(text)) {
+    return `${where}: permission denied (the etcd user needs read and write on ${options.prefix}/)`;
+  }
+  if (/authentication|invalid auth|user name/i.test(text)) {
     return `${where}: authentication failed (check --etcd-username and --etcd-password)`;
   }
   if (/DEADLINE_EXCEEDED|timed out|timeout/i.test(text)) {

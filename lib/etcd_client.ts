@@ -19,19 +19,22 @@ import {
   EtcdResponseError,
   EtcdUnavailableError,
 } from "./etcd.ts";
+import {
+  cancelCode,
+  gatewayError,
+  type KeyValue,
+  parseKv,
+  parseWatchLine,
+  type RawKv,
+  toBase64,
+  type WatchResponse,
+} from "./etcd_gateway.ts";
+import { Backoff, sleep } from "./backoff.ts";
 import { UsageError } from "./errors.ts";
 import { log } from "./log.ts";
 
-export interface KeyValue {
-  readonly key: string;
-  /** The value as UTF-8 text (etcd values here are JSON). */
-  readonly value: string;
-  /** etcd lease ID as a decimal string; "0" when the key has none. */
-  readonly lease: string;
-  readonly modRevision: string;
-  readonly createRevision: string;
-  readonly version: string;
-}
+export type { KeyValue, WatchEvent, WatchResponse } from "./etcd_gateway.ts";
+export { fromBase64, prefixEnd, toBase64 } from "./etcd_gateway.ts";
 
 export interface RangeResult {
   readonly kvs: KeyValue[];
@@ -47,87 +50,45 @@ export type Operation =
   | { readonly put: { readonly key: string; readonly value: string; readonly lease?: string } }
   | { readonly delete: { readonly key: string } };
 
-export interface WatchEvent {
-  readonly type: "PUT" | "DELETE";
-  readonly kv: KeyValue;
-}
-
-export interface WatchResponse {
-  readonly revision: string;
-  readonly created: boolean;
-  readonly canceled: boolean;
-  readonly compactRevision: string;
-  readonly cancelReason: string;
-  readonly events: WatchEvent[];
-}
-
 const REQUEST_TIMEOUT_MS = 5000;
 /** The longest watch response line accepted (etcd's own are far below it). */
 export const MAX_WATCH_LINE_CHARS = 64 * 1024 * 1024;
-/** etcd errors that an election causes and that clear up within a few seconds. */
-const TRANSIENT = /leader changed|no leader|request timed out|too many requests/i;
+/** Retries of a request an election refused (about 12 s in all, the first within 100 ms). */
 const MAX_TRANSIENT_RETRIES = 15;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-export function toBase64(data: string | Uint8Array): string {
-  const bytes = typeof data === "string" ? encoder.encode(data) : data;
-  return (bytes as Uint8Array & { toBase64(): string }).toBase64();
-}
-
-export function fromBase64(text: string | undefined): Uint8Array {
-  if (!text) return new Uint8Array();
-  return (Uint8Array as unknown as { fromBase64(text: string): Uint8Array }).fromBase64(text);
-}
-
-/** The key just past every key that starts with `prefix`: the range end of a prefix. */
-export function prefixEnd(prefix: string): string {
-  const bytes = encoder.encode(prefix);
-  bytes[bytes.length - 1]++;
-  return decoder.decode(bytes);
-}
-
+const TRANSIENT_BACKOFF = { baseMs: 100, capMs: 2_000 };
 /**
- * Base64 to text. Keys and lease values are nearly always ASCII, for which atob is
- * several times faster than TextDecoder (60,000 leases are read at every start).
+ * A watch asks etcd for progress this often, and is given up as silent (the member or the
+ * path to it is gone, though the connection looks open) when nothing came for
+ * WATCH_SILENCE_MS: a silent watch is moved to another endpoint within
+ * WATCH_PROGRESS_MS + WATCH_SILENCE_MS (15 s).
  */
-function decodeText(base64: string | undefined): string {
-  if (!base64) return "";
-  const binary = atob(base64);
-  // deno-lint-ignore no-control-regex
-  return /^[\x00-\x7f]*$/.test(binary) ? binary : decoder.decode(fromBase64(base64));
-}
+export const WATCH_PROGRESS_MS = 5_000;
+export const WATCH_SILENCE_MS = 10_000;
+/**
+ * Asks etcd to refuse the call when the member has no leader, and to cancel a watch when
+ * it loses its leader (etcd's require-leader metadata, through the gateway's header):
+ * a member cut off from its quorum would otherwise serve a watch that never moves.
+ */
+const REQUIRE_LEADER = { "grpc-metadata-hasleader": "true" };
+const encoder = new TextEncoder();
 
-interface RawKv {
-  key?: string;
-  value?: string;
-  lease?: string;
-  mod_revision?: string;
-  create_revision?: string;
-  version?: string;
-}
-
-function parseKv(raw: RawKv): KeyValue {
-  return {
-    key: decodeText(raw.key),
-    value: decodeText(raw.value),
-    lease: raw.lease ?? "0",
-    modRevision: raw.mod_revision ?? "0",
-    createRevision: raw.create_revision ?? "0",
-    version: raw.version ?? "0",
-  };
+export interface EtcdClientTuning {
+  /** The waits between retries of a refused request (the bench compares fixed delays). */
+  readonly transientBackoff?: () => Backoff;
 }
 
 export class EtcdClient {
   readonly options: EtcdOptions;
   readonly #endpoints: string[];
   readonly #http: Deno.HttpClient | undefined;
+  readonly #transientBackoff: () => Backoff;
   #current = 0;
   #token: string | undefined;
   #closed = new AbortController();
 
-  constructor(options: EtcdOptions) {
+  constructor(options: EtcdOptions, tuning: EtcdClientTuning = {}) {
     this.options = options;
+    this.#transientBackoff = tuning.transientBackoff ?? (() => new Backoff(TRANSIENT_BACKOFF));
     const tls = Boolean(options.caFile || options.certFile) ||
       options.endpoints.some((e) => e.startsWith("https:"));
     this.#endpoints = options.endpoints.map((e) =>
@@ -262,55 +223,162 @@ export class EtcdClient {
 
   /**
    * Opens a watch stream on [key, rangeEnd) from `startRevision` and calls `onResponse`
-   * for each response. Resolves when the stream ends (error, cancel or abort); the
-   * caller decides where to resume.
+   * for each response. Resolves when the stream ends (cancel or abort); throws when it
+   * breaks, with the endpoint moved on when the member was at fault (no leader, silent,
+   * unreachable). The caller decides where to resume. An expired token is renewed once.
    */
   async watch(
     options: { key: string; rangeEnd?: string; startRevision: string; signal: AbortSignal },
     onResponse: (response: WatchResponse) => void,
   ): Promise<void> {
-    const signal = AbortSignal.any([options.signal, this.#closed.signal]);
-    const endpoint = this.#endpoints[this.#current];
-    let response: Response;
     try {
-      response = await fetch(`${endpoint}/v3/watch`, {
-        method: "POST",
-        headers: this.#headers(),
-        body: JSON.stringify({
-          create_request: {
-            key: toBase64(options.key),
-            ...(options.rangeEnd !== undefined ? { range_end: toBase64(options.rangeEnd) } : {}),
-            start_revision: options.startRevision,
-            progress_notify: true,
-          },
-        }),
-        signal,
-        client: this.#http,
-      });
+      return await this.#watchOnce(options, onResponse);
     } catch (error) {
-      this.#current = (this.#current + 1) % this.#endpoints.length;
-      throw new EtcdUnavailableError(describeEtcdError(error, this.options), { cause: error });
+      if (!this.#mayLogInAgain(error)) throw error;
+      return await this.#watchOnce(options, onResponse);
     }
-    if (!response.ok || !response.body) {
-      const text = await response.text().catch(() => "");
-      throw new EtcdResponseError(errorMessage(text, response.status), response.status);
+  }
+
+  async #watchOnce(
+    options: { key: string; rangeEnd?: string; startRevision: string; signal: AbortSignal },
+    onResponse: (response: WatchResponse) => void,
+  ): Promise<void> {
+    const endpoint = this.#endpoints[this.#current];
+    const silent = new AbortController();
+    const signal = AbortSignal.any([options.signal, this.#closed.signal, silent.signal]);
+    // The request body stays open: progress requests go up the same stream. etcd's gateway
+    // answers such a stream only when the request says "Expect: 100-continue" (without it
+    // the response never started, on etcd 3.4 and this Deno).
+    let send: (message: unknown) => void = () => {};
+    let endRequest = () => {};
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        let open = true;
+        send = (message) => {
+          if (open) controller.enqueue(encoder.encode(JSON.stringify(message) + "\n"));
+        };
+        endRequest = () => {
+          if (!open) return;
+          open = false;
+          try {
+            controller.close();
+          } catch { /* the fetch cancelled it */ }
+        };
+      },
+      cancel() {
+        send = () => {};
+      },
+    });
+    send({
+      create_request: {
+        key: toBase64(options.key),
+        ...(options.rangeEnd !== undefined ? { range_end: toBase64(options.rangeEnd) } : {}),
+        start_revision: options.startRevision,
+        progress_notify: true,
+      },
+    });
+    // An abort ends the request body too: a fetch still sending it would otherwise wait.
+    signal.addEventListener("abort", () => endRequest(), { once: true });
+    let heardAt = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - heardAt > WATCH_SILENCE_MS) silent.abort();
+      else send({ progress_request: {} });
+    }, WATCH_PROGRESS_MS);
+    try {
+      let response: Response;
+      try {
+        response = await fetch(`${endpoint}/v3/watch`, {
+          method: "POST",
+          headers: {
+            ...await this.#authorizedHeaders(endpoint),
+            ...REQUIRE_LEADER,
+            expect: "100-continue",
+          },
+          body,
+          signal,
+          client: this.#http,
+        });
+      } catch (error) {
+        if (error instanceof EtcdResponseError) throw error;
+        this.#moveOn();
+        throw new EtcdUnavailableError(describeEtcdError(error, this.options), { cause: error });
+      }
+      if (!response.ok || !response.body) {
+        const text = await response.text().catch(() => "");
+        const failure = gatewayError(text, response.status) ??
+          { message: `HTTP ${response.status}`, code: undefined, httpStatus: response.status };
+        const error = new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
+        if (error.memberUnavailable) this.#moveOn();
+        throw error;
+      }
+      await this.#readWatch(response.body, endpoint, signal, (line) => {
+        heardAt = Date.now();
+        const parsed = parseWatchLine(line);
+        if (!("events" in parsed)) {
+          const error = new EtcdResponseError(parsed.message, parsed.httpStatus, parsed.code);
+          if (error.memberUnavailable) this.#moveOn();
+          throw error;
+        }
+        const refused = parsed.canceled ? cancelCode(parsed.cancelReason) : undefined;
+        if (refused !== undefined) {
+          throw new EtcdResponseError(parsed.cancelReason, 200, refused);
+        }
+        // The answers to progress requests (watch id -1) are this watcher's progress too:
+        // etcd sends one only when every watcher of the stream has caught up.
+        onResponse(parsed);
+        // A cancelled watcher ends the stream: the open request body would keep it alive.
+        return parsed.canceled ? "end" : undefined;
+      });
+      if (silent.signal.aborted && !options.signal.aborted) throw silent.signal.reason;
+    } catch (error) {
+      if (silent.signal.aborted && !options.signal.aborted) {
+        this.#moveOn();
+        throw new EtcdUnavailableError(
+          `etcd at ${endpoint}: the watch heard nothing for ${
+            WATCH_SILENCE_MS / 1000
+          } s; moving on`,
+          { cause: error },
+        );
+      }
+      throw error;
+    } finally {
+      clearInterval(watchdog);
+      endRequest();
     }
-    // One JSON response per line. Only the new chunk is searched for line ends, and a line
-    // may not grow past MAX_WATCH_LINE_CHARS: a server that never ends one cannot make the
-    // agent hold (or rescan) an unbounded buffer.
+  }
+
+  /**
+   * Calls `onLine` for each line of a watch stream. Only the new chunk is searched for
+   * line ends, and a line may not grow past MAX_WATCH_LINE_CHARS: a server that never
+   * ends one cannot make the agent hold (or rescan) an unbounded buffer. The last line
+   * of a stream that breaks (etcd's error) may come without a line end.
+   */
+  async #readWatch(
+    stream: ReadableStream<Uint8Array>,
+    endpoint: string,
+    signal: AbortSignal,
+    onLine: (line: string) => "end" | void,
+  ): Promise<void> {
     let pending = "";
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+    // An abort does not always reach a body read under way (a streamed request body is
+    // still open): cancelling the reader ends it for sure.
+    const stop = () => reader.cancel().catch(() => {});
+    signal.addEventListener("abort", stop, { once: true });
     try {
       while (true) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) {
+          if (pending.trim()) onLine(pending.trim());
+          return;
+        }
         let start = 0;
         let newline: number;
         while ((newline = value.indexOf("\n", start)) >= 0) {
           const line = (pending + value.slice(start, newline)).trim();
           pending = "";
           start = newline + 1;
-          if (line) onResponse(parseWatchLine(line));
+          if (line && onLine(line) === "end") return;
         }
         pending += value.slice(start);
         if (pending.length > MAX_WATCH_LINE_CHARS) {
@@ -321,6 +389,7 @@ export class EtcdClient {
         }
       }
     } finally {
+      signal.removeEventListener("abort", stop);
       reader.cancel().catch(() => {});
     }
   }
@@ -350,69 +419,110 @@ export class EtcdClient {
     return (await Promise.all(attempts)).some(Boolean);
   }
 
+  /**
+   * After a long outage: returns once some endpoint answers `GET /version` again, and then
+   * only after a random part of `spreadMs`. etcd accepts connections a while before it
+   * serves them and answers everything held meanwhile at once; /version, which it answers
+   * without touching its store, takes that wait instead of the fleet's real requests, and
+   * the spread that follows starts when etcd serves.
+   */
+  async untilAnswering(spreadMs: number, signal: AbortSignal): Promise<void> {
+    const answers = async (endpoint: string) => {
+      try {
+        const response = await fetch(`${endpoint}/version`, {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(3_000)]),
+          client: this.#http,
+        });
+        await response.body?.cancel();
+        return response.ok;
+      } catch {
+        return false;
+      }
+    };
+    while (!signal.aborted && !(await Promise.all(this.#endpoints.map(answers))).some(Boolean)) {
+      await sleep(500 + Math.random() * 1000, signal);
+    }
+    await sleep(Math.random() * spreadMs, signal);
+  }
+
   // ---- transport -----------------------------------------------------------------
 
   /**
    * POSTs a request to the current endpoint, moving on to the next endpoint when one
-   * cannot be reached. Throws EtcdUnavailableError when none answers, EtcdResponseError
-   * when etcd refuses.
+   * cannot be reached or has no leader, retrying (with backoff) what an election refused
+   * and logging in again once when the token expired. Throws EtcdUnavailableError when
+   * no endpoint answers, EtcdResponseError when etcd refuses.
    */
   async call<T = unknown>(path: string, body: unknown): Promise<T> {
+    try {
+      return await this.#callOnce<T>(path, body);
+    } catch (error) {
+      if (!this.#mayLogInAgain(error)) throw error;
+      return await this.#callOnce<T>(path, body);
+    }
+  }
+
+  async #callOnce<T>(path: string, body: unknown): Promise<T> {
     let lastError: unknown;
     let transientRetries = 0;
+    const backoff = this.#transientBackoff();
     for (let attempt = 0; attempt < this.#endpoints.length; attempt++) {
       const endpoint = this.#endpoints[this.#current];
-      let response: Response;
+      let status: number;
+      let text: string;
       try {
-        response = await fetch(`${endpoint}${path}`, {
+        const response = await fetch(`${endpoint}${path}`, {
           method: "POST",
-          headers: await this.#authorizedHeaders(endpoint),
+          headers: { ...await this.#authorizedHeaders(endpoint), ...REQUIRE_LEADER },
           body: JSON.stringify(body),
           signal: AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), this.#closed.signal]),
           client: this.#http,
         });
+        status = response.status;
+        text = await response.text();
       } catch (error) {
         if (error instanceof EtcdResponseError) throw error;
         lastError = error;
-        this.#current = (this.#current + 1) % this.#endpoints.length;
+        this.#moveOn();
         continue;
       }
-      const text = await response.text();
-      if (!response.ok) {
-        if (response.status === 401 && this.#token) {
-          this.#token = undefined; // expired token: authenticate again next time
-        }
-        const message = errorMessage(text, response.status);
-        if (response.status === 503 || response.status === 502) {
-          // No leader, or the member is going away: another member may do better.
-          lastError = new Error(message);
-          this.#current = (this.#current + 1) % this.#endpoints.length;
-          if (!(TRANSIENT.test(message) && transientRetries++ < MAX_TRANSIENT_RETRIES)) continue;
-          attempt--;
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          continue;
-        }
-        if (TRANSIENT.test(message) && transientRetries++ < MAX_TRANSIENT_RETRIES) {
-          // An election in progress: the same request will do in a moment.
-          lastError = new Error(message);
-          attempt--;
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          continue;
-        }
-        throw new EtcdResponseError(message, response.status);
+      const failure = gatewayError(text, status);
+      if (!failure) {
+        const parsed = JSON.parse(text);
+        return (parsed.result ?? parsed) as T;
       }
-      const parsed = JSON.parse(text);
-      return (parsed.result ?? parsed) as T;
+      const error = new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
+      const retry = error.transient && transientRetries++ < MAX_TRANSIENT_RETRIES;
+      if (error.memberUnavailable) {
+        // No leader, or the member is going away: another member may do better.
+        lastError = error;
+        this.#moveOn();
+      } else if (!retry) {
+        throw error;
+      }
+      if (retry) {
+        // An election in progress: the same request will do in a moment.
+        lastError = error;
+        attempt--;
+        await sleep(backoff.next(), this.#closed.signal);
+      }
     }
     throw new EtcdUnavailableError(describeEtcdError(lastError, this.options), {
       cause: lastError,
     });
   }
 
-  #headers(): Record<string, string> {
-    return this.#token
-      ? { "content-type": "application/json", authorization: this.#token }
-      : { "content-type": "application/json" };
+  /** An expired (or missing) token on a client that can log in: forget it, try once more. */
+  #mayLogInAgain(error: unknown): boolean {
+    if (!(error instanceof EtcdResponseError) || !error.unauthenticated) return false;
+    if (!this.options.username || this.#token === undefined) return false;
+    log.debug("etcd token refused; logging in again", { reason: error.message });
+    this.#token = undefined;
+    return true;
+  }
+
+  #moveOn(): void {
+    this.#current = (this.#current + 1) % this.#endpoints.length;
   }
 
   async #authorizedHeaders(endpoint: string): Promise<Record<string, string>> {
@@ -424,43 +534,15 @@ export class EtcdClient {
         client: this.#http,
       });
       const text = await response.text();
-      if (!response.ok) {
-        throw new EtcdResponseError(errorMessage(text, response.status), response.status);
+      const failure = gatewayError(text, response.status);
+      if (failure) {
+        throw new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
       }
       this.#token = JSON.parse(text).token;
     }
-    return this.#headers();
-  }
-}
-
-function parseWatchLine(line: string): WatchResponse {
-  const parsed = JSON.parse(line);
-  if (parsed.error) {
-    throw new EtcdResponseError(
-      parsed.error.message ?? JSON.stringify(parsed.error),
-      parsed.error.http_code ?? 500,
-    );
-  }
-  const result = parsed.result ?? {};
-  return {
-    revision: result.header?.revision ?? "0",
-    created: result.created === true,
-    canceled: result.canceled === true,
-    compactRevision: result.compact_revision ?? "0",
-    cancelReason: result.cancel_reason ?? "",
-    events: (result.events ?? []).map((event: { type?: string; kv: RawKv }) => ({
-      type: event.type === "DELETE" ? "DELETE" : "PUT",
-      kv: parseKv(event.kv ?? {}),
-    })),
-  };
-}
-
-function errorMessage(text: string, status: number): string {
-  try {
-    const parsed = JSON.parse(text);
-    return parsed.message ?? parsed.error ?? `HTTP ${status}`;
-  } catch {
-    return text.trim() || `HTTP ${status}`;
+    return this.#token
+      ? { "content-type": "application/json", authorization: this.#token }
+      : { "content-type": "application/json" };
   }
 }
 

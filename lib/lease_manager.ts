@@ -234,7 +234,7 @@ export class LeaseManager {
     let running = false;
     // Retries never wait so long that a short TTL runs out between them.
     const capMs = Math.min(10_000, Math.max(1_000, this.#options.ttlMs / 4));
-    const backoff = new Backoff({ baseMs: 1_000, capMs });
+    const backoff = new Backoff({ baseMs: 250, capMs });
     const schedule = (at: number) => {
       clearTimeout(timer);
       if (!Number.isFinite(at) || stopped) return;

@@ -17,6 +17,7 @@ import {
   subnetsPrefix,
 } from "./lease.ts";
 import { log } from "./log.ts";
+import { Backoff, sleep } from "./backoff.ts";
 
 /** A key under the subnets prefix that is not a valid lease, and why. */
 export interface SkippedLease {
@@ -43,7 +44,22 @@ export interface WatchHooks {
   onResync?: () => void;
   /** The watch stream broke (etcd unreachable) or came back. */
   onConnection?: (connected: boolean) => void;
+  /** The network config key was written (its text) or deleted (undefined). */
+  onConfig?: (text: string | undefined) => void;
+  /** The waits before a broken stream is opened again (capped, jittered by default). */
+  backoff?: Backoff;
 }
+
+/**
+ * Re-opening a broken watch: the first retry within 250 ms, none more than 6 s apart, so a
+ * fleet that lost etcd comes back spread over 6 s instead of all at once.
+ */
+export const WATCH_RETRY = { baseMs: 250, capMs: 6_000 } as const;
+/**
+ * Once retries are that far apart (etcd has been away for several seconds), a watch waits
+ * for etcd to serve again and then a random part of this before it opens again.
+ */
+export const WATCH_SPREAD_MS = 5_000;
 
 /** Where a watch stream comes from: the etcd client, or a scripted one in tests. */
 export interface WatchStream {
@@ -52,6 +68,8 @@ export interface WatchStream {
     options: { key: string; rangeEnd?: string; startRevision: string; signal: AbortSignal },
     onResponse: (response: WatchResponse) => void,
   ): Promise<void>;
+  /** After a long outage, waits for etcd to serve again, then a random part of `spreadMs`. */
+  untilAnswering?(spreadMs: number, signal: AbortSignal): Promise<void>;
 }
 
 export class SubnetRegistry {
@@ -290,6 +308,8 @@ export class LeaseWatch {
   readonly #stream: WatchStream;
   readonly #onEvent: (event: LeaseEvent) => void;
   readonly #hooks: WatchHooks;
+  readonly #backoff: Backoff;
+  readonly #subnets: string;
   /** Current view: lease key → lease. */
   readonly #known = new Map<string, Lease>();
   #lastRevision: bigint;
@@ -297,7 +317,6 @@ export class LeaseWatch {
   #abort = new AbortController();
   #ready: Promise<void>;
   #markReady: () => void = () => {};
-  #wake: () => void = () => {};
   readonly #running: Promise<void>;
 
   constructor(
@@ -311,6 +330,8 @@ export class LeaseWatch {
     this.#stream = stream;
     this.#onEvent = onEvent;
     this.#hooks = hooks;
+    this.#backoff = hooks.backoff ?? new Backoff(WATCH_RETRY);
+    this.#subnets = subnetsPrefix(registry.prefix);
     for (const lease of from.leases) {
       this.#known.set(leaseKey(registry.prefix, lease.subnet), lease);
     }
@@ -337,7 +358,6 @@ export class LeaseWatch {
   async close(): Promise<void> {
     this.#closed = true;
     this.#abort.abort();
-    this.#wake();
     this.#markReady();
     await this.#running;
   }
@@ -350,7 +370,10 @@ export class LeaseWatch {
     };
     while (!this.#closed) {
       try {
-        await this.#follow(() => setConnected(true));
+        await this.#follow(() => {
+          setConnected(true);
+          this.#backoff.reset();
+        });
       } catch (error) {
         if (this.#closed) break;
         if (error instanceof WatchCompacted) {
@@ -362,19 +385,24 @@ export class LeaseWatch {
           error: (error as Error).message,
           from: (this.#lastRevision + 1n).toString(),
         });
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          setTimeout(resolve, 500);
-        });
+        await sleep(this.#backoff.next(), this.#abort.signal);
+        if (this.#backoff.window >= WATCH_RETRY.capMs) {
+          // A long outage: come back when etcd serves, spread over WATCH_SPREAD_MS.
+          await this.#stream.untilAnswering?.(WATCH_SPREAD_MS, this.#abort.signal);
+        }
       }
     }
   }
 
-  /** Opens one watch stream from the last applied revision + 1; settles when it ends. */
+  /**
+   * Opens one watch stream from the last applied revision + 1; settles when it ends. The
+   * range runs from the config key to the end of the subnets prefix: one stream follows
+   * both (flannel's schema keeps nothing else between them; anything else is passed over).
+   */
   async #follow(onCreated: () => void): Promise<void> {
     const prefix = subnetsPrefix(this.#registry.prefix);
     await this.#stream.watch({
-      key: prefix,
+      key: this.#registry.configKey,
       rangeEnd: prefixEnd(prefix),
       startRevision: (this.#lastRevision + 1n).toString(),
       signal: this.#abort.signal,
@@ -402,6 +430,13 @@ export class LeaseWatch {
       const revision = BigInt(event.kv.modRevision);
       if (revision <= appliedBefore) continue;
       const key = event.kv.key;
+      if (!key.startsWith(this.#subnets)) {
+        if (key === this.#registry.configKey) {
+          this.#hooks.onConfig?.(event.type === "DELETE" ? undefined : event.kv.value);
+        }
+        this.#lastRevision = revision;
+        continue;
+      }
       const previous = this.#known.get(key);
       if (event.type === "DELETE") {
         if (previous) {
@@ -454,13 +489,20 @@ export class LeaseWatch {
         }
         for (const skipped of listing.skipped) this.#hooks.onSkipped?.(skipped);
         this.#lastRevision = listing.revision;
+        // The config key's events in the compacted span are gone too: read it afresh.
+        this.#hooks.onConfig?.(await this.#registry.getConfigText());
         this.#hooks.onResync?.();
+        this.#backoff.reset();
         return;
       } catch (error) {
         log.warn("lease re-list after compaction failed; retrying", {
           error: (error as Error).message,
         });
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await sleep(this.#backoff.next(), this.#abort.signal);
+        if (this.#backoff.window >= WATCH_RETRY.capMs) {
+          // A long outage: come back when etcd serves, spread over WATCH_SPREAD_MS.
+          await this.#stream.untilAnswering?.(WATCH_SPREAD_MS, this.#abort.signal);
+        }
       }
     }
   }

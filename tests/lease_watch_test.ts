@@ -37,6 +37,7 @@ function response(revision: number, events: WatchResponse["events"] = [], create
     canceled: false,
     compactRevision: "0",
     cancelReason: "",
+    watchId: created || events.length > 0 ? "0" : "-1",
     events,
   };
 }
