@@ -18,44 +18,43 @@ const options = (endpoints: string[], extra: Partial<EtcdOptions> = {}): EtcdOpt
 });
 
 Deno.test("every error shape of etcd's gateway reads as one message and code", () => {
-  // As etcd 3.4 answered them on this machine (see lib/etcd_gateway.ts).
-  assert.deepEqual(
-    gatewayError(
+  // As etcd 3.4 answered them on this machine (see lib/etcd_gateway.ts): body, HTTP status,
+  // and the message, gRPC code and status read from it.
+  const compacted = "etcdserver: mvcc: required revision has been compacted";
+  const shapes: [string, number, string, number | undefined, number][] = [
+    [
       `{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}`,
       503,
-    ),
-    { message: "etcdserver: no leader", code: GRPC.UNAVAILABLE, httpStatus: 503 },
-  );
-  assert.deepEqual(
-    gatewayError(
+      "etcdserver: no leader",
+      GRPC.UNAVAILABLE,
+      503,
+    ],
+    [
       `{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}}`,
       200,
-    ),
-    { message: "etcdserver: no leader", code: GRPC.UNAVAILABLE, httpStatus: 503 },
-  );
-  assert.deepEqual(
-    gatewayError(
+      "etcdserver: no leader",
+      GRPC.UNAVAILABLE,
+      503,
+    ],
+    [
       `{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}`,
       401,
-    ),
-    { message: "etcdserver: invalid auth token", code: GRPC.UNAUTHENTICATED, httpStatus: 401 },
-  );
-  assert.deepEqual(
-    gatewayError(
-      `{"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11}`,
+      "etcdserver: invalid auth token",
+      GRPC.UNAUTHENTICATED,
+      401,
+    ],
+    [
+      `{"error":"${compacted}","message":"${compacted}","code":11}`,
       400,
-    ),
-    {
-      message: "etcdserver: mvcc: required revision has been compacted",
-      code: GRPC.OUT_OF_RANGE,
-      httpStatus: 400,
-    },
-  );
-  assert.deepEqual(gatewayError("404 page not found\n", 404), {
-    message: "404 page not found",
-    code: undefined,
-    httpStatus: 404,
-  });
+      compacted,
+      GRPC.OUT_OF_RANGE,
+      400,
+    ],
+    ["404 page not found\n", 404, "404 page not found", undefined, 404],
+  ];
+  for (const [body, status, message, code, httpStatus] of shapes) {
+    assert.deepEqual(gatewayError(body, status), { message, code, httpStatus }, body);
+  }
   assert.equal(gatewayError(`{"result":{"header":{"revision":"3"}}}`, 200), undefined);
   assert.equal(gatewayError(`{"header":{"revision":"3"},"kvs":[]}`, 200), undefined);
   const line = parseWatchLine(
