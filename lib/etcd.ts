@@ -3,6 +3,7 @@
  * failures turned into one line that names the endpoint and the fix.
  */
 import { OverlayError, UsageError } from "./errors.ts";
+import { GRPC } from "./etcd_gateway.ts";
 
 export interface EtcdOptions {
   readonly endpoints: string[];
@@ -34,12 +35,12 @@ export class EtcdResponseError extends Error {
 
   /** This member cannot serve now (no leader, going away): another member may. */
   get memberUnavailable(): boolean {
-    return this.status === 502 || this.status === 503 || this.code === 14;
+    return this.status === 502 || this.status === 503 || this.code === GRPC.UNAVAILABLE;
   }
 
   /** The token expired or was never given: logging in again may cure it. */
   get unauthenticated(): boolean {
-    return this.status === 401 || this.code === 16 ||
+    return this.status === 401 || this.code === GRPC.UNAUTHENTICATED ||
       /invalid auth token|user name is empty/i.test(this.message);
   }
 }

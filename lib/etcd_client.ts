@@ -21,6 +21,7 @@ import {
 } from "./etcd.ts";
 import {
   cancelCode,
+  type GatewayError,
   gatewayError,
   type KeyValue,
   parseKv,
@@ -246,6 +247,7 @@ export class EtcdClient {
     const endpoint = this.#endpoints[this.#current];
     const silent = new AbortController();
     const signal = AbortSignal.any([options.signal, this.#closed.signal, silent.signal]);
+    const wentSilent = () => silent.signal.aborted && !options.signal.aborted;
     // The request body stays open: progress requests go up the same stream. etcd's gateway
     // answers such a stream only when the request says "Expect: 100-continue" (without it
     // the response never started, on etcd 3.4 and this Deno).
@@ -305,23 +307,18 @@ export class EtcdClient {
       }
       if (!response.ok || !response.body) {
         const text = await response.text().catch(() => "");
-        const failure = gatewayError(text, response.status) ??
-          { message: `HTTP ${response.status}`, code: undefined, httpStatus: response.status };
-        const error = new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
-        if (error.memberUnavailable) this.#moveOn();
-        throw error;
+        throw this.#refusal(
+          gatewayError(text, response.status) ??
+            { message: `HTTP ${response.status}`, code: undefined, httpStatus: response.status },
+        );
       }
       await this.#readWatch(response.body, endpoint, signal, (line) => {
         heardAt = Date.now();
         const parsed = parseWatchLine(line);
-        if (!("events" in parsed)) {
-          const error = new EtcdResponseError(parsed.message, parsed.httpStatus, parsed.code);
-          if (error.memberUnavailable) this.#moveOn();
-          throw error;
-        }
+        if (!("events" in parsed)) throw this.#refusal(parsed);
         const refused = parsed.canceled ? cancelCode(parsed.cancelReason) : undefined;
         if (refused !== undefined) {
-          throw new EtcdResponseError(parsed.cancelReason, 200, refused);
+          throw this.#refusal({ message: parsed.cancelReason, code: refused, httpStatus: 200 });
         }
         // The answers to progress requests (watch id -1) are this watcher's progress too:
         // etcd sends one only when every watcher of the stream has caught up.
@@ -329,21 +326,17 @@ export class EtcdClient {
         // A cancelled watcher ends the stream: the open request body would keep it alive.
         return parsed.canceled ? "end" : undefined;
       });
-      if (silent.signal.aborted && !options.signal.aborted) throw silent.signal.reason;
     } catch (error) {
-      if (silent.signal.aborted && !options.signal.aborted) {
-        this.#moveOn();
-        throw new EtcdUnavailableError(
-          `etcd at ${endpoint}: the watch heard nothing for ${
-            WATCH_SILENCE_MS / 1000
-          } s; moving on`,
-          { cause: error },
-        );
-      }
-      throw error;
+      if (!wentSilent()) throw error;
     } finally {
       clearInterval(watchdog);
       endRequest();
+    }
+    if (wentSilent()) {
+      this.#moveOn();
+      throw new EtcdUnavailableError(
+        `etcd at ${endpoint}: the watch heard nothing for ${WATCH_SILENCE_MS / 1000} s; moving on`,
+      );
     }
   }
 
@@ -491,15 +484,11 @@ export class EtcdClient {
         const parsed = JSON.parse(text);
         return (parsed.result ?? parsed) as T;
       }
-      const error = new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
+      const error = this.#refusal(failure);
       const retry = error.transient && transientRetries++ < MAX_TRANSIENT_RETRIES;
-      if (error.memberUnavailable) {
-        // No leader, or the member is going away: another member may do better.
-        lastError = error;
-        this.#moveOn();
-      } else if (!retry) {
-        throw error;
-      }
+      // A member that cannot serve was passed over: the next endpoint may do better.
+      if (error.memberUnavailable) lastError = error;
+      else if (!retry) throw error;
       if (retry) {
         // An election in progress: the same request will do in a moment.
         lastError = error;
@@ -521,6 +510,13 @@ export class EtcdClient {
     return true;
   }
 
+  /** etcd's refusal as an error; a member that cannot serve (no leader, going away) is passed over. */
+  #refusal(failure: GatewayError): EtcdResponseError {
+    const error = new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
+    if (error.memberUnavailable) this.#moveOn();
+    return error;
+  }
+
   #moveOn(): void {
     this.#current = (this.#current + 1) % this.#endpoints.length;
   }
@@ -535,9 +531,7 @@ export class EtcdClient {
       });
       const text = await response.text();
       const failure = gatewayError(text, response.status);
-      if (failure) {
-        throw new EtcdResponseError(failure.message, failure.httpStatus, failure.code);
-      }
+      if (failure) throw this.#refusal(failure);
       this.#token = JSON.parse(text).token;
     }
     return this.#token

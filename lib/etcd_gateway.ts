@@ -40,10 +40,8 @@ export interface WatchResponse {
 
 /** gRPC status codes that the agent tells apart. */
 export const GRPC = {
-  INVALID_ARGUMENT: 3,
   NOT_FOUND: 5,
   PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
   OUT_OF_RANGE: 11,
   UNAVAILABLE: 14,
   UNAUTHENTICATED: 16,

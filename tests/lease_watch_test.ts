@@ -13,8 +13,11 @@ import {
   type LeaseListing,
   LeaseWatch,
   SubnetRegistry,
+  WATCH_RETRY,
+  WATCH_SPREAD_MS,
   type WatchStream,
 } from "../lib/registry.ts";
+import { Backoff } from "../lib/backoff.ts";
 import { waitFor } from "./helpers.ts";
 
 const PREFIX = "/coreos.com/network";
@@ -57,6 +60,7 @@ const del = (subnet: string, revision: number) => ({
  */
 class ScriptedStream implements WatchStream {
   readonly opens: string[] = [];
+  untilAnswering?: (spreadMs: number, signal: AbortSignal) => Promise<void>;
   readonly script: WatchResponse[][] = [];
   async watch(
     options: { startRevision: string; signal: AbortSignal },
@@ -201,4 +205,64 @@ Deno.test("after compaction the prefix is listed again: only the difference is r
   assert.deepEqual(stream.opens, ["11", "101"]);
   assert.equal(watch.leases().length, 3);
   await watch.close();
+});
+
+Deno.test("the config key is reported through onConfig; other keys in the range are passed over", async () => {
+  const stream = new ScriptedStream();
+  const other = (key: string, revision: number, value: string) => ({
+    type: "PUT" as const,
+    kv: { ...kv("10.10.1.0/24", revision), key, value },
+  });
+  stream.script.push([
+    response(11, [], true),
+    response(12, [other(`${PREFIX}/config`, 12, `{"Network":"10.20.0.0/16"}`)]),
+    response(13, [other(`${PREFIX}/other`, 13, "{}")]),
+    response(14, [{
+      type: "DELETE" as const,
+      kv: { ...kv("10.10.1.0/24", 14), key: `${PREFIX}/config` },
+    }]),
+    response(15, [put("10.10.2.0/24", 15)]),
+  ]);
+  const configs: (string | undefined)[] = [];
+  const events: string[] = [];
+  const watch = new LeaseWatch(registryListing(() => EMPTY), stream, EMPTY, (event) => {
+    events.push(`${event.type} ${formatIp4Net(event.lease.subnet)}`);
+  }, { onConfig: (text) => configs.push(text) });
+  await waitFor(() => events.length === 1, { timeoutMs: 5_000 });
+  assert.deepEqual(configs, [`{"Network":"10.20.0.0/16"}`, undefined]);
+  assert.deepEqual(events, ["put 10.10.2.0/24"]);
+  assert.equal(watch.lastRevision, 15n, "passed-over keys still move the resume point");
+  await watch.close();
+});
+
+Deno.test("after a long outage the watch waits for etcd to answer before it opens again", async () => {
+  const stream = new ScriptedStream();
+  const waits: number[] = [];
+  stream.untilAnswering = (spreadMs: number) => {
+    waits.push(spreadMs);
+    return Promise.resolve();
+  };
+  stream.script.push([]); // breaks at once
+  // A backoff already at its cap, as after several seconds without etcd.
+  const backoff = new Backoff({
+    baseMs: WATCH_RETRY.capMs,
+    capMs: WATCH_RETRY.capMs,
+    random: () => 0,
+  });
+  const watch = new LeaseWatch(registryListing(() => EMPTY), stream, EMPTY, () => {}, { backoff });
+  await waitFor(() => stream.opens.length === 2, { timeoutMs: 5_000 });
+  assert.deepEqual(waits, [WATCH_SPREAD_MS]);
+  await watch.close();
+  // A short break does not wait: the first retries stay fast.
+  const quick = new ScriptedStream();
+  let waited = false;
+  quick.untilAnswering = () => {
+    waited = true;
+    return Promise.resolve();
+  };
+  quick.script.push([]);
+  const again = new LeaseWatch(registryListing(() => EMPTY), quick, EMPTY, () => {}, {});
+  await waitFor(() => quick.opens.length === 2, { timeoutMs: 5_000 });
+  assert.equal(waited, false);
+  await again.close();
 });
