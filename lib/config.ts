@@ -14,6 +14,7 @@ import {
   parseIp4Net,
   prefixSize,
 } from "./ip.ts";
+import type { Ip6Net } from "./ip6.ts";
 
 export const BACKEND_TYPES = ["udp", "vxlan", "host-gw"] as const;
 export type BackendType = typeof BACKEND_TYPES[number];
@@ -31,7 +32,23 @@ export interface BackendConfig {
   readonly mtu?: number;
 }
 
+/** flannel's IPv6 fields: IPv6Network, IPv6SubnetLen, IPv6SubnetMin/Max. */
+export interface Ip6Pool {
+  readonly network: Ip6Net;
+  readonly subnetLen: number;
+  /** First and last subnet base addresses that may be leased. */
+  readonly subnetMin: bigint;
+  readonly subnetMax: bigint;
+}
+
 export interface NetworkConfig {
+  /**
+   * False in an IPv6-only network (`"EnableIPv4": false`): then, as in flannel, the IPv4
+   * fields are empty (network 0.0.0.0/0, subnetLen 0) and leases carry 0.0.0.0-0 as key.
+   */
+  readonly enableIPv4: boolean;
+  /** Set when `"EnableIPv6": true`. */
+  readonly ipv6?: Ip6Pool;
   readonly network: Ip4Net;
   readonly subnetLen: number;
   /** First and last subnet base addresses that may be leased. */
@@ -128,7 +145,15 @@ export function validateNetworkConfig(raw: unknown): NetworkConfig {
     throw new ConfigError(`"EnableIPv6" is not supported yet (remove it or set it to false)`);
   }
 
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(obj.Backend), raw: obj };
+  return {
+    enableIPv4: true,
+    network,
+    subnetLen,
+    subnetMin,
+    subnetMax,
+    backend: parseBackend(obj.Backend),
+    raw: obj,
+  };
 }
 
 function parseBackend(value: unknown): BackendConfig {

@@ -6,17 +6,26 @@
  * are untrusted input: decoding never throws, it reports why a value was skipped.
  */
 import { formatIp4, formatIp4Net, type Ip4Net, parseIp4, parseIp4Net } from "./ip.ts";
+import type { Ip6Net } from "./ip6.ts";
 
 /** What a host publishes about itself in its lease value. */
 export interface LeaseAttrs {
+  /** 0 (flannel's "0.0.0.0") in an IPv6-only network. */
   readonly publicIp: number;
+  /** PublicIPv6: the host's IPv6 underlay address, when it has one in a network with IPv6. */
+  readonly publicIpv6?: bigint;
   /** "udp" when the value has no BackendType, as flannel's udp backend writes it. */
   readonly backendType: string;
   readonly backendData?: Record<string, unknown>;
+  /** BackendV6Data: what the backend's IPv6 side publishes (vxlan's v6 VtepMAC). */
+  readonly backendV6Data?: Record<string, unknown>;
 }
 
 export interface Lease {
+  /** The IPv4 subnet; 0.0.0.0/0 (flannel's empty subnet) in an IPv6-only network. */
   readonly subnet: Ip4Net;
+  /** The IPv6 subnet, in a network with IPv6 (the key's `&fd10:0:0:1::-64`). */
+  readonly ipv6Subnet?: Ip6Net;
   readonly attrs: LeaseAttrs;
   /** etcd lease ID as a decimal string; "0" for a reservation (an admin's permanent key). */
   readonly etcdLeaseId: string;

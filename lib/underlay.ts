@@ -23,6 +23,8 @@ export interface Underlay {
   /** Every IPv4 address on the interface (host-gw checks the public IP is one). */
   readonly addresses: number[];
   readonly publicIp: number;
+  /** The IPv6 address peers reach us on (--public-ipv6, else the interface's global one). */
+  readonly publicIpv6?: bigint;
   readonly mtu: number;
 }
 
