@@ -14,7 +14,18 @@ import {
   parseIp4Net,
   prefixSize,
 } from "./ip.ts";
-import type { Ip6Net } from "./ip6.ts";
+import {
+  formatIp6,
+  formatIp6Net,
+  type Ip6Net,
+  net6Contains,
+  nets6Overlap,
+  parseIp6,
+  parseIp6Net,
+  prefixMask6,
+  prefixSize6,
+  RESERVED_RANGES6,
+} from "./ip6.ts";
 
 export const BACKEND_TYPES = ["udp", "vxlan", "host-gw"] as const;
 export type BackendType = typeof BACKEND_TYPES[number];
@@ -94,9 +105,40 @@ export function validateNetworkConfig(raw: unknown): NetworkConfig {
     throw new ConfigError(`must be a JSON object like {"Network":"10.10.0.0/16"}`);
   }
   const obj = raw as Record<string, unknown>;
+  const enableIPv4 = optionalBoolean(obj, "EnableIPv4") ?? true;
+  const enableIPv6 = optionalBoolean(obj, "EnableIPv6") ?? false;
+  if (!enableIPv4 && !enableIPv6) {
+    throw new ConfigError(
+      `"EnableIPv4" and "EnableIPv6" are both false (enable at least one family)`,
+    );
+  }
+  const ipv4 = enableIPv4 ? parseIp4Pool(obj) : EMPTY_IP4_POOL;
+  const ipv6 = enableIPv6 ? parseIp6Pool(obj) : undefined;
+  const backend = parseBackend(obj.Backend);
+  return { enableIPv4, ...ipv4, ...(ipv6 ? { ipv6 } : {}), backend, raw: obj };
+}
 
+interface Ip4Pool {
+  readonly network: Ip4Net;
+  readonly subnetLen: number;
+  readonly subnetMin: number;
+  readonly subnetMax: number;
+}
+
+/** flannel's empty IPv4 side of an IPv6-only network: nothing fits it but 0.0.0.0/0. */
+const EMPTY_IP4_POOL: Ip4Pool = {
+  network: { ip: 0, prefixLen: 0 },
+  subnetLen: 0,
+  subnetMin: 0,
+  subnetMax: 0,
+};
+
+function parseIp4Pool(obj: Record<string, unknown>): Ip4Pool {
   if (obj.Network === undefined) {
-    throw new ConfigError(`"Network" is missing (add e.g. "Network":"10.10.0.0/16")`);
+    throw new ConfigError(
+      `"Network" is missing (add e.g. "Network":"10.10.0.0/16", or "EnableIPv4":false ` +
+        `for an IPv6-only network)`,
+    );
   }
   if (typeof obj.Network !== "string") throw new ConfigError(`"Network" must be a string CIDR`);
   const network = parseIp4Net(obj.Network, { strict: true });
@@ -140,20 +182,62 @@ export function validateNetworkConfig(raw: unknown): NetworkConfig {
         `(swap them or widen the range)`,
     );
   }
+  return { network, subnetLen, subnetMin, subnetMax };
+}
 
-  if (obj.EnableIPv6 === true) {
-    throw new ConfigError(`"EnableIPv6" is not supported yet (remove it or set it to false)`);
+/**
+ * flannel's IPv6 rules: IPv6SubnetLen defaults to 64 (prefix + 2 for networks longer
+ * than /62), must leave room for four subnets (≥ prefix + 2) and at most /126; the first
+ * subnet is skipped by default, as for IPv4.
+ */
+function parseIp6Pool(obj: Record<string, unknown>): Ip6Pool {
+  const text = obj.IPv6Network;
+  if (text === undefined) {
+    throw new ConfigError(
+      `"EnableIPv6" is true but "IPv6Network" is missing (add e.g. "IPv6Network":"fd10::/48")`,
+    );
   }
-
-  return {
-    enableIPv4: true,
-    network,
-    subnetLen,
-    subnetMin,
-    subnetMax,
-    backend: parseBackend(obj.Backend),
-    raw: obj,
-  };
+  if (typeof text !== "string") throw new ConfigError(`"IPv6Network" must be a string CIDR`);
+  const network = parseIp6Net(text, { strict: true });
+  if (!network) {
+    const loose = parseIp6Net(text);
+    throw new ConfigError(
+      loose
+        ? `"IPv6Network" ${quote(text)} has host bits set (use ${quote(formatIp6Net(loose))})`
+        : `"IPv6Network" ${quote(text)} is not an IPv6 CIDR (use e.g. "fd10::/48")`,
+    );
+  }
+  const reserved = RESERVED_RANGES6.find((range) => nets6Overlap(range.net, network));
+  if (reserved) {
+    throw new ConfigError(
+      `"IPv6Network" ${quote(text)} overlaps ${formatIp6Net(reserved.net)} (${reserved.what}), ` +
+        `which no overlay may take (use a unique local range such as "fd10::/48")`,
+    );
+  }
+  if (network.prefixLen > 124) {
+    throw new ConfigError(`"IPv6Network" ${quote(text)} is too small (use a /124 or larger)`);
+  }
+  const defaultSubnetLen = network.prefixLen <= 62 ? 64 : network.prefixLen + 2;
+  const subnetLen = optionalInteger(obj, "IPv6SubnetLen") || defaultSubnetLen;
+  if (subnetLen < network.prefixLen + 2 || subnetLen > 126) {
+    throw new ConfigError(
+      `"IPv6SubnetLen" ${subnetLen} is out of range for ${formatIp6Net(network)} ` +
+        `(use ${network.prefixLen + 2}..126, e.g. ${defaultSubnetLen})`,
+    );
+  }
+  const step = prefixSize6(subnetLen);
+  const subnetMin = optionalSubnetBound6(obj, "IPv6SubnetMin", network, subnetLen) ??
+    network.ip + step;
+  const subnetMax = optionalSubnetBound6(obj, "IPv6SubnetMax", network, subnetLen) ??
+    network.ip + prefixSize6(network.prefixLen) - step;
+  if (subnetMin > subnetMax) {
+    throw new ConfigError(
+      `"IPv6SubnetMin" ${formatIp6(subnetMin)} is above "IPv6SubnetMax" ${
+        formatIp6(subnetMax)
+      } (swap them or widen the range)`,
+    );
+  }
+  return { network, subnetLen, subnetMin, subnetMax };
 }
 
 function parseBackend(value: unknown): BackendConfig {
@@ -210,6 +294,42 @@ function optionalInteger(
   return value;
 }
 
+function optionalBoolean(obj: Record<string, unknown>, field: string): boolean | undefined {
+  const value = obj[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== "boolean") {
+    throw new ConfigError(`"${field}" must be true or false, not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function optionalSubnetBound6(
+  obj: Record<string, unknown>,
+  field: "IPv6SubnetMin" | "IPv6SubnetMax",
+  network: Ip6Net,
+  subnetLen: number,
+): bigint | undefined {
+  const value = obj[field];
+  if (value === undefined || value === "" || value === null) return undefined;
+  const ip = typeof value === "string" ? parseIp6(value) : undefined;
+  if (ip === undefined) {
+    throw new ConfigError(`"${field}" ${JSON.stringify(value)} is not an IPv6 address`);
+  }
+  if (!net6Contains(network, ip)) {
+    throw new ConfigError(
+      `"${field}" ${quote(value as string)} is outside "IPv6Network" ${formatIp6Net(network)}`,
+    );
+  }
+  const aligned = ip & prefixMask6(subnetLen);
+  if (aligned !== ip) {
+    throw new ConfigError(
+      `"${field}" ${quote(value as string)} is not on a /${subnetLen} boundary ` +
+        `(use ${quote(formatIp6(aligned))})`,
+    );
+  }
+  return ip;
+}
+
 function optionalSubnetBound(
   obj: Record<string, unknown>,
   field: "SubnetMin" | "SubnetMax",
@@ -249,6 +369,16 @@ export function fitsNetwork(config: NetworkConfig, subnet: Ip4Net): boolean {
 export function fitsRange(config: NetworkConfig, subnet: Ip4Net): boolean {
   return fitsNetwork(config, subnet) && subnet.ip >= config.subnetMin &&
     subnet.ip <= config.subnetMax;
+}
+
+/** The IPv6 counterpart of fitsNetwork: right size, inside IPv6Network. */
+export function fitsNetwork6(pool: Ip6Pool, subnet: Ip6Net): boolean {
+  return subnet.prefixLen === pool.subnetLen && net6Contains(pool.network, subnet.ip);
+}
+
+/** The IPv6 counterpart of fitsRange. */
+export function fitsRange6(pool: Ip6Pool, subnet: Ip6Net): boolean {
+  return fitsNetwork6(pool, subnet) && subnet.ip >= pool.subnetMin && subnet.ip <= pool.subnetMax;
 }
 
 /** Number of subnets between SubnetMin and SubnetMax. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseNetworkConfig } from "../lib/config.ts";
 import { formatIp4, formatIp4Net } from "../lib/ip.ts";
+import { formatIp6, formatIp6Net } from "../lib/ip6.ts";
 
 Deno.test("flannel's defaults are filled in", () => {
   const config = parseNetworkConfig(`{"Network":"10.10.0.0/16"}`);
@@ -80,8 +81,81 @@ const INVALID: [string, string, RegExp][] = [
   ],
   ["bad VNI", `{"Network":"10.10.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}`, /VNI/],
   ["Backend not object", `{"Network":"10.10.0.0/16","Backend":"udp"}`, /must be an object/],
-  ["IPv6 asked for", `{"Network":"10.10.0.0/16","EnableIPv6":true}`, /EnableIPv6/],
+  [
+    "IPv6 without IPv6Network",
+    `{"Network":"10.10.0.0/16","EnableIPv6":true}`,
+    /"IPv6Network" is missing/,
+  ],
+  ["no family", `{"EnableIPv4":false}`, /both false/],
+  ["EnableIPv6 not a boolean", `{"Network":"10.10.0.0/16","EnableIPv6":"yes"}`, /true or false/],
+  [
+    "IPv6Network not a CIDR",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::"}`,
+    /not an IPv6 CIDR/,
+  ],
+  [
+    "IPv6Network host bits",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::1/48"}`,
+    /host bits set \(use "fd10::\/48"\)/,
+  ],
+  [
+    "IPv6Network link-local",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fe80::/64"}`,
+    /link-local/,
+  ],
+  [
+    "IPv6Network too small",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/125"}`,
+    /too small/,
+  ],
+  [
+    "IPv6SubnetLen too close to the prefix",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","IPv6SubnetLen":49}`,
+    /"IPv6SubnetLen" 49 is out of range for fd10::\/48 \(use 50..126/,
+  ],
+  [
+    "IPv6SubnetLen above 126",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","IPv6SubnetLen":127}`,
+    /out of range/,
+  ],
+  [
+    "IPv6SubnetMin misaligned",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","IPv6SubnetMin":"fd10:0:0:1::1"}`,
+    /not on a \/64 boundary \(use "fd10:0:0:1::"\)/,
+  ],
+  [
+    "IPv6SubnetMax outside",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","IPv6SubnetMax":"fd11::"}`,
+    /outside "IPv6Network"/,
+  ],
 ];
+
+Deno.test("IPv6 fields get flannel's defaults, dual stack and IPv6-only", () => {
+  const dual = parseNetworkConfig(
+    `{"Network":"10.10.0.0/16","EnableIPv6":true,"IPv6Network":"fd10::/48"}`,
+  );
+  assert.equal(dual.enableIPv4, true);
+  assert.equal(formatIp6Net(dual.ipv6!.network), "fd10::/48");
+  assert.equal(dual.ipv6!.subnetLen, 64);
+  assert.equal(formatIp6(dual.ipv6!.subnetMin), "fd10:0:0:1::");
+  assert.equal(formatIp6(dual.ipv6!.subnetMax), "fd10:0:0:ffff::");
+  const only = parseNetworkConfig(
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/120"}`,
+  );
+  assert.equal(only.enableIPv4, false);
+  assert.equal(only.ipv6!.subnetLen, 122);
+  assert.equal(formatIp4Net(only.network), "0.0.0.0/0");
+  const bounded = parseNetworkConfig(
+    `{"Network":"10.10.0.0/16","EnableIPv6":true,"IPv6Network":"fd10::/48","IPv6SubnetLen":80,` +
+      `"IPv6SubnetMin":"fd10:0:0:1::","IPv6SubnetMax":"fd10:0:0:2::"}`,
+  );
+  assert.equal(bounded.ipv6!.subnetLen, 80);
+  assert.equal(bounded.ipv6!.subnetMax - bounded.ipv6!.subnetMin, 1n << 64n);
+  assert.equal(
+    parseNetworkConfig(`{"Network":"10.10.0.0/16","EnableIPv6":false}`).ipv6,
+    undefined,
+  );
+});
 
 for (const [what, text, message] of INVALID) {
   Deno.test(`config with ${what} is refused with a message naming the field`, () => {
