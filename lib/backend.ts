@@ -25,6 +25,8 @@ export interface Backend {
   readonly mtu: number;
   /** The lease's BackendData; undefined when the type carries none (udp). */
   readonly backendData?: Record<string, unknown>;
+  /** The lease's BackendV6Data in a network with IPv6 (vxlan's v6 device); undefined: none. */
+  readonly backendV6Data?: Record<string, unknown>;
   /** This host's own claims (see claims()): what no other lease may carry. */
   readonly ownClaims: string[];
   /** The device this backend owns, which --health checks is present. */

@@ -17,19 +17,35 @@ import { describeEtcdError, etcdFailure, type EtcdOptions, EtcdUnavailableError 
 import { EtcdClient } from "./etcd_client.ts";
 import { configChangeReporter } from "./config_change.ts";
 import { flanneldChains, refuseBesideFlanneld, removeFlanneldChains } from "./flanneld.ts";
-import { enableIpv4Forwarding, ipv4ForwardingEnabled } from "./forwarding.ts";
+import {
+  enableForwarding,
+  forwardingEnabled,
+  forwardingSysctl,
+  type IpFamily,
+} from "./forwarding.ts";
 import { describeState, serveHealth } from "./health.ts";
 import { formatIp4, formatIp4Net, netGateway } from "./ip.ts";
-import { applyMasq, iptablesInstalled, keepMasq, masqChains } from "./ip_masq.ts";
+import { formatIp6, formatIp6Net, net6Gateway } from "./ip6.ts";
+import {
+  applyMasq,
+  iptablesInstalled,
+  keepMasq,
+  masqChains,
+  type MasqTarget,
+  masqTarget4,
+  masqTarget6,
+} from "./ip_masq.ts";
 import { type Inventory, inventoryPath, readInventory, writeInventory } from "./inventory.ts";
-import { type Lease, leaseKey } from "./lease.ts";
+import { describeSubnets, type Lease, leaseKey } from "./lease.ts";
 import { type HeldLease, LeaseManager, type Renewal } from "./lease_manager.ts";
+import type { LeaseAttrs } from "./lease.ts";
+import type { NetworkConfig } from "./config.ts";
 import { log } from "./log.ts";
 import { renderMetrics } from "./metrics.ts";
 import { PeerTracker } from "./peers.ts";
 import { type LeaseEvent, type LeaseWatch, SubnetRegistry } from "./registry.ts";
 import { StateFile } from "./state_file.ts";
-import { readPreviousSubnet, writeSubnetFile } from "./subnet_file.ts";
+import { readPreviousSubnets, writeSubnetFile } from "./subnet_file.ts";
 import { notifySystemd } from "./systemd.ts";
 import {
   describeUnderlay,
@@ -114,7 +130,8 @@ class Agent {
   #peersTimer: ReturnType<typeof setTimeout> | undefined;
   #contactTimer: ReturnType<typeof setInterval> | undefined;
   #etcdReachable = true;
-  #forwarding = true;
+  /** Per family the network has: whether it forwarded at the last look. */
+  readonly #forwarding = new Map<IpFamily, boolean>();
   #notified = false;
   #watchEvents = 0;
   #etcdReconnects = 0;
@@ -137,14 +154,26 @@ class Agent {
     const options = this.#options;
     refuseBesideFlanneld();
     // A bad --iface or --public-ip is a bad flag: it ends the start before anything waits.
-    const underlay = detectUnderlay(options.underlay);
+    // Only a host without IPv4 waits for the config first: an IPv6-only network finds
+    // its underlay by IPv6 (detectUnderlay).
+    let underlay4: Underlay | undefined;
+    try {
+      underlay4 = detectUnderlay(options.underlay);
+    } catch (error) {
+      if (Deno.networkInterfaces().some((i) => i.family === "IPv4" && i.name !== "lo")) {
+        throw error;
+      }
+    }
     if (options.flagSources && Object.keys(options.flagSources).length > 0) {
       log.info("configuration", options.flagSources);
     }
-    this.#underlay = underlay;
     await this.#state.publish({});
+    const underlayFor = (config: NetworkConfig) =>
+      config.enableIPv4
+        ? underlay4 ?? detectUnderlay(options.underlay)
+        : detectUnderlay(options.underlay, { ipv4: false });
     this.#booted = await awaitNetworkConfig(this.#registry, this.#client, {
-      checkHost: (config) => networkProblemOnHost(config.network, underlay),
+      checkHost: (config) => networkProblemOnHost(config, underlayFor(config)),
       signal: this.#stop.signal,
       describeEtcdError: (error) => describeEtcdError(error, this.#options.etcd),
       onWaiting: (reason) => {
@@ -152,6 +181,7 @@ class Agent {
         this.#state.publish({ ready: false, reason });
       },
     });
+    if (this.#booted) this.#underlay = underlayFor(this.#booted.config);
     if (this.#booted && this.#state.state.reason !== "starting") {
       log.info("etcd answers with a valid network config; starting");
       await this.#state.publish({ reason: "starting" });
@@ -166,7 +196,10 @@ class Agent {
     const underlay = this.#underlay!;
     log.info("underlay", {
       iface: describeUnderlay(underlay),
-      publicIp: formatIp4(underlay.publicIp),
+      ...(config.enableIPv4 ? { publicIp: formatIp4(underlay.publicIp) } : {}),
+      ...(config.ipv6 && underlay.publicIpv6 !== undefined
+        ? { publicIpv6: formatIp6(underlay.publicIpv6) }
+        : {}),
     });
     const takeover = await this.#takeOverFromFlanneld();
     const backend = createBackend({
@@ -177,15 +210,13 @@ class Agent {
       takeover,
     });
     this.#backend = backend;
+    const previous = await readPreviousSubnets(options.subnetFile);
     this.#manager = new LeaseManager(this.#registry, {
-      attrs: {
-        publicIp: underlay.publicIp,
-        backendType: backend.type,
-        backendData: backend.backendData,
-      },
+      attrs: this.#attrs(),
       ttlMs: options.leaseTtlMs,
       renewMarginMs: options.renewMarginMs,
-      previousSubnet: await readPreviousSubnet(options.subnetFile),
+      previousSubnet: previous.subnet,
+      previousIpv6Subnet: previous.ipv6Subnet,
     });
     const backoff = new Backoff({ baseMs: 250, capMs: 10_000 });
     while (!this.#held) {
@@ -214,7 +245,7 @@ class Agent {
    */
   #claimsOurs(lease: Lease): boolean {
     const own = this.#own!;
-    if (leaseKey(this.#registry.prefix, lease.subnet) === this.#ownKey()) return false;
+    if (leaseKey(this.#registry.prefix, lease) === this.#ownKey()) return false;
     const mine = this.#backend!.ownClaims;
     if (!this.#backend!.claims(lease).some((claim) => mine.includes(claim))) return false;
     const theirs = BigInt(lease.createRevision || "0");
@@ -229,18 +260,43 @@ class Agent {
     try {
       log.warn(
         "another lease carries this host's VtepMAC (a cloned state folder?): picking a new one",
-        { other: leaseKey(this.#registry.prefix, clash.subnet) },
+        { other: leaseKey(this.#registry.prefix, clash) },
       );
       if (!this.#backend!.renewIdentity()) return;
-      const backend = this.#backend!;
-      this.#own = await this.#manager!.republish(this.#own!, {
-        publicIp: this.#underlay!.publicIp,
-        backendType: backend.type,
-        backendData: backend.backendData,
-      });
+      this.#own = await this.#manager!.republish(this.#own!, this.#attrs());
     } finally {
       this.#renewing = false;
     }
+  }
+
+  /**
+   * What this host publishes in its lease: PublicIPv6 and BackendV6Data only in a network
+   * with IPv6, as flanneld does; PublicIP 0.0.0.0 in an IPv6-only one.
+   */
+  #attrs(): LeaseAttrs {
+    const config = this.#booted!.config;
+    const underlay = this.#underlay!;
+    const backend = this.#backend!;
+    return {
+      publicIp: config.enableIPv4 ? underlay.publicIp : 0,
+      ...(config.ipv6 && underlay.publicIpv6 !== undefined
+        ? { publicIpv6: underlay.publicIpv6 }
+        : {}),
+      backendType: backend.type,
+      ...(backend.backendData !== undefined ? { backendData: backend.backendData } : {}),
+      ...(config.ipv6 && backend.backendV6Data !== undefined
+        ? { backendV6Data: backend.backendV6Data }
+        : {}),
+    };
+  }
+
+  /** The families the network carries. */
+  #families(): IpFamily[] {
+    const config = this.#booted!.config;
+    return [
+      ...(config.enableIPv4 ? ["ipv4" as const] : []),
+      ...(config.ipv6 ? ["ipv6" as const] : []),
+    ];
   }
 
   /**
@@ -269,7 +325,8 @@ class Agent {
     const options = this.#options;
     const backend = this.#backend!;
     const own = this.#own!;
-    const network = this.#booted!.config.network;
+    const config = this.#booted!.config;
+    const network = config.network;
     // What is made is recorded before it is made, so a crash in between leaves nothing
     // that cleanup does not know of.
     const made = inventoryPath(options.stateDir, options.subnetFile);
@@ -278,6 +335,10 @@ class Agent {
       network: formatIp4Net(network),
       subnet: formatIp4Net(own.subnet),
       publicIp: formatIp4(this.#underlay!.publicIp),
+      ...(own.ipv6Subnet ? { ipv6Subnet: formatIp6Net(own.ipv6Subnet) } : {}),
+      ...(this.#underlay!.publicIpv6 !== undefined && config.ipv6
+        ? { publicIpv6: formatIp6(this.#underlay!.publicIpv6) }
+        : {}),
       ...backend.owned(),
       ...(previous?.bridge && previous.bridge.name === options.bridge
         ? { bridge: previous.bridge }
@@ -308,8 +369,10 @@ class Agent {
     }
     await this.#ensureIptables(made, inventory);
     await writeSubnetFile(options.subnetFile, {
-      network,
-      subnet: own.subnet,
+      ...(config.enableIPv4 ? { ipv4: { network, subnet: own.subnet } } : {}),
+      ...(config.ipv6 && own.ipv6Subnet
+        ? { ipv6: { network: config.ipv6.network, subnet: own.ipv6Subnet } }
+        : {}),
       mtu: backend.mtu,
       ipMasq: options.ipMasq,
     });
@@ -326,12 +389,16 @@ class Agent {
       );
       return;
     }
-    const network = this.#booted!.config.network;
-    const subnet = this.#own!.subnet;
+    const config = this.#booted!.config;
+    const own = this.#own!;
+    const targets: MasqTarget[] = [
+      ...(config.enableIPv4 ? [masqTarget4(config.network, own.subnet)] : []),
+      ...(config.ipv6 && own.ipv6Subnet ? [masqTarget6(config.ipv6.network, own.ipv6Subnet)] : []),
+    ];
     const chains = await masqChains(this.#registry.prefix);
     await writeInventory(made, { ...inventory, masq: chains });
-    await applyMasq(chains, network, subnet, choice);
-    this.#masq = keepMasq(chains, network, subnet, options.iptablesResyncMs, choice);
+    for (const target of targets) await applyMasq(chains, target, choice);
+    this.#masq = keepMasq(chains, targets, options.iptablesResyncMs, choice);
   }
 
   /** Peers: the listing taken at acquisition, then the watch from its revision + 1. */
@@ -341,12 +408,13 @@ class Agent {
     this.#tracker = new PeerTracker(backend, {
       config: this.#booted!.config,
       ownPublicIp: this.#underlay!.publicIp,
+      ownPublicIpv6: this.#underlay!.publicIpv6,
       backendType: backend.type,
       checkBackendData: (peer) => backend.checkPeer(peer),
     }, this.#registry.prefix);
     const ownKey = this.#ownKey();
     this.#tracker.load(
-      held.listing.leases.filter((l) => leaseKey(this.#registry.prefix, l.subnet) !== ownKey),
+      held.listing.leases.filter((l) => leaseKey(this.#registry.prefix, l) !== ownKey),
     );
     for (const skipped of held.listing.skipped) this.#tracker.malformed(skipped);
     this.#watch = this.#registry.watchLeases(held.listing, (event) => {
@@ -368,7 +436,8 @@ class Agent {
     await this.#state.publish({
       ready: !this.#lost,
       reason: this.#lost ? "lease lost" : undefined,
-      subnet: `${formatIp4(netGateway(own.subnet))}/${own.subnet.prefixLen}`,
+      ...this.#subnetFields(own),
+      families: this.#families(),
       mtu: backend.mtu,
       backend: backend.type,
       device: backend.device,
@@ -394,7 +463,7 @@ class Agent {
       onRenewed: (at) => {
         this.#setEtcdReachable(true);
         this.#state.publish({ leaseExpiresAt: at });
-        log.debug("renewed lease", { subnet: formatIp4Net(own.subnet) });
+        log.debug("renewed lease", { subnet: describeSubnets(own) });
       },
       onLost: () => this.#loseLease(),
       onFailed: (error) => {
@@ -417,7 +486,7 @@ class Agent {
     await this.#watch?.close();
     await this.#backend!.stop();
     await this.#healthServer?.finished;
-    const subnet = formatIp4Net(this.#own!.subnet);
+    const subnet = describeSubnets(this.#own!);
     if (this.#lost) {
       log.error(
         "lease lost: this host no longer owns its subnet; exiting so a supervisor restarts it clean",
@@ -439,7 +508,7 @@ class Agent {
     const claimed = this.#claimed;
     if (claimed && await this.#registry.delete(claimed).catch(() => false)) {
       log.info("released the subnet claimed by this failed start", {
-        subnet: formatIp4Net(claimed.subnet),
+        subnet: describeSubnets(claimed),
       });
     }
     if (this.#newInventory) await Deno.remove(this.#newInventory).catch(() => {});
@@ -463,9 +532,9 @@ class Agent {
   }
 
   #onLeaseEvent(event: LeaseEvent): void {
-    if (leaseKey(this.#registry.prefix, event.lease.subnet) === this.#ownKey()) {
+    if (leaseKey(this.#registry.prefix, event.lease) === this.#ownKey()) {
       // Deleted, expired, or rewritten for another host: either way it is not ours.
-      if (event.type === "removed" || event.lease.attrs.publicIp !== this.#underlay!.publicIp) {
+      if (event.type === "removed" || !this.#isOurs(event.lease)) {
         this.#loseLease();
       } else this.#own = event.lease;
       return;
@@ -482,7 +551,7 @@ class Agent {
   }
 
   #ownKey(): string {
-    return leaseKey(this.#registry.prefix, this.#own!.subnet);
+    return leaseKey(this.#registry.prefix, this.#own!);
   }
 
   #loseLease(): void {
@@ -558,31 +627,60 @@ class Agent {
     });
   }
 
-  /** Turns IPv4 forwarding on, as Docker and LXC do; without it containers reach no peer. */
+  /**
+   * Turns forwarding on for each family, as Docker and LXC do; without it containers
+   * reach no peer.
+   */
   #ensureForwarding(): void {
-    try {
-      if (enableIpv4Forwarding()) {
-        log.info(
-          "turned on IPv4 forwarding (net.ipv4.ip_forward was 0): containers reach other hosts through it; it stays on after overlay stops",
-        );
+    for (const family of this.#families()) {
+      const sysctl = forwardingSysctl(family);
+      try {
+        if (enableForwarding(family)) {
+          log.info(
+            `turned on forwarding (${sysctl} was 0): containers reach other hosts through it; it stays on after overlay stops`,
+          );
+        }
+      } catch (error) {
+        log.error((error as Error).message);
       }
-    } catch (error) {
-      log.error((error as Error).message);
+      this.#forwarding.set(family, forwardingEnabled(family));
     }
-    this.#forwarding = ipv4ForwardingEnabled();
   }
 
   /** Says once when someone turns forwarding off (health reads it each time it is asked). */
   #watchForwarding(): void {
-    const now = ipv4ForwardingEnabled();
-    if (now === this.#forwarding) return;
-    this.#forwarding = now;
-    if (now) log.info("IPv4 forwarding is on again");
-    else {
-      log.warn(
-        "IPv4 forwarding was turned off (net.ipv4.ip_forward=0): containers cannot reach other hosts; turn it back on with: sysctl -w net.ipv4.ip_forward=1",
-      );
+    for (const family of this.#families()) {
+      const now = forwardingEnabled(family);
+      if (now === this.#forwarding.get(family)) continue;
+      this.#forwarding.set(family, now);
+      const sysctl = forwardingSysctl(family);
+      if (now) log.info("forwarding is on again", { sysctl });
+      else {
+        log.warn(
+          `forwarding was turned off (${sysctl}=0): containers cannot reach other hosts; turn it back on with: sysctl -w ${sysctl}=1`,
+        );
+      }
     }
+  }
+
+  /** The subnets as the subnet file names them (first address), for the state. */
+  #subnetFields(own: Lease): { subnet?: string; ipv6Subnet?: string } {
+    const config = this.#booted!.config;
+    return {
+      ...(config.enableIPv4
+        ? { subnet: `${formatIp4(netGateway(own.subnet))}/${own.subnet.prefixLen}` }
+        : {}),
+      ...(own.ipv6Subnet
+        ? { ipv6Subnet: `${formatIp6(net6Gateway(own.ipv6Subnet))}/${own.ipv6Subnet.prefixLen}` }
+        : {}),
+    };
+  }
+
+  /** True when a lease names this host (PublicIPv6 in an IPv6-only network). */
+  #isOurs(lease: Lease): boolean {
+    return this.#booted!.config.enableIPv4
+      ? lease.attrs.publicIp === this.#underlay!.publicIp
+      : lease.attrs.publicIpv6 === this.#underlay!.publicIpv6;
   }
 
   /** Tells systemd (and the log) the first time the host is ready. */
@@ -594,7 +692,7 @@ class Agent {
     notifySystemd(`READY=1\nSTATUS=${verdict.line}\nMAINPID=${Deno.pid}`);
     const own = this.#own!;
     log.info("ready", {
-      subnet: formatIp4Net(own.subnet),
+      subnet: describeSubnets(own),
       mtu: this.#backend!.mtu,
       backend: this.#backend!.type,
       dataPath: this.#backend!.dataPath,

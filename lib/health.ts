@@ -6,7 +6,7 @@
  */
 import { formatDuration } from "./duration.ts";
 import { writeFileAtomic } from "./atomic_file.ts";
-import { FORWARDING_OFF, ipv4ForwardingEnabled } from "./forwarding.ts";
+import { FORWARDING_OFF, forwardingOff, forwardingSysctl, type IpFamily } from "./forwarding.ts";
 import { interfaceExists } from "./underlay.ts";
 
 export interface DaemonState {
@@ -19,7 +19,12 @@ export interface DaemonState {
   readonly reason?: string;
   /** Ready but with a problem worth showing: "etcd unreachable". */
   readonly degraded?: string;
+  /** This host's IPv4 subnet as the subnet file names it (10.10.16.1/24); absent IPv6-only. */
   readonly subnet?: string;
+  /** This host's IPv6 subnet as the subnet file names it (fd10:0:0:1::1/64). */
+  readonly ipv6Subnet?: string;
+  /** The families the network carries, whose forwarding health requires. */
+  readonly families?: IpFamily[];
   readonly mtu?: number;
   readonly backend?: string;
   readonly peers?: number;
@@ -45,7 +50,9 @@ export interface DaemonState {
 }
 
 export interface PeerStatus {
+  /** Its subnets: "10.10.1.0/24", "10.10.1.0/24 fd10:0:0:1::/64" or "fd10:0:0:1::/64". */
   readonly subnet: string;
+  /** Its public addresses, as the subnets: IPv4, IPv6 or both. */
   readonly publicIp: string;
   readonly backend: string;
   /** Epoch ms this agent learned of the peer. */
@@ -90,28 +97,31 @@ export interface HealthVerdict {
  * The health line for a state as seen by the daemon itself (no file, no process checks).
  * It starts as the flannel charm's does, `ready lxcbr:10.10.16.1 subnet:10.10.16.1/24
  * mtu:1472` (`lxcbr:` whatever the bridge is called), and the agent's own fields follow.
- * IPv4 forwarding is read now (`forwarding` overrides it for tests).
+ * Forwarding of each family the network has is read now (`off` overrides it for tests).
  */
 export function describeState(
   state: DaemonState,
   now = Date.now(),
-  forwarding = ipv4ForwardingEnabled(),
+  off = forwardingOff(state.families ?? ["ipv4"]),
 ): HealthVerdict {
   if (!state.ready) return { ready: false, line: `not-ready ${state.reason ?? "starting"}` };
   if (state.leaseExpiresAt != null && state.leaseExpiresAt <= now) {
     return { ready: false, line: "not-ready lease expired" };
   }
-  if (!forwarding) {
+  if (off) {
+    const sysctl = forwardingSysctl(off);
     return {
       ready: false,
-      line: `not-ready ${FORWARDING_OFF} (net.ipv4.ip_forward is 0: containers cannot reach ` +
-        `other hosts; turn it on with: sysctl -w net.ipv4.ip_forward=1)`,
+      line: `not-ready ${FORWARDING_OFF} (${sysctl} is 0: containers cannot reach ` +
+        `other hosts; turn it on with: sysctl -w ${sysctl}=1)`,
     };
   }
   const parts = ["ready"];
-  const gateway = state.subnet?.split("/")[0];
+  const gateway = (state.subnet ?? state.ipv6Subnet)?.split("/")[0];
   if (state.bridge) parts.push(`lxcbr:${gateway}`);
-  parts.push(`subnet:${state.subnet}`, `mtu:${state.mtu}`, `backend:${state.backend}`);
+  if (state.subnet) parts.push(`subnet:${state.subnet}`);
+  if (state.ipv6Subnet) parts.push(`subnet6:${state.ipv6Subnet}`);
+  parts.push(`mtu:${state.mtu}`, `backend:${state.backend}`);
   parts.push(`peers:${state.peers ?? 0}`);
   if (state.bridge) parts.push(`bridge:${state.bridge}`);
   if (state.degraded) parts.push(`degraded:${state.degraded.replaceAll(" ", "-")}`);

@@ -14,6 +14,9 @@ export interface Inventory {
   /** The subnet leased and the public IP it was leased for. */
   readonly subnet: string;
   readonly publicIp: string;
+  /** In a network with IPv6: the IPv6 subnet (in the lease key) and the PublicIPv6. */
+  readonly ipv6Subnet?: string;
+  readonly publicIpv6?: string;
   /** The backend's device ("tun" for udp, "vxlan"); host-gw makes none. */
   readonly device?: { readonly name: string; readonly kind: string };
   /** The --bridge: deleted only if the agent created it, else only its address is. */

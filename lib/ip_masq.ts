@@ -12,6 +12,9 @@
  *   filter FORWARD → OVERLAY-FWD-<id>
  *            -s <Network> -j ACCEPT ;  -d <Network> -j ACCEPT
  *
+ * In a network with IPv6 the same chains are kept by ip6tables for the IPv6Network and
+ * this host's IPv6 subnet, with ff00::/8 for multicast (flannel's MasqIP6Rules).
+ *
  * The chain contents are applied atomically with one `iptables-restore --noflush` that
  * flushes and refills only our chains; the jump into each chain is added only when
  * `iptables -C` says it is missing. Running twice, restarting, or the periodic re-check
@@ -20,6 +23,7 @@
  */
 import { OverlayError } from "./errors.ts";
 import { formatIp4Net, type Ip4Net } from "./ip.ts";
+import { formatIp6Net, type Ip6Net } from "./ip6.ts";
 import { log } from "./log.ts";
 
 export interface MasqChains {
@@ -36,18 +40,36 @@ export async function masqChains(etcdPrefix: string): Promise<MasqChains> {
   return { nat: `OVERLAY-POST-${id}`, filter: `OVERLAY-FWD-${id}` };
 }
 
+/** One family's rules: the network, this host's subnet of it, and the tool that keeps them. */
+export interface MasqTarget {
+  readonly tool: "iptables" | "ip6tables";
+  readonly network: string;
+  readonly subnet: string;
+  readonly multicast: string;
+}
+
+/** The IPv4 rules' target. */
+export function masqTarget4(network: Ip4Net, subnet: Ip4Net): MasqTarget {
+  const [net, own] = [formatIp4Net(network), formatIp4Net(subnet)];
+  return { tool: "iptables", network: net, subnet: own, multicast: "224.0.0.0/4" };
+}
+
+/** The IPv6 rules' target. */
+export function masqTarget6(network: Ip6Net, subnet: Ip6Net): MasqTarget {
+  const [net, own] = [formatIp6Net(network), formatIp6Net(subnet)];
+  return { tool: "ip6tables", network: net, subnet: own, multicast: "ff00::/8" };
+}
+
 /** The rules of each chain, as `iptables -S CHAIN` prints them (without the -N line). */
 export function masqRules(
   chains: MasqChains,
-  network: Ip4Net,
-  subnet: Ip4Net,
+  target: MasqTarget,
 ): { nat: string[]; filter: string[] } {
-  const net = formatIp4Net(network);
-  const own = formatIp4Net(subnet);
+  const { network: net, subnet: own, multicast } = target;
   return {
     nat: [
       `-A ${chains.nat} -s ${net} -d ${net} -m comment --comment "overlay: overlay to overlay" -j RETURN`,
-      `-A ${chains.nat} -s ${net} ! -d 224.0.0.0/4 -m comment --comment "overlay: overlay to outside" -j MASQUERADE --random-fully`,
+      `-A ${chains.nat} -s ${net} ! -d ${multicast} -m comment --comment "overlay: overlay to outside" -j MASQUERADE --random-fully`,
       `-A ${chains.nat} ! -s ${net} -d ${own} -m comment --comment "overlay: outside to this host" -j RETURN`,
       `-A ${chains.nat} ! -s ${net} -d ${net} -m comment --comment "overlay: outside to other hosts" -j MASQUERADE --random-fully`,
     ],
@@ -92,29 +114,38 @@ async function run(
   };
 }
 
-/** True when the iptables tools can be run here. */
-export async function iptablesInstalled(): Promise<boolean> {
+/** True when the iptables tools (ip6tables: `tool`) can be run here. */
+export async function iptablesInstalled(tool = "iptables"): Promise<boolean> {
   try {
-    return (await run("iptables", ["--version"])).code === 0;
+    return (await run(tool, ["--version"])).code === 0;
   } catch {
     return false;
   }
 }
 
 /** Reads a chain's rules; undefined when the chain does not exist. */
-async function chainRules(table: string, chain: string): Promise<string[] | undefined> {
-  const result = await run("iptables", ["-w", "5", "-t", table, "-S", chain]);
+async function chainRules(
+  tool: string,
+  table: string,
+  chain: string,
+): Promise<string[] | undefined> {
+  const result = await run(tool, ["-w", "5", "-t", table, "-S", chain]);
   if (result.code !== 0) return undefined;
   return result.stdout.split("\n").filter((line) => line.startsWith("-A "));
 }
 
-async function ensureJump(table: string, from: string, chain: string): Promise<boolean> {
-  const check = await run("iptables", ["-w", "5", "-t", table, "-C", from, "-j", chain]);
+async function ensureJump(
+  tool: string,
+  table: string,
+  from: string,
+  chain: string,
+): Promise<boolean> {
+  const check = await run(tool, ["-w", "5", "-t", table, "-C", from, "-j", chain]);
   if (check.code === 0) return false;
-  const insert = await run("iptables", ["-w", "5", "-t", table, "-I", from, "1", "-j", chain]);
+  const insert = await run(tool, ["-w", "5", "-t", table, "-I", from, "1", "-j", chain]);
   if (insert.code !== 0) {
     throw new OverlayError(
-      `iptables: cannot add the jump from ${from} to ${chain}: ${insert.stderr}`,
+      `${tool}: cannot add the jump from ${from} to ${chain}: ${insert.stderr}`,
     );
   }
   return true;
@@ -134,11 +165,11 @@ export interface RuleChoice {
  */
 export async function applyMasq(
   chains: MasqChains,
-  network: Ip4Net,
-  subnet: Ip4Net,
+  target: MasqTarget,
   choice: RuleChoice = { masq: true, forward: true },
 ): Promise<boolean> {
-  const rules = masqRules(chains, network, subnet);
+  const rules = masqRules(chains, target);
+  const tool = target.tool;
   const tables = [
     { table: "nat", chain: chains.nat, from: "POSTROUTING", rules: rules.nat, on: choice.masq },
     {
@@ -149,7 +180,7 @@ export async function applyMasq(
       on: choice.forward,
     },
   ].filter((t) => t.on);
-  const actual = await Promise.all(tables.map((t) => chainRules(t.table, t.chain)));
+  const actual = await Promise.all(tables.map((t) => chainRules(tool, t.table, t.chain)));
   const same = (found: string[] | undefined, wanted: string[]) =>
     found !== undefined && found.length === wanted.length &&
     found.every((line, i) => normalize(line) === normalize(wanted[i]));
@@ -161,28 +192,26 @@ export async function applyMasq(
       ) => [`*${t.table}`, `:${t.chain} - [0:0]`, `-F ${t.chain}`, ...t.rules, "COMMIT"]),
       "",
     ].join("\n");
-    const restore = await run("iptables-restore", ["-w", "5", "--noflush"], script);
-    if (restore.code !== 0) throw new OverlayError(`iptables-restore failed: ${restore.stderr}`);
+    const restore = await run(`${tool}-restore`, ["-w", "5", "--noflush"], script);
+    if (restore.code !== 0) throw new OverlayError(`${tool}-restore failed: ${restore.stderr}`);
     changed = true;
   }
-  for (const t of tables) if (await ensureJump(t.table, t.from, t.chain)) changed = true;
+  for (const t of tables) if (await ensureJump(tool, t.table, t.from, t.chain)) changed = true;
   return changed;
 }
 
-/** Removes our jumps and chains; absent ones are fine. */
+/** Removes our jumps and chains, IPv4 and IPv6; absent ones (or ip6tables) are fine. */
 export async function removeMasq(chains: MasqChains): Promise<void> {
-  for (
-    const [table, from, chain] of [["nat", "POSTROUTING", chains.nat], [
-      "filter",
-      "FORWARD",
-      chains.filter,
-    ]]
-  ) {
-    while ((await run("iptables", ["-w", "5", "-t", table, "-D", from, "-j", chain])).code === 0) {
-      // a duplicate jump someone added by hand goes too
+  const pairs = [["nat", "POSTROUTING", chains.nat], ["filter", "FORWARD", chains.filter]];
+  for (const tool of ["iptables", "ip6tables"]) {
+    if (tool === "ip6tables" && !await iptablesInstalled(tool)) continue;
+    for (const [table, from, chain] of pairs) {
+      while ((await run(tool, ["-w", "5", "-t", table, "-D", from, "-j", chain])).code === 0) {
+        // a duplicate jump someone added by hand goes too
+      }
+      await run(tool, ["-w", "5", "-t", table, "-F", chain]);
+      await run(tool, ["-w", "5", "-t", table, "-X", chain]);
     }
-    await run("iptables", ["-w", "5", "-t", table, "-F", chain]);
-    await run("iptables", ["-w", "5", "-t", table, "-X", chain]);
   }
 }
 
@@ -194,8 +223,7 @@ function normalize(rule: string): string {
 /** Keeps the rules in place: re-checks them every `intervalMs` until stopped. */
 export function keepMasq(
   chains: MasqChains,
-  network: Ip4Net,
-  subnet: Ip4Net,
+  targets: readonly MasqTarget[],
   intervalMs: number,
   choice: RuleChoice = { masq: true, forward: true },
 ): { stop(): void } {
@@ -204,7 +232,11 @@ export function keepMasq(
     if (busy) return;
     busy = true;
     try {
-      if (await applyMasq(chains, network, subnet, choice)) {
+      let changed = false;
+      for (const target of targets) {
+        if (await applyMasq(chains, target, choice)) changed = true;
+      }
+      if (changed) {
         log.warn("iptables rules had changed; restored them", {
           chains: `${chains.nat}, ${chains.filter}`,
         });

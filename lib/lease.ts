@@ -1,12 +1,13 @@
 /**
  * A subnet lease in flannel's schema:
- *   key   `<prefix>/subnets/10.10.16.0-24`
+ *   key   `<prefix>/subnets/10.10.16.0-24` (dual stack: `…/10.10.16.0-24&fd10:0:0:1::-64`)
  *   value `{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{…}}`
+ *         (with IPv6: `"PublicIPv6":"2001:db8::1"` and `"BackendV6Data":{…}`)
  * udp leases carry no BackendType (absent means udp). Values written by other hosts
  * are untrusted input: decoding never throws, it reports why a value was skipped.
  */
 import { formatIp4, formatIp4Net, type Ip4Net, parseIp4, parseIp4Net } from "./ip.ts";
-import type { Ip6Net } from "./ip6.ts";
+import { formatIp6, formatIp6Net, type Ip6Net, parseIp6, parseIp6Net } from "./ip6.ts";
 
 /** What a host publishes about itself in its lease value. */
 export interface LeaseAttrs {
@@ -46,26 +47,60 @@ export function subnetsPrefix(prefix: string): string {
   return `${prefix}/subnets/`;
 }
 
-/** `<prefix>/subnets/10.10.16.0-24` */
-export function leaseKey(prefix: string, subnet: Ip4Net): string {
-  return `${subnetsPrefix(prefix)}${formatIp4(subnet.ip)}-${subnet.prefixLen}`;
+/** The subnets a lease key names: IPv4 always (0.0.0.0/0 in an IPv6-only network), IPv6 in a network with IPv6. */
+export interface LeaseSubnets {
+  readonly subnet: Ip4Net;
+  readonly ipv6Subnet?: Ip6Net;
 }
 
-/** Parses the subnet out of a lease key; undefined when the key is not one. */
-export function parseLeaseKey(prefix: string, key: string): Ip4Net | undefined {
+/**
+ * `<prefix>/subnets/10.10.16.0-24`, with IPv6 `<prefix>/subnets/10.10.16.0-24&fd10:0:0:1::-64`
+ * (flannel's MakeSubnetKey; an IPv6-only lease is `0.0.0.0-0&fd10:0:0:1::-64`). A bare
+ * Ip4Net names an IPv4-only lease.
+ */
+export function leaseKey(prefix: string, lease: LeaseSubnets | Ip4Net): string {
+  const subnets = "subnet" in lease ? lease : { subnet: lease };
+  const v4 = `${formatIp4(subnets.subnet.ip)}-${subnets.subnet.prefixLen}`;
+  const v6 = subnets.ipv6Subnet
+    ? `&${formatIp6(subnets.ipv6Subnet.ip)}-${subnets.ipv6Subnet.prefixLen}`
+    : "";
+  return `${subnetsPrefix(prefix)}${v4}${v6}`;
+}
+
+/**
+ * Parses the subnets out of a lease key; undefined when the key is not one. Only the
+ * spelling leaseKey writes is accepted (canonical addresses, host bits zero), so no two
+ * keys name the same subnets.
+ */
+export function parseLeaseKey(prefix: string, key: string): LeaseSubnets | undefined {
   const head = subnetsPrefix(prefix);
   if (!key.startsWith(head)) return undefined;
-  const name = key.slice(head.length);
+  const [name4, name6, ...rest] = key.slice(head.length).split("&");
+  if (rest.length > 0) return undefined;
+  const subnet = parseKeyPart(name4, (text) => parseIp4Net(text, { strict: true }));
+  if (!subnet) return undefined;
+  if (name6 === undefined) return { subnet };
+  const ipv6Subnet = parseKeyPart(name6, (text) => parseIp6Net(text, { strict: true }));
+  if (!ipv6Subnet) return undefined;
+  if (`${formatIp6(ipv6Subnet.ip)}-${ipv6Subnet.prefixLen}` !== name6) return undefined;
+  return { subnet, ipv6Subnet };
+}
+
+function parseKeyPart<T>(name: string, parse: (cidr: string) => T | undefined): T | undefined {
   const dash = name.lastIndexOf("-");
   if (dash < 0) return undefined;
-  return parseIp4Net(`${name.slice(0, dash)}/${name.slice(dash + 1)}`, { strict: true });
+  return parse(`${name.slice(0, dash)}/${name.slice(dash + 1)}`);
 }
 
 /** Encodes attrs as flannel does (field order included). */
 export function encodeLeaseValue(attrs: LeaseAttrs): string {
-  const value: Record<string, unknown> = { PublicIP: formatIp4(attrs.publicIp), PublicIPv6: null };
+  const value: Record<string, unknown> = {
+    PublicIP: formatIp4(attrs.publicIp),
+    PublicIPv6: attrs.publicIpv6 === undefined ? null : formatIp6(attrs.publicIpv6),
+  };
   if (attrs.backendType !== "udp") value.BackendType = attrs.backendType;
   if (attrs.backendData !== undefined) value.BackendData = attrs.backendData;
+  if (attrs.backendV6Data !== undefined) value.BackendV6Data = attrs.backendV6Data;
   return JSON.stringify(value);
 }
 
@@ -90,22 +125,58 @@ export function decodeLeaseValue(bytes: Uint8Array | string): LeaseAttrs | strin
   if (publicIp === undefined) {
     return `PublicIP ${JSON.stringify(obj.PublicIP)} is not an IPv4 address`;
   }
+  let publicIpv6: bigint | undefined;
+  if (obj.PublicIPv6 !== undefined && obj.PublicIPv6 !== null) {
+    publicIpv6 = typeof obj.PublicIPv6 === "string" ? parseIp6(obj.PublicIPv6) : undefined;
+    if (publicIpv6 === undefined) {
+      return `PublicIPv6 ${JSON.stringify(obj.PublicIPv6)} is not an IPv6 address`;
+    }
+  }
   const backendType = obj.BackendType ?? "udp";
   if (typeof backendType !== "string") return "BackendType is not a string";
   const data = obj.BackendData;
   if (data !== undefined && data !== null && (typeof data !== "object" || Array.isArray(data))) {
     return "BackendData is not an object";
   }
-  const attrs = { publicIp, backendType: backendType === "" ? "udp" : backendType };
-  // No backendData key at all when etcd has none, so a lease read back equals the one written.
-  return data === undefined || data === null
-    ? attrs
-    : { ...attrs, backendData: data as Record<string, unknown> };
+  const v6Data = obj.BackendV6Data;
+  if (
+    v6Data !== undefined && v6Data !== null && (typeof v6Data !== "object" || Array.isArray(v6Data))
+  ) {
+    return "BackendV6Data is not an object";
+  }
+  // No key at all for what etcd lacks, so a lease read back equals the one written.
+  return {
+    publicIp,
+    ...(publicIpv6 !== undefined ? { publicIpv6 } : {}),
+    backendType: backendType === "" ? "udp" : backendType,
+    ...(data !== undefined && data !== null
+      ? { backendData: data as Record<string, unknown> }
+      : {}),
+    ...(v6Data !== undefined && v6Data !== null
+      ? { backendV6Data: v6Data as Record<string, unknown> }
+      : {}),
+  };
+}
+
+/**
+ * The subnets for logs: "10.10.16.0/24", "10.10.16.0/24 fd10:0:0:1::/64" (dual stack),
+ * "fd10:0:0:1::/64" (IPv6 only).
+ */
+export function describeSubnets(subnets: LeaseSubnets): string {
+  const v6 = subnets.ipv6Subnet ? formatIp6Net(subnets.ipv6Subnet) : undefined;
+  if (v6 && subnets.subnet.prefixLen === 0) return v6;
+  return v6 ? `${formatIp4Net(subnets.subnet)} ${v6}` : formatIp4Net(subnets.subnet);
+}
+
+/** The public addresses for logs: "192.0.2.1", "192.0.2.1 2001:db8::1", "2001:db8::1". */
+export function describePublicIps(lease: Lease): string {
+  const { publicIp, publicIpv6 } = lease.attrs;
+  if (publicIpv6 === undefined) return formatIp4(publicIp);
+  const v6 = formatIp6(publicIpv6);
+  return lease.subnet.prefixLen === 0 ? v6 : `${formatIp4(publicIp)} ${v6}`;
 }
 
 /** Short description for logs: "10.10.16.0/24 (192.0.2.1, udp)". */
 export function describeLease(lease: Lease): string {
-  return `${formatIp4Net(lease.subnet)} (${
-    formatIp4(lease.attrs.publicIp)
-  }, ${lease.attrs.backendType})`;
+  return `${describeSubnets(lease)} (${describePublicIps(lease)}, ${lease.attrs.backendType})`;
 }

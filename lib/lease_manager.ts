@@ -2,19 +2,34 @@
  * The lease manager: takes this host's subnet and keeps it.
  *
  * Acquisition follows flannel's order: (1) a lease already carrying our PublicIP
- * that still fits the config; (2) the subnet named in our previous subnet file, if
- * free and fitting; (3) a random free subnet in [SubnetMin, SubnetMax]. Claims are
- * create-if-absent transactions; the loser of a race lists again and picks again.
+ * (PublicIPv6 in an IPv6-only network) that still fits the config; (2) the subnets named
+ * in our previous subnet file, if free and fitting; (3) a random free subnet in
+ * [SubnetMin, SubnetMax], per family. A dual-stack lease is one key naming both subnets
+ * (`10.10.1.0-24&fd10:0:0:1::-64`), so both are claimed in one create-if-absent
+ * transaction; the loser of a race lists again and picks again. A key holds one pair,
+ * so two keys can share one family's subnet: after claiming, the newer of two such keys
+ * gives its subnets up and chooses again.
  * Reservations (keys without an etcd lease) are never renewed, expired or taken.
  */
-import { fitsNetwork, fitsRange, type NetworkConfig, subnetCount } from "./config.ts";
+import {
+  fitsNetwork,
+  fitsNetwork6,
+  fitsRange,
+  fitsRange6,
+  type Ip6Pool,
+  type NetworkConfig,
+  subnetCount,
+} from "./config.ts";
 import { OverlayError } from "./errors.ts";
 import { formatIp4, formatIp4Net, type Ip4Net, netEqual, prefixSize } from "./ip.ts";
+import { formatIp6, formatIp6Net, type Ip6Net, net6Equal, prefixSize6 } from "./ip6.ts";
 import {
   describeLease,
+  describeSubnets,
   isReservation,
   type Lease,
   type LeaseAttrs,
+  type LeaseSubnets,
   parseLeaseKey,
 } from "./lease.ts";
 import { log } from "./log.ts";
@@ -26,8 +41,9 @@ export interface LeaseManagerOptions {
   readonly attrs: LeaseAttrs;
   readonly ttlMs: number;
   readonly renewMarginMs: number;
-  /** Subnet from the previous subnet file, if any. */
+  /** Subnets from the previous subnet file, if any (FLANNEL_SUBNET, FLANNEL_IPV6_SUBNET). */
   readonly previousSubnet?: Ip4Net;
+  readonly previousIpv6Subnet?: Ip6Net;
 }
 
 /** The lease this host holds. */
@@ -85,11 +101,18 @@ export class LeaseManager {
           return { ...own, listing, claimed: false };
         }
 
-        const subnet = this.#choose(config, listing);
+        const subnets = this.#choose(config, listing);
         grantedId ??= await this.#store.grant(ttlSeconds);
-        const claimed = await this.#store.create(subnet, this.#attrs, grantedId);
+        const claimed = await this.#store.create(subnets, this.#attrs, grantedId);
+        if (claimed && config.ipv6 && await this.#sharedWithOlder(claimed)) {
+          log.debug("another key holds one of these subnets; choosing again", {
+            subnets: describeSubnets(subnets),
+          });
+          await this.#store.delete(claimed);
+          continue;
+        }
         if (claimed) {
-          log.info("acquired subnet lease", { subnet: formatIp4Net(subnet), lease: grantedId });
+          log.info("acquired subnet lease", { subnet: describeSubnets(subnets), lease: grantedId });
           grantedId = undefined;
           return {
             lease: claimed,
@@ -98,7 +121,9 @@ export class LeaseManager {
             claimed: true,
           };
         }
-        log.debug("lost the race for a subnet; choosing again", { subnet: formatIp4Net(subnet) });
+        log.debug("lost the race for a subnet; choosing again", {
+          subnets: describeSubnets(subnets),
+        });
       }
       throw new OverlayError(
         `Could not claim a subnet after ${MAX_CLAIM_ATTEMPTS} attempts (too many hosts racing; try again)`,
@@ -113,9 +138,15 @@ export class LeaseManager {
     config: NetworkConfig,
     listing: LeaseListing,
   ): Promise<Omit<HeldLease, "listing" | "claimed"> | undefined> {
-    const mine = listing.leases.filter((l) => l.attrs.publicIp === this.#options.attrs.publicIp);
+    const ours = this.#options.attrs;
+    // In an IPv6-only network every PublicIP is 0.0.0.0: the host is its PublicIPv6.
+    const mine = listing.leases.filter((l) =>
+      config.enableIPv4
+        ? l.attrs.publicIp === ours.publicIp
+        : ours.publicIpv6 !== undefined && l.attrs.publicIpv6 === ours.publicIpv6
+    );
     for (const lease of mine) {
-      if (!fitsNetwork(config, lease.subnet)) {
+      if (!fitsConfig(config, lease)) {
         if (isReservation(lease)) {
           log.warn("reservation for this host does not fit the network config; ignoring it", {
             lease: describeLease(lease),
@@ -154,31 +185,41 @@ export class LeaseManager {
     const wanted = this.#attrs;
     if (
       lease.attrs.backendType === wanted.backendType &&
-      JSON.stringify(lease.attrs.backendData) === JSON.stringify(wanted.backendData)
+      lease.attrs.publicIpv6 === wanted.publicIpv6 &&
+      JSON.stringify(lease.attrs.backendData) === JSON.stringify(wanted.backendData) &&
+      JSON.stringify(lease.attrs.backendV6Data) === JSON.stringify(wanted.backendV6Data)
     ) return lease;
     const fresh = await this.#store.update(lease, wanted);
     if (!fresh) {
       throw new OverlayError(
-        `lease ${formatIp4Net(lease.subnet)} changed while it was being adopted (try again)`,
+        `lease ${describeSubnets(lease)} changed while it was being adopted (try again)`,
       );
     }
     return fresh;
   }
 
   /**
-   * Steps 2 and 3: the previous subnet if free, else a random free one. Only keys of the
-   * config's SubnetLen inside the Network take part: a hostile `0.0.0.0-0` cannot make the
-   * choice walk the address space, so choosing costs at most the Network's subnet count.
+   * Steps 2 and 3, per family: the previous subnet if free, else a random free one. Only
+   * keys of the config's SubnetLen inside the Network take part: a hostile `0.0.0.0-0`
+   * cannot make the choice walk the address space, so choosing costs at most the
+   * Network's subnet count (IPv6: the number of keys, whatever the Network's size).
    */
-  #choose(config: NetworkConfig, listing: LeaseListing): Ip4Net {
-    const taken = new Set<number>();
-    for (const lease of listing.leases) {
-      if (fitsNetwork(config, lease.subnet)) taken.add(lease.subnet.ip);
-    }
-    // A key whose value does not parse still occupies its subnet.
+  #choose(config: NetworkConfig, listing: LeaseListing): LeaseSubnets {
+    const held: LeaseSubnets[] = [...listing.leases];
+    // A key whose value does not parse still occupies its subnets.
     for (const skipped of listing.skipped) {
-      const subnet = parseLeaseKey(this.#store.prefix, skipped.key);
-      if (subnet && fitsNetwork(config, subnet)) taken.add(subnet.ip);
+      const subnets = parseLeaseKey(this.#store.prefix, skipped.key);
+      if (subnets) held.push(subnets);
+    }
+    const subnet = config.enableIPv4 ? this.#choose4(config, held) : config.network;
+    if (!config.ipv6) return { subnet };
+    return { subnet, ipv6Subnet: this.#choose6(config.ipv6, held) };
+  }
+
+  #choose4(config: NetworkConfig, held: LeaseSubnets[]): Ip4Net {
+    const taken = new Set<number>();
+    for (const lease of held) {
+      if (fitsNetwork(config, lease.subnet)) taken.add(lease.subnet.ip);
     }
     const previous = this.#options.previousSubnet;
     if (previous) {
@@ -189,10 +230,8 @@ export class LeaseManager {
       } else if (!taken.has(previous.ip)) {
         return previous;
       } else {
-        const holder = listing.leases.find((l) => netEqual(l.subnet, previous));
         log.info("previous subnet from the subnet file is taken; choosing another", {
           subnet: formatIp4Net(previous),
-          holder: holder ? formatIp4(holder.attrs.publicIp) : undefined,
         });
       }
     }
@@ -209,6 +248,57 @@ export class LeaseManager {
       } is exhausted: all ${count} /${config.subnetLen} subnets ` +
         `from ${formatIp4(config.subnetMin)} to ${formatIp4(config.subnetMax)} are leased ` +
         `(free unused leases, or widen SubnetMin/SubnetMax with: overlay config set)`,
+    );
+  }
+
+  #choose6(pool: Ip6Pool, held: LeaseSubnets[]): Ip6Net {
+    const taken = new Set<bigint>();
+    for (const lease of held) {
+      if (lease.ipv6Subnet && fitsNetwork6(pool, lease.ipv6Subnet)) {
+        taken.add(lease.ipv6Subnet.ip);
+      }
+    }
+    const previous = this.#options.previousIpv6Subnet;
+    if (previous) {
+      if (!fitsRange6(pool, previous)) {
+        log.info("previous IPv6 subnet from the subnet file does not fit the config; ignoring it", {
+          subnet: formatIp6Net(previous),
+        });
+      } else if (!taken.has(previous.ip)) {
+        return previous;
+      } else {
+        log.info("previous IPv6 subnet from the subnet file is taken; choosing another", {
+          subnet: formatIp6Net(previous),
+        });
+      }
+    }
+    const step = prefixSize6(pool.subnetLen);
+    const count = (pool.subnetMax - pool.subnetMin) / step + 1n;
+    const start = randomBelow(count);
+    // Probing from a random start finds a free subnet within taken + 1 steps, if any.
+    const probes = count < BigInt(taken.size + 1) ? count : BigInt(taken.size + 1);
+    for (let i = 0n; i < probes; i++) {
+      const ip = pool.subnetMin + ((start + i) % count) * step;
+      if (!taken.has(ip)) return { ip, prefixLen: pool.subnetLen };
+    }
+    throw new OverlayError(
+      `IPv6Network ${formatIp6Net(pool.network)} is exhausted: all ${count} /${pool.subnetLen} ` +
+        `subnets from ${formatIp6(pool.subnetMin)} to ${formatIp6(pool.subnetMax)} are leased ` +
+        `(free unused leases, or widen IPv6SubnetMin/IPv6SubnetMax with: overlay config set)`,
+    );
+  }
+
+  /**
+   * True when another key, created before ours, holds one of our subnets: a dual-stack
+   * key is claimed whole, so a host racing us for one family with a different other
+   * family is only seen afterwards. The newer key yields.
+   */
+  async #sharedWithOlder(ours: Lease): Promise<boolean> {
+    const listing = await this.#store.listLeases();
+    const order = (lease: Lease) => BigInt(lease.createRevision || "0");
+    return listing.leases.some((other) =>
+      other.createRevision !== ours.createRevision && order(other) < order(ours) &&
+      sharesSubnet(other, ours)
     );
   }
 
@@ -279,4 +369,27 @@ export class LeaseManager {
     const lead = margin < ttl ? margin : (ttl * 2) / 3;
     return expiresAt - lead;
   }
+}
+
+/** True when a lease's subnets are what this config hands out: each family right, no extra. */
+export function fitsConfig(config: NetworkConfig, lease: LeaseSubnets): boolean {
+  if (!fitsNetwork(config, lease.subnet)) return false;
+  if (!config.ipv6) return lease.ipv6Subnet === undefined;
+  return lease.ipv6Subnet !== undefined && fitsNetwork6(config.ipv6, lease.ipv6Subnet);
+}
+
+/** True when two keys name one subnet of either family (0.0.0.0/0 of IPv6-only keys aside). */
+function sharesSubnet(a: LeaseSubnets, b: LeaseSubnets): boolean {
+  if (a.subnet.prefixLen > 0 && netEqual(a.subnet, b.subnet)) return true;
+  return a.ipv6Subnet !== undefined && b.ipv6Subnet !== undefined &&
+    net6Equal(a.ipv6Subnet, b.ipv6Subnet);
+}
+
+/** A uniform random bigint in [0, bound). */
+function randomBelow(bound: bigint): bigint {
+  const words = new Uint32Array(5);
+  crypto.getRandomValues(words);
+  let value = 0n;
+  for (const word of words) value = (value << 32n) | BigInt(word);
+  return value % bound; // 160 random bits over at most 2^126: the bias is negligible
 }

@@ -7,8 +7,15 @@
  * copied or hostile lease never changes the entries of the lease it copies.
  */
 import type { Backend } from "./backend.ts";
-import { describeLease, type Lease, leaseKey } from "./lease.ts";
-import { formatIp4, formatIp4Net } from "./ip.ts";
+import {
+  describeLease,
+  describePublicIps,
+  describeSubnets,
+  type Lease,
+  leaseKey,
+} from "./lease.ts";
+import { formatIp4Net } from "./ip.ts";
+import { formatIp6Net } from "./ip6.ts";
 import type { PeerStatus } from "./health.ts";
 import { log } from "./log.ts";
 import {
@@ -55,7 +62,7 @@ export class PeerTracker {
 
   /** Applies one lease event (never this host's own lease). */
   apply(event: LeaseEvent): void {
-    const key = leaseKey(this.#prefix, event.lease.subnet);
+    const key = leaseKey(this.#prefix, event.lease);
     const previous = this.#leases.get(key);
     const affected = new Set<string>([key]);
     if (previous) this.#unindex(key, previous, affected);
@@ -76,7 +83,7 @@ export class PeerTracker {
   load(leases: Lease[]): void {
     const affected = new Set<string>();
     for (const lease of leases) {
-      const key = leaseKey(this.#prefix, lease.subnet);
+      const key = leaseKey(this.#prefix, lease);
       const previous = this.#leases.get(key);
       if (previous) this.#unindex(key, previous, affected);
       this.#leases.set(key, lease);
@@ -104,8 +111,8 @@ export class PeerTracker {
   /** The peers routed to, for status. */
   list(): PeerStatus[] {
     return [...this.#admitted].map(([key, lease]) => ({
-      subnet: formatIp4Net(lease.subnet),
-      publicIp: formatIp4(lease.attrs.publicIp),
+      subnet: describeSubnets(lease),
+      publicIp: describePublicIps(lease),
       backend: lease.attrs.backendType,
       since: this.#since.get(key) ?? 0,
       lastHeard: this.#backend.lastHeard(lease),
@@ -122,8 +129,17 @@ export class PeerTracker {
     return Object.fromEntries(this.#skipCounts);
   }
 
+  /** What a lease claims that no other may share: its subnets, and what the backend says. */
+  #claims(lease: Lease): string[] {
+    return [
+      ...(lease.subnet.prefixLen > 0 ? [`subnet ${formatIp4Net(lease.subnet)}`] : []),
+      ...(lease.ipv6Subnet ? [`subnet ${formatIp6Net(lease.ipv6Subnet)}`] : []),
+      ...this.#backend.claims(lease),
+    ];
+  }
+
   #index(key: string, lease: Lease, affected: Set<string>): void {
-    for (const claim of this.#backend.claims(lease)) {
+    for (const claim of this.#claims(lease)) {
       let keys = this.#claimants.get(claim);
       if (!keys) this.#claimants.set(claim, keys = new Set());
       keys.add(key);
@@ -132,7 +148,7 @@ export class PeerTracker {
   }
 
   #unindex(key: string, lease: Lease, affected: Set<string>): void {
-    for (const claim of this.#backend.claims(lease)) {
+    for (const claim of this.#claims(lease)) {
       const keys = this.#claimants.get(claim);
       if (!keys) continue;
       keys.delete(key);
@@ -159,7 +175,7 @@ export class PeerTracker {
   #problem(key: string, lease: Lease): LeaseProblem | undefined {
     const problem = leaseProblem(lease, this.#policy);
     if (problem) return problem;
-    for (const claim of this.#backend.claims(lease)) {
+    for (const claim of this.#claims(lease)) {
       const holder = this.#holder(claim);
       if (holder !== undefined && holder !== key) {
         return { reason: "conflict", text: `${claim} is already claimed by older lease ${holder}` };
@@ -223,6 +239,8 @@ export class PeerTracker {
 /** True when a changed lease needs no reprogramming (only its etcd bookkeeping moved). */
 function sameRoute(a: Lease, b: Lease): boolean {
   return a.attrs.publicIp === b.attrs.publicIp &&
+    a.attrs.publicIpv6 === b.attrs.publicIpv6 &&
     a.attrs.backendType === b.attrs.backendType &&
-    JSON.stringify(a.attrs.backendData) === JSON.stringify(b.attrs.backendData);
+    JSON.stringify(a.attrs.backendData) === JSON.stringify(b.attrs.backendData) &&
+    JSON.stringify(a.attrs.backendV6Data) === JSON.stringify(b.attrs.backendV6Data);
 }

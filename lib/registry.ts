@@ -13,6 +13,7 @@ import {
   type Lease,
   type LeaseAttrs,
   leaseKey,
+  type LeaseSubnets,
   parseLeaseKey,
   subnetsPrefix,
 } from "./lease.ts";
@@ -199,12 +200,14 @@ export class SubnetRegistry {
 
   /** Parses one key-value pair from etcd into a lease, or a reason to skip it. */
   parseKv(kv: KeyValue): Lease | SkippedLease {
-    const subnet = parseLeaseKey(this.#prefix, kv.key);
-    if (!subnet) return { key: kv.key, reason: "key is not <ip>-<prefixlen>" };
+    const subnets = parseLeaseKey(this.#prefix, kv.key);
+    if (!subnets) {
+      return { key: kv.key, reason: "key is not <ip>-<prefixlen>[&<ipv6>-<prefixlen>]" };
+    }
     const attrs = decodeLeaseValue(kv.value);
     if (typeof attrs === "string") return { key: kv.key, reason: attrs };
     return {
-      subnet,
+      ...subnets,
       attrs,
       etcdLeaseId: kv.lease,
       modRevision: kv.modRevision,
@@ -239,14 +242,18 @@ export class SubnetRegistry {
    * `If(Version(key) == 0) Then Put(key, value, lease)`. Returns the lease as written
    * (no second read), or undefined when another host was first.
    */
-  async create(subnet: Ip4Net, attrs: LeaseAttrs, etcdLeaseId: string): Promise<Lease | undefined> {
-    const key = leaseKey(this.#prefix, subnet);
+  async create(
+    subnets: LeaseSubnets,
+    attrs: LeaseAttrs,
+    etcdLeaseId: string,
+  ): Promise<Lease | undefined> {
+    const key = leaseKey(this.#prefix, subnets);
     const revision = await this.#client.txn(
       [{ key, target: "VERSION", version: "0" }],
       [{ put: { key, value: encodeLeaseValue(attrs), lease: etcdLeaseId } }],
     );
     if (revision === undefined) return undefined;
-    return { subnet, attrs, etcdLeaseId, modRevision: revision, createRevision: revision };
+    return { ...subnets, attrs, etcdLeaseId, modRevision: revision, createRevision: revision };
   }
 
   /**
@@ -254,7 +261,7 @@ export class SubnetRegistry {
    * Returns the lease as written, or undefined when it changed in between.
    */
   async update(lease: Lease, attrs: LeaseAttrs): Promise<Lease | undefined> {
-    const key = leaseKey(this.#prefix, lease.subnet);
+    const key = leaseKey(this.#prefix, lease);
     const revision = await this.#client.txn(
       [{ key, target: "MOD", modRevision: lease.modRevision }],
       [{ put: { key, value: encodeLeaseValue(attrs), lease: lease.etcdLeaseId } }],
@@ -264,7 +271,7 @@ export class SubnetRegistry {
 
   /** Deletes a lease key only if it is unchanged since it was read. */
   async delete(lease: Lease): Promise<boolean> {
-    const key = leaseKey(this.#prefix, lease.subnet);
+    const key = leaseKey(this.#prefix, lease);
     const revision = await this.#client.txn(
       [{ key, target: "MOD", modRevision: lease.modRevision }],
       [{ delete: { key } }],
@@ -273,8 +280,8 @@ export class SubnetRegistry {
   }
 
   /** Reads one lease; undefined when absent. */
-  async getLease(subnet: Ip4Net): Promise<Lease | SkippedLease | undefined> {
-    const { kvs } = await this.#client.range(leaseKey(this.#prefix, subnet));
+  async getLease(subnets: LeaseSubnets | Ip4Net): Promise<Lease | SkippedLease | undefined> {
+    const { kvs } = await this.#client.range(leaseKey(this.#prefix, subnets));
     return kvs.length === 0 ? undefined : this.parseKv(kvs[0]);
   }
 
@@ -333,7 +340,7 @@ export class LeaseWatch {
     this.#backoff = hooks.backoff ?? new Backoff(WATCH_RETRY);
     this.#subnets = subnetsPrefix(registry.prefix);
     for (const lease of from.leases) {
-      this.#known.set(leaseKey(registry.prefix, lease.subnet), lease);
+      this.#known.set(leaseKey(registry.prefix, lease), lease);
     }
     this.#lastRevision = from.revision;
     this.#ready = new Promise((resolve) => this.#markReady = resolve);
@@ -472,7 +479,7 @@ export class LeaseWatch {
         const listing = await this.#registry.listLeases();
         const fresh = new Map<string, Lease>();
         for (const lease of listing.leases) {
-          fresh.set(leaseKey(this.#registry.prefix, lease.subnet), lease);
+          fresh.set(leaseKey(this.#registry.prefix, lease), lease);
         }
         for (const [key, lease] of this.#known) {
           if (!fresh.has(key)) {

@@ -12,7 +12,9 @@
 import { interfaceName } from "../ffi/libc.ts";
 import { routeToward } from "../ffi/netlink.ts";
 import { UsageError } from "./errors.ts";
-import { formatIp4, formatIp4Net, type Ip4Net, netContains, parseIp4 } from "./ip.ts";
+import { formatIp4, formatIp4Net, netContains, parseIp4 } from "./ip.ts";
+import { formatIp6, formatIp6Net, ip6AddressProblem, net6Contains, parseIp6 } from "./ip6.ts";
+import type { NetworkConfig } from "./config.ts";
 import { log } from "./log.ts";
 
 export interface Underlay {
@@ -23,7 +25,13 @@ export interface Underlay {
   /** Every IPv4 address on the interface (host-gw checks the public IP is one). */
   readonly addresses: number[];
   readonly publicIp: number;
-  /** The IPv6 address peers reach us on (--public-ipv6, else the interface's global one). */
+  /** The interface's first global IPv6 address, if it has one. */
+  readonly ipv6?: bigint;
+  /** Its prefix length: IPv6 peers inside it share our L2 segment. */
+  readonly ipv6PrefixLen?: number;
+  /** Every global IPv6 address on the interface. */
+  readonly ipv6Addresses?: bigint[];
+  /** The IPv6 address peers reach us on (--public-ipv6, else `ipv6`). */
   readonly publicIpv6?: bigint;
   readonly mtu: number;
 }
@@ -36,6 +44,7 @@ export interface UnderlayChoice {
   /** --iface-can-reach: the interface that routes to this address. */
   readonly ifaceCanReach?: number;
   readonly publicIp?: number;
+  readonly publicIpv6?: bigint;
 }
 
 interface Candidate {
@@ -43,8 +52,18 @@ interface Candidate {
   readonly ip: number;
 }
 
-/** Finds the underlay interface. Throws UsageError naming the flag to fix. */
-export function detectUnderlay(choice: UnderlayChoice): Underlay {
+/**
+ * Finds the underlay interface. Throws UsageError naming the flag to fix. In an IPv6-only
+ * network (`ipv4: false`) the interface is found by its IPv6 addresses and the IPv6
+ * default route instead; otherwise the IPv4 interface's global IPv6 address (or
+ * --public-ipv6) is the host's PublicIPv6, as flanneld takes it.
+ */
+export function detectUnderlay(choice: UnderlayChoice, options: { ipv4?: boolean } = {}): Underlay {
+  if (options.ipv4 === false) return detectUnderlay6(choice);
+  return withIpv6(detectUnderlay4(choice), choice.publicIpv6);
+}
+
+function detectUnderlay4(choice: UnderlayChoice): Underlay {
   const addresses = Deno.networkInterfaces().filter((i) => i.family === "IPv4");
   const ifaces = choice.ifaces ?? [];
   const regexes = choice.ifaceRegexes ?? [];
@@ -96,6 +115,114 @@ export function detectUnderlay(choice: UnderlayChoice): Underlay {
     publicIp: choice.publicIp ?? found.ip,
     mtu: interfaceMtu(found.name),
   };
+}
+
+/** The interface's global IPv6 addresses (link-local ones need a zone, and peers cannot use them). */
+function globalIpv6(name: string): { ip: bigint; prefixLen: number }[] {
+  return Deno.networkInterfaces()
+    .filter((i) => i.family === "IPv6" && i.name === name)
+    .map((i) => ({
+      ip: parseIp6(i.address.split("%")[0]),
+      prefixLen: Number(i.cidr.split("/")[1]),
+    }))
+    .filter((a): a is { ip: bigint; prefixLen: number } =>
+      a.ip !== undefined && ip6AddressProblem(a.ip) === undefined
+    );
+}
+
+function withIpv6(underlay: Underlay, publicIpv6: bigint | undefined): Underlay {
+  const addresses = globalIpv6(underlay.name);
+  const primary = addresses.find((a) => a.ip === publicIpv6) ?? addresses[0];
+  const chosen = publicIpv6 ?? primary?.ip;
+  return {
+    ...underlay,
+    ...(primary ? { ipv6: primary.ip, ipv6PrefixLen: primary.prefixLen } : {}),
+    ipv6Addresses: addresses.map((a) => a.ip),
+    ...(chosen !== undefined ? { publicIpv6: chosen } : {}),
+  };
+}
+
+/**
+ * The IPv6-only underlay: --iface by name or IPv6 address, --iface-regex against IPv6
+ * addresses then names, then the interface holding --public-ipv6, then the interface of
+ * the IPv6 default route.
+ */
+function detectUnderlay6(choice: UnderlayChoice): Underlay {
+  const names = [...new Set(Deno.networkInterfaces().map((i) => i.name))];
+  const withAddress = names.filter((name) => globalIpv6(name).length > 0);
+  const byIp = (ip: bigint) =>
+    withAddress.find((name) => globalIpv6(name).some((a) => a.ip === ip));
+  let name: string | undefined;
+  for (const spec of choice.ifaces ?? []) {
+    const ip = parseIp6(spec);
+    name = ip !== undefined ? byIp(ip) : withAddress.find((n) => n === spec);
+    if (name) break;
+  }
+  for (const pattern of name ? [] : choice.ifaceRegexes ?? []) {
+    const regex = new RegExp(pattern);
+    name = withAddress.find((n) => globalIpv6(n).some((a) => regex.test(formatIp6(a.ip)))) ??
+      withAddress.find((n) => regex.test(n));
+    if (name) break;
+  }
+  if (choice.ifaceCanReach !== undefined) {
+    throw new UsageError(
+      `--iface-can-reach takes an IPv4 address, and this network is IPv6-only (use --iface)`,
+    );
+  }
+  const explicit = (choice.ifaces?.length ?? 0) + (choice.ifaceRegexes?.length ?? 0) > 0;
+  if (!name && explicit) {
+    throw new UsageError(
+      `${
+        [
+          ...(choice.ifaces ?? []).map((i) => `--iface ${JSON.stringify(i)}`),
+          ...(choice.ifaceRegexes ?? []).map((r) => `--iface-regex ${JSON.stringify(r)}`),
+        ].join(", ")
+      }: ` +
+        `no interface with a global IPv6 address matches (have: ${
+          withAddress.join(", ") || "none"
+        })`,
+    );
+  }
+  if (!name && choice.publicIpv6 !== undefined) name = byIp(choice.publicIpv6);
+  name ??= defaultRoute6Interface();
+  if (!name) {
+    throw new UsageError(
+      `No IPv6 default route to pick the underlay interface from (choose one with --iface)`,
+    );
+  }
+  const underlay = withIpv6({
+    name,
+    ip: 0,
+    prefixLen: 0,
+    addresses: [],
+    publicIp: 0,
+    mtu: interfaceMtu(name),
+  }, choice.publicIpv6);
+  if (underlay.publicIpv6 === undefined) {
+    throw new UsageError(
+      `Interface ${JSON.stringify(name)} has no global IPv6 address for an IPv6-only network ` +
+        `(give it one, choose another with --iface, or set --public-ipv6)`,
+    );
+  }
+  return underlay;
+}
+
+/** The interface of the IPv6 default route, from /proc/net/ipv6_route. */
+export function defaultRoute6Interface(): string | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync("/proc/net/ipv6_route");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    // dst, dst len, src, src len, next hop, metric, refcount, use, flags, device
+    if (fields.length < 10 || fields[0] !== "0".repeat(32) || fields[1] !== "00") continue;
+    if (fields[9] === "lo") continue; // the unreachable default of a namespace without one
+    return fields[9];
+  }
+  return undefined;
 }
 
 /** An interface by name (its first IPv4 address) or by one of its IPv4 addresses. */
@@ -174,20 +301,40 @@ export function defaultGateway(): number | undefined {
 }
 
 /**
- * Why `network` cannot be the overlay on this host, or undefined: it must not contain the
- * host's underlay or public address, or its default gateway (the overlay's routes would
- * take the host's own traffic).
+ * Why the config's networks cannot be the overlay on this host, or undefined: they must
+ * not contain the host's underlay or public addresses, or its default gateway (the
+ * overlay's routes would take the host's own traffic).
  */
-export function networkProblemOnHost(network: Ip4Net, underlay: Underlay): string | undefined {
-  const clashes: [string, number | undefined][] = [
-    ["underlay address", underlay.ip],
-    ["public IP", underlay.publicIp],
-    ["default gateway", defaultGateway()],
-  ];
-  for (const [what, ip] of clashes) {
-    if (ip !== undefined && netContains(network, ip)) {
-      return `"Network" ${formatIp4Net(network)} contains this host's ${what} ${formatIp4(ip)} ` +
-        `(choose a Network apart from the hosts' own addresses)`;
+export function networkProblemOnHost(
+  config: NetworkConfig,
+  underlay: Underlay,
+): string | undefined {
+  if (config.enableIPv4) {
+    const network = config.network;
+    const clashes: [string, number | undefined][] = [
+      ["underlay address", underlay.ip],
+      ["public IP", underlay.publicIp],
+      ["default gateway", defaultGateway()],
+    ];
+    for (const [what, ip] of clashes) {
+      if (ip !== undefined && netContains(network, ip)) {
+        return `"Network" ${formatIp4Net(network)} contains this host's ${what} ${formatIp4(ip)} ` +
+          `(choose a Network apart from the hosts' own addresses)`;
+      }
+    }
+  }
+  const pool = config.ipv6;
+  if (pool) {
+    const clashes: [string, bigint | undefined][] = [
+      ["IPv6 underlay address", underlay.ipv6],
+      ["public IPv6", underlay.publicIpv6],
+    ];
+    for (const [what, ip] of clashes) {
+      if (ip !== undefined && net6Contains(pool.network, ip)) {
+        return `"IPv6Network" ${formatIp6Net(pool.network)} contains this host's ${what} ${
+          formatIp6(ip)
+        } (choose an IPv6Network apart from the hosts' own addresses)`;
+      }
     }
   }
   return undefined;
@@ -215,5 +362,9 @@ export function interfaceExists(name: string): boolean {
 }
 
 export function describeUnderlay(underlay: Underlay): string {
-  return `${underlay.name} ${formatIp4(underlay.ip)} mtu ${underlay.mtu}`;
+  const addresses = [
+    ...(underlay.ip !== 0 ? [formatIp4(underlay.ip)] : []),
+    ...(underlay.ipv6 !== undefined ? [formatIp6(underlay.ipv6)] : []),
+  ];
+  return `${underlay.name} ${addresses.join(" ")} mtu ${underlay.mtu}`;
 }

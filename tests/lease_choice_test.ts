@@ -8,7 +8,13 @@ import assert from "node:assert/strict";
 import { parseNetworkConfig } from "../lib/config.ts";
 import { OverlayError } from "../lib/errors.ts";
 import { formatIp4Net, type Ip4Net, parseIp4, parseIp4Net } from "../lib/ip.ts";
-import { type Lease, type LeaseAttrs, leaseKey } from "../lib/lease.ts";
+import {
+  describeSubnets,
+  type Lease,
+  type LeaseAttrs,
+  leaseKey,
+  type LeaseSubnets,
+} from "../lib/lease.ts";
 import { LeaseManager } from "../lib/lease_manager.ts";
 import type { LeaseStore } from "../lib/lease_store.ts";
 import type { LeaseListing, SkippedLease } from "../lib/registry.ts";
@@ -41,7 +47,7 @@ class MemoryStore implements LeaseStore {
       modRevision: revision,
       createRevision: revision,
     };
-    this.leases.set(leaseKey(PREFIX, lease.subnet), lease);
+    this.leases.set(leaseKey(PREFIX, lease), lease);
     if (etcdLeaseId !== "0") this.alive.add(etcdLeaseId);
     return lease;
   }
@@ -73,14 +79,18 @@ class MemoryStore implements LeaseStore {
     return Promise.resolve(this.alive.has(id) ? 60 : 0);
   }
 
-  create(subnet: Ip4Net, wanted: LeaseAttrs, etcdLeaseId: string): Promise<Lease | undefined> {
-    this.beforeCreate?.(subnet);
-    this.calls.push(`create ${formatIp4Net(subnet)}`);
-    const key = leaseKey(PREFIX, subnet);
+  create(
+    subnets: LeaseSubnets,
+    wanted: LeaseAttrs,
+    etcdLeaseId: string,
+  ): Promise<Lease | undefined> {
+    this.beforeCreate?.(subnets.subnet);
+    this.calls.push(`create ${describeSubnets(subnets)}`);
+    const key = leaseKey(PREFIX, subnets);
     if (this.leases.has(key)) return Promise.resolve(undefined);
     const revision = String(++this.revision);
     const lease = {
-      subnet,
+      ...subnets,
       attrs: wanted,
       etcdLeaseId,
       modRevision: revision,
@@ -91,8 +101,8 @@ class MemoryStore implements LeaseStore {
   }
 
   update(lease: Lease, wanted: LeaseAttrs): Promise<Lease | undefined> {
-    this.calls.push(`update ${formatIp4Net(lease.subnet)}`);
-    const key = leaseKey(PREFIX, lease.subnet);
+    this.calls.push(`update ${describeSubnets(lease)}`);
+    const key = leaseKey(PREFIX, lease);
     if (this.leases.get(key)?.modRevision !== lease.modRevision) return Promise.resolve(undefined);
     const fresh = { ...lease, attrs: wanted, modRevision: String(++this.revision) };
     this.leases.set(key, fresh);
@@ -100,8 +110,8 @@ class MemoryStore implements LeaseStore {
   }
 
   delete(lease: Lease): Promise<boolean> {
-    this.calls.push(`delete ${formatIp4Net(lease.subnet)}`);
-    const key = leaseKey(PREFIX, lease.subnet);
+    this.calls.push(`delete ${describeSubnets(lease)}`);
+    const key = leaseKey(PREFIX, lease);
     if (this.leases.get(key)?.modRevision !== lease.modRevision) return Promise.resolve(false);
     return Promise.resolve(this.leases.delete(key));
   }

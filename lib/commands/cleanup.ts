@@ -15,12 +15,14 @@ import { UsageError } from "../errors.ts";
 import { defineCommand, type FlagName, ipFlag, listFlag, RUN_FLAGS, stringFlag } from "../flags.ts";
 import { processStartTime, statePath } from "../health.ts";
 import { type Inventory, inventoryPath, readInventory } from "../inventory.ts";
-import { formatIp4, netContains, parseIp4, parseIp4Net } from "../ip.ts";
+import { netContains, parseIp4, parseIp4Net } from "../ip.ts";
 import { removeMasq } from "../ip_masq.ts";
 import { leaseKey } from "../lease.ts";
 import { OVERLAY_PROTOCOL } from "../ownership.ts";
 import { SubnetRegistry } from "../registry.ts";
-import { readPreviousSubnet } from "../subnet_file.ts";
+import { type PreviousSubnets, readPreviousSubnets } from "../subnet_file.ts";
+import { parseIp6, parseIp6Net } from "../ip6.ts";
+import { describeSubnets, type LeaseSubnets } from "../lease.ts";
 import { detectUnderlay } from "../underlay.ts";
 
 const FLAGS: FlagName[] = [...RUN_FLAGS, "keep-lease"];
@@ -56,7 +58,9 @@ here are accepted and ignored).`,
         `no record of what overlay made for ${subnetFile} (${made}): nothing on the host is removed`,
       );
     }
-    const subnet = inventory ? parseIp4Net(inventory.subnet) : await readPreviousSubnet(subnetFile);
+    const subnet = inventory
+      ? inventorySubnets(inventory)
+      : subnetsOf(await readPreviousSubnets(subnetFile));
     if (!values["keep-lease"] && subnet) {
       // The lease is released only if it still names this host (a stale subnet file may
       // name a subnet another host holds now).
@@ -66,7 +70,10 @@ here are accepted and ignored).`,
         ifaceCanReach: ipFlag(values, "iface-can-reach"),
         publicIp: ipFlag(values, "public-ip"),
       }).publicIp;
-      if (publicIp !== undefined && await releaseLease(etcd, subnet, publicIp)) {
+      const publicIpv6 = inventory?.publicIpv6 !== undefined
+        ? parseIp6(inventory.publicIpv6)
+        : undefined;
+      if (publicIp !== undefined && await releaseLease(etcd, subnet, publicIp, publicIpv6)) {
         removed.push(`lease ${leaseKey(etcd.prefix, subnet)}`);
       }
     }
@@ -79,9 +86,7 @@ here are accepted and ignored).`,
     console.log(removed.length > 0 ? `removed: ${removed.join(", ")}` : "nothing to remove");
     if (subnet) {
       console.log(
-        `subnet ${formatIp4(subnet.ip)}/${subnet.prefixLen} ${
-          values["keep-lease"] ? "kept" : "released"
-        }`,
+        `subnet ${describeSubnets(subnet)} ${values["keep-lease"] ? "kept" : "released"}`,
       );
     }
     return 0;
@@ -152,17 +157,37 @@ function netAddress(cidr: string): number {
  * Deletes this host's lease when it still is this host's (same PublicIP, not a
  * reservation). Without etcd the lease stays until its TTL runs out.
  */
+/** The lease key's subnets as the inventory records them. */
+function inventorySubnets(inventory: Inventory): LeaseSubnets | undefined {
+  const subnet = parseIp4Net(inventory.subnet);
+  const ipv6Subnet = inventory.ipv6Subnet ? parseIp6Net(inventory.ipv6Subnet) : undefined;
+  return subnet ? { subnet, ...(ipv6Subnet ? { ipv6Subnet } : {}) } : undefined;
+}
+
+/** The lease key's subnets as a subnet file names them (IPv6-only: 0.0.0.0/0 and IPv6). */
+function subnetsOf(previous: PreviousSubnets): LeaseSubnets | undefined {
+  if (!previous.subnet && !previous.ipv6Subnet) return undefined;
+  return {
+    subnet: previous.subnet ?? { ip: 0, prefixLen: 0 },
+    ...(previous.ipv6Subnet ? { ipv6Subnet: previous.ipv6Subnet } : {}),
+  };
+}
+
 async function releaseLease(
   etcd: ReturnType<typeof etcdOptionsFrom>,
-  subnet: { ip: number; prefixLen: number },
+  subnets: LeaseSubnets,
   publicIp: number,
+  publicIpv6: bigint | undefined,
 ): Promise<boolean> {
   const client = new EtcdClient(etcd);
   try {
     const registry = new SubnetRegistry(client, etcd.prefix);
-    const lease = await registry.getLease(subnet);
+    const lease = await registry.getLease(subnets);
     if (!lease || "reason" in lease || lease.etcdLeaseId === "0") return false;
-    if (lease.attrs.publicIp !== publicIp) return false;
+    const ours = subnets.subnet.prefixLen === 0
+      ? publicIpv6 !== undefined && lease.attrs.publicIpv6 === publicIpv6
+      : lease.attrs.publicIp === publicIp;
+    if (!ours) return false;
     return await registry.delete(lease);
   } catch (error) {
     console.error(

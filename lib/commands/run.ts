@@ -1,4 +1,5 @@
 /** `overlay run`: the daemon's flags turned into options. */
+import { ip6AddressProblem, parseIp6 } from "../ip6.ts";
 import { type DaemonOptions, runDaemon } from "../daemon.ts";
 import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { UsageError } from "../errors.ts";
@@ -92,9 +93,15 @@ function daemonOptions(parsed: ParsedFlags): DaemonOptions {
       );
     }
   }
-  const publicIpv6 = optionalFlag(values, "public-ipv6");
-  if (publicIpv6 !== undefined && !isIpv6(publicIpv6)) {
-    throw new UsageError(`--public-ipv6 ${JSON.stringify(publicIpv6)} is not an IPv6 address`);
+  const publicIpv6Text = optionalFlag(values, "public-ipv6");
+  const publicIpv6 = publicIpv6Text === undefined ? undefined : parseIp6(publicIpv6Text.trim());
+  if (publicIpv6Text !== undefined) {
+    const problem = publicIpv6 === undefined
+      ? "is not an IPv6 address"
+      : ip6AddressProblem(publicIpv6);
+    if (problem) {
+      throw new UsageError(`--public-ipv6 ${JSON.stringify(publicIpv6Text)} ${problem}`);
+    }
   }
   return {
     etcd: etcdOptionsFrom(values),
@@ -103,6 +110,7 @@ function daemonOptions(parsed: ParsedFlags): DaemonOptions {
       ifaceRegexes,
       ifaceCanReach: ipFlag(values, "iface-can-reach"),
       publicIp: ipFlag(values, "public-ip"),
+      ...(publicIpv6 !== undefined ? { publicIpv6 } : {}),
     },
     device: optionalFlag(values, "device"),
     subnetFile: stringFlag(values, "subnet-file"),
@@ -137,15 +145,5 @@ function setLogging(values: FlagValues): void {
     throw new UsageError(
       `--log-format ${JSON.stringify(format)} is not a format (use text or json)`,
     );
-  }
-}
-
-function isIpv6(text: string): boolean {
-  if (!text.includes(":")) return false;
-  try {
-    new URL(`http://[${text}]/`);
-    return true;
-  } catch {
-    return false;
   }
 }
