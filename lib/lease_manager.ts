@@ -79,6 +79,7 @@ export class LeaseManager {
   readonly #store: LeaseStore;
   readonly #options: LeaseManagerOptions;
   #attrs: LeaseAttrs;
+  readonly #deleted = new WeakSet<Lease>();
 
   constructor(store: LeaseStore, options: LeaseManagerOptions) {
     this.#store = store;
@@ -101,7 +102,12 @@ export class LeaseManager {
           return { ...own, listing, claimed: false };
         }
 
-        const subnets = this.#choose(config, listing);
+        // Our own leases deleted for not fitting free their subnets for this choice.
+        const remaining = {
+          ...listing,
+          leases: listing.leases.filter((lease) => !this.#deleted.has(lease)),
+        };
+        const subnets = this.#choose(config, remaining);
         grantedId ??= await this.#store.grant(ttlSeconds);
         const claimed = await this.#store.create(subnets, this.#attrs, grantedId);
         if (claimed && config.ipv6 && await this.#sharedWithOlder(claimed)) {
@@ -155,7 +161,7 @@ export class LeaseManager {
           log.warn("deleting this host's old lease: it does not fit the network config", {
             lease: describeLease(lease),
           });
-          await this.#store.delete(lease);
+          if (await this.#store.delete(lease)) this.#deleted.add(lease);
         }
         continue;
       }

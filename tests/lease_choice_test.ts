@@ -15,6 +15,7 @@ import {
   leaseKey,
   type LeaseSubnets,
 } from "../lib/lease.ts";
+import { formatIp6Net, parseIp6, parseIp6Net } from "../lib/ip6.ts";
 import { LeaseManager } from "../lib/lease_manager.ts";
 import type { LeaseStore } from "../lib/lease_store.ts";
 import type { LeaseListing, SkippedLease } from "../lib/registry.ts";
@@ -253,4 +254,127 @@ Deno.test("adopting a lease with other attributes rewrites it once; a concurrent
   raced.put("10.10.1.0/24", "192.0.2.1");
   raced.update = () => Promise.resolve(undefined); // someone wrote it in between
   await assert.rejects(vxlan(raced).acquire(SMALL), /changed while it was being adopted/);
+});
+
+// Dual stack and IPv6-only: one key names both subnets (flannel's `<ip>-<len>&<ipv6>-<len>`).
+
+const DUAL = configOf({
+  Network: "10.10.0.0/22",
+  SubnetLen: 24,
+  EnableIPv6: true,
+  IPv6Network: "fd10::/62",
+  IPv6SubnetLen: 64,
+}); // four /24s, four /64s: three of each to lease
+const V6_ONLY = configOf({
+  EnableIPv4: false,
+  EnableIPv6: true,
+  IPv6Network: "fd10::/62",
+  IPv6SubnetLen: 64,
+});
+const net6 = (text: string) => parseIp6Net(text)!;
+
+function manager6(
+  store: LeaseStore,
+  publicIp: string,
+  publicIpv6: string,
+  previous: { subnet?: string; ipv6Subnet?: string } = {},
+) {
+  return new LeaseManager(store, {
+    attrs: { ...attrs(publicIp), publicIpv6: parseIp6(publicIpv6)! },
+    ttlMs: 60_000,
+    renewMarginMs: 3_600_000,
+    previousSubnet: previous.subnet ? net(previous.subnet) : undefined,
+    previousIpv6Subnet: previous.ipv6Subnet ? net6(previous.ipv6Subnet) : undefined,
+  });
+}
+
+Deno.test("a dual-stack host claims both subnets in one key, and a restart reuses both", async () => {
+  const store = new MemoryStore();
+  const held = await manager6(store, "192.0.2.1", "2001:db8::1").acquire(DUAL);
+  assert.equal(held.claimed, true);
+  assert.ok(held.lease.ipv6Subnet, "an IPv6 subnet is leased");
+  assert.match(leaseKey(PREFIX, held.lease), /\/subnets\/10\.10\.[123]\.0-24&fd10:0:0:[123]::-64$/);
+  assert.equal(held.lease.attrs.publicIpv6, parseIp6("2001:db8::1"));
+  // The lease expired while the host was down: the subnet file's pair is asked for again.
+  store.leases.clear();
+  const again = await manager6(store, "192.0.2.1", "2001:db8::1", {
+    subnet: formatIp4Net(held.lease.subnet),
+    ipv6Subnet: formatIp6Net(held.lease.ipv6Subnet!),
+  }).acquire(DUAL);
+  assert.equal(leaseKey(PREFIX, again.lease), leaseKey(PREFIX, held.lease));
+});
+
+Deno.test("each family's taken subnets are passed over, whatever key holds them", async () => {
+  const store = new MemoryStore();
+  for (
+    const [v4, v6, ip] of [["10.10.1.0/24", "fd10:0:0:1::/64", "192.0.2.7"], [
+      "10.10.2.0/24",
+      "fd10:0:0:2::/64",
+      "192.0.2.8",
+    ]]
+  ) {
+    const lease = store.put(v4, ip);
+    store.leases.delete(leaseKey(PREFIX, lease));
+    const dual = { ...lease, ipv6Subnet: net6(v6) };
+    store.leases.set(leaseKey(PREFIX, dual), dual);
+  }
+  const held = await manager6(store, "192.0.2.1", "2001:db8::1", {
+    subnet: "10.10.1.0/24", // taken: passed over
+    ipv6Subnet: "fd10:0:0:2::/64", // taken too
+  }).acquire(DUAL);
+  assert.equal(describeSubnets(held.lease), "10.10.3.0/24 fd10:0:0:3::/64");
+  await assert.rejects(
+    manager6(store, "192.0.2.2", "2001:db8::2").acquire(DUAL),
+    (error: Error) => error instanceof OverlayError && /exhausted/.test(error.message),
+  );
+});
+
+Deno.test("a host whose rival claimed one of its subnets under another key yields and chooses again", async () => {
+  const store = new MemoryStore();
+  // Between our listing and our create, a rival claims fd10:0:0:1::/64 with another IPv4.
+  let raced = false;
+  store.beforeCreate = () => {
+    if (raced) return;
+    raced = true;
+    const revision = String(++store.revision);
+    const rival: Lease = {
+      subnet: net("10.10.3.0/24"),
+      ipv6Subnet: net6("fd10:0:0:1::/64"),
+      attrs: attrs("192.0.2.9"),
+      etcdLeaseId: "7",
+      modRevision: revision,
+      createRevision: revision,
+    };
+    store.leases.set(leaseKey(PREFIX, rival), rival);
+  };
+  const held = await manager6(store, "192.0.2.1", "2001:db8::1", {
+    subnet: "10.10.1.0/24",
+    ipv6Subnet: "fd10:0:0:1::/64",
+  }).acquire(DUAL);
+  assert.notEqual(formatIp6Net(held.lease.ipv6Subnet!), "fd10:0:0:1::/64");
+  assert.notEqual(formatIp4Net(held.lease.subnet), "10.10.3.0/24");
+  assert.equal(store.leases.size, 2, "the yielded key is gone");
+});
+
+Deno.test("an IPv6-only host leases 0.0.0.0-0&<ipv6> and finds its lease by PublicIPv6", async () => {
+  const store = new MemoryStore();
+  const first = await manager6(store, "0.0.0.0", "2001:db8::1").acquire(V6_ONLY);
+  assert.match(leaseKey(PREFIX, first.lease), /\/subnets\/0\.0\.0\.0-0&fd10:0:0:[123]::-64$/);
+  const second = await manager6(store, "0.0.0.0", "2001:db8::2").acquire(V6_ONLY);
+  assert.equal(second.claimed, true, "every PublicIP is 0.0.0.0: the host is its PublicIPv6");
+  assert.notEqual(leaseKey(PREFIX, second.lease), leaseKey(PREFIX, first.lease));
+  const restarted = await manager6(store, "0.0.0.0", "2001:db8::1").acquire(V6_ONLY);
+  assert.equal(restarted.claimed, false);
+  assert.equal(leaseKey(PREFIX, restarted.lease), leaseKey(PREFIX, first.lease));
+});
+
+Deno.test("this host's IPv4-only lease is replaced once the network turns dual-stack", async () => {
+  const store = new MemoryStore();
+  store.put("10.10.2.0/24", "192.0.2.1");
+  const held = await manager6(store, "192.0.2.1", "2001:db8::1", { subnet: "10.10.2.0/24" })
+    .acquire(DUAL);
+  assert.equal(held.claimed, true);
+  assert.equal(formatIp4Net(held.lease.subnet), "10.10.2.0/24", "the IPv4 subnet is kept");
+  assert.ok(held.lease.ipv6Subnet);
+  assert.equal(store.leases.size, 1, "the old IPv4-only key is gone");
 });
