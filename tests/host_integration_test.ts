@@ -235,6 +235,35 @@ Deno.test("docker-opts reads the subnet file as flannel's mk-docker-opts does", 
   );
   const json = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=json"]);
   assert.deepEqual(JSON.parse(json.stdout), { bip: "10.10.16.1/24", "ip-masq": false, mtu: 1472 });
+  // Dual stack: Docker gets its IPv6 options too (mk-docker-opts.sh has none: names are ours).
+  await Deno.writeTextFile(
+    file,
+    "FLANNEL_NETWORK=10.10.0.0/16\nFLANNEL_SUBNET=10.10.16.1/24\nFLANNEL_IPV6_NETWORK=fd10::/48\n" +
+      "FLANNEL_IPV6_SUBNET=fd10:0:0:10::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+  );
+  assert.equal(
+    (await overlay(["docker-opts", `--subnet-file=${file}`])).stdout,
+    "--bip=10.10.16.1/24 --ip-masq=true --mtu=1450 --ipv6 --fixed-cidr-v6=fd10:0:0:10::1/64\n",
+  );
+  assert.deepEqual(
+    JSON.parse((await overlay(["docker-opts", `--subnet-file=${file}`, "--format=json"])).stdout),
+    {
+      bip: "10.10.16.1/24",
+      "ip-masq": true,
+      mtu: 1450,
+      ipv6: true,
+      "fixed-cidr-v6": "fd10:0:0:10::1/64",
+    },
+  );
+  // IPv6-only: no --bip.
+  await Deno.writeTextFile(
+    file,
+    "FLANNEL_IPV6_NETWORK=fd10::/48\nFLANNEL_IPV6_SUBNET=fd10:0:0:10::1/64\nFLANNEL_MTU=1450\n",
+  );
+  assert.equal(
+    (await overlay(["docker-opts", `--subnet-file=${file}`])).stdout,
+    "--ip-masq=true --mtu=1450 --ipv6 --fixed-cidr-v6=fd10:0:0:10::1/64\n",
+  );
   const missing = await overlay(["docker-opts", `--subnet-file=${dir}/nope.env`]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /Subnet file ".*nope.env" not found \(is overlay run up\?/);
@@ -246,6 +275,8 @@ Deno.test("docker-opts reads the subnet file as flannel's mk-docker-opts does", 
       "FLANNEL_SUBNET=10.10.16.1/24 --insecure-registry=evil\nFLANNEL_MTU=1472\n",
       "FLANNEL_SUBNET=10.10.16.1/24\nFLANNEL_MTU=1472; rm -rf /\n",
       "FLANNEL_SUBNET=10.10.16.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=maybe\n",
+      "FLANNEL_IPV6_SUBNET=fd10::1/64 --userns-remap=x\nFLANNEL_MTU=1472\n",
+      "FLANNEL_MTU=1472\n",
     ]
   ) {
     await Deno.writeTextFile(file, bad);

@@ -2,6 +2,7 @@
 import { OverlayError, UsageError } from "../errors.ts";
 import { defineCommand, type FlagName, stringFlag } from "../flags.ts";
 import { parseIp4Net } from "../ip.ts";
+import { parseIp6Net } from "../ip6.ts";
 import { parseEnvFile } from "../subnet_file.ts";
 
 const FLAGS: FlagName[] = ["subnet-file", "format"];
@@ -13,6 +14,8 @@ export const dockerOptsCommand = defineCommand({
     `Print Docker daemon options for this host's overlay subnet, read from the subnet file:
   --bip=10.10.16.1/24 --ip-masq=true --mtu=1472
 --ip-masq is the opposite of FLANNEL_IPMASQ: when overlay masquerades, Docker must not.
+In a network with IPv6 (FLANNEL_IPV6_SUBNET) Docker also gets --ipv6 --fixed-cidr-v6=<it>;
+in an IPv6-only network --bip is left out (Docker keeps its own IPv4 bridge address).
 "env" prints DOCKER_OPT_BIP, DOCKER_OPT_IPMASQ, DOCKER_OPT_MTU and DOCKER_OPTS, as
 flannel's mk-docker-opts.sh writes them, for an EnvironmentFile of docker.service.`,
   flags: FLAGS,
@@ -35,35 +38,45 @@ flannel's mk-docker-opts.sh writes them, for an EnvironmentFile of docker.servic
       );
     }
     const env = parseEnvFile(text);
-    const subnetText = env.get("FLANNEL_SUBNET") ?? "";
-    const mtuText = env.get("FLANNEL_MTU") ?? "";
+    const invalid = () =>
+      new OverlayError(
+        `Subnet file ${JSON.stringify(path)} does not hold a valid FLANNEL_SUBNET (an IPv4 ` +
+          `CIDR) or FLANNEL_IPV6_SUBNET (an IPv6 CIDR), FLANNEL_MTU (68..65535) and ` +
+          `FLANNEL_IPMASQ (true or false) (is it overlay's or flannel's?)`,
+      );
     // What is printed here ends up on dockerd's command line: only well-formed values pass.
-    const subnetNet = parseIp4Net(subnetText);
+    const subnet = env.get("FLANNEL_SUBNET");
+    const subnet6 = env.get("FLANNEL_IPV6_SUBNET");
+    const mtuText = env.get("FLANNEL_MTU") ?? "";
     const mtu = Number(mtuText);
     const masqText = env.get("FLANNEL_IPMASQ") ?? "false";
+    const subnetOk = subnet === undefined ||
+      (parseIp4Net(subnet) !== undefined && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(subnet));
+    const subnet6Ok = subnet6 === undefined ||
+      (parseIp6Net(subnet6) !== undefined && /^[0-9a-f:]+\/\d+$/.test(subnet6));
     if (
-      !subnetNet || !/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(subnetText) || !/^\d+$/.test(mtuText) ||
-      mtu < 68 || mtu > 65535 || !/^(true|false)$/.test(masqText)
-    ) {
-      throw new OverlayError(
-        `Subnet file ${
-          JSON.stringify(path)
-        } does not hold a valid FLANNEL_SUBNET (an IPv4 CIDR), ` +
-          `FLANNEL_MTU (68..65535) and FLANNEL_IPMASQ (true or false) (is it overlay's or flannel's?)`,
-      );
-    }
-    const subnet = subnetText;
+      (subnet === undefined && subnet6 === undefined) || !subnetOk || !subnet6Ok ||
+      !/^\d+$/.test(mtuText) || mtu < 68 || mtu > 65535 || !/^(true|false)$/.test(masqText)
+    ) throw invalid();
     const dockerMasq = masqText !== "true";
-    const opts = { bip: `--bip=${subnet}`, ipMasq: `--ip-masq=${dockerMasq}`, mtu: `--mtu=${mtu}` };
+    const opts = [
+      ...(subnet ? [["BIP", `--bip=${subnet}`]] : []),
+      ["IPMASQ", `--ip-masq=${dockerMasq}`],
+      ["MTU", `--mtu=${mtu}`],
+      ...(subnet6 ? [["IPV6", `--ipv6 --fixed-cidr-v6=${subnet6}`]] : []),
+    ];
     if (format === "json") {
-      console.log(JSON.stringify({ bip: subnet, "ip-masq": dockerMasq, mtu }));
+      console.log(JSON.stringify({
+        ...(subnet ? { bip: subnet } : {}),
+        "ip-masq": dockerMasq,
+        mtu,
+        ...(subnet6 ? { ipv6: true, "fixed-cidr-v6": subnet6 } : {}),
+      }));
     } else if (format === "env") {
-      console.log(`DOCKER_OPT_BIP="${opts.bip}"`);
-      console.log(`DOCKER_OPT_IPMASQ="${opts.ipMasq}"`);
-      console.log(`DOCKER_OPT_MTU="${opts.mtu}"`);
-      console.log(`DOCKER_OPTS=" ${opts.bip} ${opts.ipMasq} ${opts.mtu}"`);
+      for (const [name, value] of opts) console.log(`DOCKER_OPT_${name}="${value}"`);
+      console.log(`DOCKER_OPTS=" ${opts.map(([, value]) => value).join(" ")}"`);
     } else {
-      console.log(`${opts.bip} ${opts.ipMasq} ${opts.mtu}`);
+      console.log(opts.map(([, value]) => value).join(" "));
     }
     return 0;
   },

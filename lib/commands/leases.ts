@@ -2,8 +2,7 @@
 import { formatDuration } from "../duration.ts";
 import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { defineCommand, ETCD_FLAGS, type FlagName } from "../flags.ts";
-import { formatIp4, formatIp4Net } from "../ip.ts";
-import { isReservation } from "../lease.ts";
+import { describePublicIps, describeSubnets, isReservation } from "../lease.ts";
 import { printableDeep } from "../printable.ts";
 import { withRegistry } from "./with_registry.ts";
 
@@ -32,8 +31,8 @@ export const leasesCommand = defineCommand({
             const reserved = isReservation(lease);
             const ttl = ttls.get(lease.etcdLeaseId) ?? -1;
             return {
-              subnet: formatIp4Net(lease.subnet),
-              publicIp: formatIp4(lease.attrs.publicIp),
+              subnet: describeSubnets(lease),
+              publicIp: describePublicIps(lease),
               backend: lease.attrs.backendType,
               expiresAt: reserved ? null : new Date(now + ttl * 1000).toISOString(),
               expiresIn: reserved ? "never" : formatDuration(ttl * 1000),
