@@ -2,7 +2,8 @@
  * A lab of hosts on one machine, for the end-to-end tests, the demo and the benchmark.
  *
  *   ns <id>-u : the underlay switch (bridge "sw", 172.31.254.1/24) and etcd
- *   ns <id>-h1…: hosts, eth0 = 172.31.254.1N/24 on the switch, default route via .1
+ *   ns <id>-h1…: hosts, eth0 = 172.31.254.1N/24 on the switch, default route via .1;
+ *               with `ipv6`, also fd00:172:31:254::1N/64, default route via ::1
  *   ns <id>-h1c1…: containers, eth0 on the host's bridge "cbr0", addressed from the
  *               host's subnet file as Docker or LXC would
  *
@@ -13,9 +14,12 @@
 import { type CommandOutput, runCommand } from "./run.ts";
 import type { DaemonState } from "../lib/health.ts";
 import { parseEnvFile } from "../lib/subnet_file.ts";
+import { formatIp6, parseIp6 } from "../lib/ip6.ts";
 import { overlayArgv } from "./overlay_argv.ts";
 
 export const UNDERLAY_PREFIX = "172.31.254";
+/** The IPv6 underlay of a lab made with `ipv6: true`. */
+export const UNDERLAY6_PREFIX = "fd00:172:31:254::";
 export const ETCD_PORT = 2379;
 /** The switch etcd members talk to each other on, in a cluster lab. */
 const PEER_PREFIX = "10.255.254";
@@ -28,6 +32,8 @@ export interface LabHost {
   readonly name: string;
   readonly ns: string;
   readonly ip: string;
+  /** Its IPv6 underlay address, in a lab made with `ipv6: true`. */
+  readonly ip6?: string;
   readonly subnetFile: string;
   readonly stateDir: string;
 }
@@ -35,7 +41,10 @@ export interface LabHost {
 export interface LabContainer {
   readonly name: string;
   readonly ns: string;
+  /** Its IPv4 address; its IPv6 one in an IPv6-only network. */
   readonly ip: string;
+  /** Its IPv6 address, in a network with IPv6. */
+  readonly ip6?: string;
   readonly host: LabHost;
 }
 
@@ -70,9 +79,11 @@ export class Lab implements AsyncDisposable {
   readonly #members: (LabProcess | undefined)[] = [];
   readonly #cleanups: (() => Promise<void>)[] = [];
   #hostCounter = 0;
+  readonly #ipv6: boolean;
 
-  private constructor(id: string, dir: string, members: number) {
+  private constructor(id: string, dir: string, members: number, ipv6: boolean) {
     this.id = id;
+    this.#ipv6 = ipv6;
     this.#dir = dir;
     this.underlayNs = `${id}-u`;
     // One member listens on the switch address; a cluster's members are hosts of their own
@@ -85,13 +96,28 @@ export class Lab implements AsyncDisposable {
   }
 
   /** Creates the underlay switch and starts etcd on it (`etcdMembers` for a cluster). */
-  static async create(options: { prefix?: string; etcdMembers?: number } = {}): Promise<Lab> {
+  static async create(
+    options: { prefix?: string; etcdMembers?: number; ipv6?: boolean } = {},
+  ): Promise<Lab> {
     const id = `${options.prefix ?? "ovl"}${crypto.randomUUID().slice(0, 6)}`;
-    const lab = new Lab(id, await Deno.makeTempDir({ prefix: `${id}-` }), options.etcdMembers ?? 1);
+    const dir = await Deno.makeTempDir({ prefix: `${id}-` });
+    const lab = new Lab(id, dir, options.etcdMembers ?? 1, options.ipv6 === true);
     try {
       await lab.#addNamespace(lab.underlayNs);
       await lab.ip(lab.underlayNs, "link", "add", "sw", "type", "bridge");
       await lab.ip(lab.underlayNs, "addr", "add", `${UNDERLAY_PREFIX}.1/24`, "dev", "sw");
+      if (lab.#ipv6) {
+        // nodad: an address flag, so the address is usable at once (no sysctl is touched).
+        await lab.ip(
+          lab.underlayNs,
+          "addr",
+          "add",
+          `${UNDERLAY6_PREFIX}1/64`,
+          "dev",
+          "sw",
+          "nodad",
+        );
+      }
       await lab.ip(lab.underlayNs, "link", "set", "sw", "up");
       await lab.#startEtcd();
     } catch (error) {
@@ -113,9 +139,21 @@ export class Lab implements AsyncDisposable {
     await this.ip(ns, "addr", "add", `${ip}/24`, "dev", "eth0");
     await this.ip(ns, "link", "set", "eth0", "up");
     await this.ip(ns, "route", "add", "default", "via", `${UNDERLAY_PREFIX}.1`);
+    const ip6 = this.#ipv6 ? `${UNDERLAY6_PREFIX}${10 + index}` : undefined;
+    if (ip6) {
+      await this.ip(ns, "addr", "add", `${ip6}/64`, "dev", "eth0", "nodad");
+      await this.ip(ns, "-6", "route", "add", "default", "via", `${UNDERLAY6_PREFIX}1`);
+    }
     const dir = `${this.#dir}/${name}`;
     await Deno.mkdir(dir, { recursive: true });
-    const host = { name, ns, ip, subnetFile: `${dir}/subnet.env`, stateDir: `${dir}/state` };
+    const host = {
+      name,
+      ns,
+      ip,
+      ...(ip6 ? { ip6 } : {}),
+      subnetFile: `${dir}/subnet.env`,
+      stateDir: `${dir}/state`,
+    };
     this.hosts.push(host);
     return host;
   }
@@ -232,14 +270,19 @@ export class Lab implements AsyncDisposable {
    */
   async addContainer(host: LabHost, options: { bridge?: string } = {}): Promise<LabContainer> {
     const env = parseEnvFile(await Deno.readTextFile(host.subnetFile));
-    const [gateway, prefixLen] = env.get("FLANNEL_SUBNET")!.split("/");
+    const [gateway, prefixLen] = env.get("FLANNEL_SUBNET")?.split("/") ?? [];
+    const [gateway6, prefixLen6] = env.get("FLANNEL_IPV6_SUBNET")?.split("/") ?? [];
     const mtu = env.get("FLANNEL_MTU")!;
     const existing = this.containers.filter((c) => c.host === host).length;
-    // With options.bridge the bridge is the agent's (--bridge); otherwise make one as Docker would.
+    // With options.bridge the bridge is the agent's (--bridge); otherwise make one as Docker
+    // would (with --ipv6 --fixed-cidr-v6, Docker gives it the IPv6 gateway too).
     const bridge = options.bridge ?? "cbr0";
     if (existing === 0 && !options.bridge) {
       await this.ip(host.ns, "link", "add", "cbr0", "type", "bridge");
-      await this.ip(host.ns, "addr", "add", `${gateway}/${prefixLen}`, "dev", "cbr0");
+      if (gateway) await this.ip(host.ns, "addr", "add", `${gateway}/${prefixLen}`, "dev", "cbr0");
+      if (gateway6) {
+        await this.ip(host.ns, "addr", "add", `${gateway6}/${prefixLen6}`, "dev", "cbr0", "nodad");
+      }
       await this.ip(host.ns, "link", "set", "cbr0", "mtu", mtu, "up");
     }
     const index = existing + 1;
@@ -249,15 +292,21 @@ export class Lab implements AsyncDisposable {
     const hostSide = `veth${index}`;
     await this.cable(host.ns, hostSide, ns, mtu);
     await this.ip(host.ns, "link", "set", hostSide, "master", bridge, "up");
-    const octets = gateway.split(".").map(Number);
-    octets[3] += index;
-    const ip = octets.join(".");
     await this.ip(ns, "link", "set", "eth0", "mtu", mtu);
-    await this.ip(ns, "addr", "add", `${ip}/${prefixLen}`, "dev", "eth0");
+    let ip: string | undefined;
+    if (gateway) {
+      const octets = gateway.split(".").map(Number);
+      octets[3] += index;
+      ip = octets.join(".");
+      await this.ip(ns, "addr", "add", `${ip}/${prefixLen}`, "dev", "eth0");
+    }
+    const ip6 = gateway6 ? formatIp6(parseIp6(gateway6)! + BigInt(index)) : undefined;
+    if (ip6) await this.ip(ns, "addr", "add", `${ip6}/${prefixLen6}`, "dev", "eth0", "nodad");
     await this.ip(ns, "link", "set", "eth0", "up");
     await this.ip(ns, "link", "set", "lo", "up");
-    await this.ip(ns, "route", "add", "default", "via", gateway);
-    const container = { name, ns, ip, host };
+    if (gateway) await this.ip(ns, "route", "add", "default", "via", gateway);
+    if (gateway6) await this.ip(ns, "-6", "route", "add", "default", "via", gateway6);
+    const container = { name, ns, ip: ip ?? ip6!, ...(ip6 ? { ip6 } : {}), host };
     this.containers.push(container);
     return container;
   }
