@@ -1,4 +1,5 @@
 /** `overlay config get|set`: read and write the network config. */
+import { formatIp6Net } from "../ip6.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config.ts";
 import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { UsageError } from "../errors.ts";
@@ -82,6 +83,9 @@ async function setConfig(values: FlagValues, positionals: string[]): Promise<num
       if (current.subnetLen !== config.subnetLen) {
         changes.push(`SubnetLen ${current.subnetLen} → ${config.subnetLen}`);
       }
+      const v6 = (c: NetworkConfig) =>
+        c.ipv6 ? `${formatIp6Net(c.ipv6.network)} /${c.ipv6.subnetLen}` : "none";
+      if (v6(current) !== v6(config)) changes.push(`IPv6Network ${v6(current)} → ${v6(config)}`);
       if (changes.length > 0) {
         const { leases } = await registry.listLeases();
         if (leases.length > 0) {

@@ -57,6 +57,7 @@ function printSummary(state: DaemonState, paint: Paint): void {
     : `in ${formatDuration(state.leaseExpiresAt - Date.now())}`;
   const rows: [string, string | number | undefined][] = [
     ["subnet", state.subnet],
+    ["subnet6", state.ipv6Subnet],
     ["backend", state.backend],
     ["data path", state.dataPath],
     ["device", state.device],
