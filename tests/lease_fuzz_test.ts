@@ -131,7 +131,18 @@ Deno.test("fuzz: values at and past the size limit, and deep nesting, are refuse
 
 Deno.test("fuzz: a lease key parses only when it is the canonical name of its subnet", () => {
   const random = generator(2);
-  const seeds = ["10.10.16.0-24", "10.10.0.0-16", "192.168.255.0-28", "0.0.0.0-0", "10.1.2.3-32"];
+  const seeds = [
+    "10.10.16.0-24",
+    "10.10.0.0-16",
+    "192.168.255.0-28",
+    "0.0.0.0-0",
+    "10.1.2.3-32",
+    // flannel's dual-stack and IPv6-only keys
+    "10.10.16.0-24&fd10:0:0:10::-64",
+    "0.0.0.0-0&fd10:0:0:10::-64",
+    "10.10.16.0-24&2001:db8:1:2:3:4:5:0-112",
+    "10.10.16.0-24&fd10::-48",
+  ];
   let parsed = 0;
   for (let round = 0; round < 20_000; round++) {
     const name = mutate(random.pick(seeds), random);
