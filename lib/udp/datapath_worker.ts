@@ -27,7 +27,7 @@ import {
   finishChecksum,
   readVnetHeader,
   type Segmented,
-  segmentTcp4,
+  segmentTcp,
   TcpCoalescer,
   VNET_F_NEEDS_CSUM,
   VNET_GSO_NONE,
@@ -319,7 +319,7 @@ export function runDataPath(config: DataPathConfig): void {
         if (gsoType !== VNET_GSO_TCPV4) counters[C.drop_malformed]++;
         continue;
       }
-      if (!segmentTcp4(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
+      if (!segmentTcp(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
         counters[C.drop_malformed]++;
         continue;
       }
