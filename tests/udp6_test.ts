@@ -8,6 +8,7 @@ import { INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab } from "../lab/lab.ts";
 import { udpHostConfig } from "../lab/udp_host.ts";
 import { udpPair } from "../lab/udp_pair.ts";
+import { encodeRequests, tunIpv6Requests } from "../ffi/netlink_codec.ts";
 import { UdpBackend } from "../lib/backends/udp.ts";
 import { parseIp4 } from "../lib/ip.ts";
 import { ip6Bytes, parseIp6 } from "../lib/ip6.ts";
@@ -206,4 +207,29 @@ Deno.test({
     const ping = await lab.exec(h2.ns, ["ping", "-c", "2", "-i", "0.2", h1.tunIp]);
     assert.match(ping.stdout, /2 received/);
   },
+});
+
+Deno.test("the TUN's IPv6 address and route are the netlink messages iproute2 sends for them", () => {
+  // Checked against `strace -e trace=sendmsg` of iproute2 for
+  //   ip -6 addr replace fd10:0:0:101::/128 dev flannel0 nodad
+  //   ip -6 route replace fd10:0:0:100::/56 dev flannel0 proto 111
+  // field by field: RTM_NEWADDR REQUEST|ACK|REPLACE|CREATE, AF_INET6 prefixlen 128
+  // IFA_F_NODAD scope UNIVERSE, IFA_LOCAL and IFA_ADDRESS; RTM_NEWROUTE the same flags,
+  // AF_INET6 dst_len 56 table MAIN proto 0x6f scope UNIVERSE type UNICAST, RTA_DST, RTA_OIF.
+  // Ours adds RTA_TABLE 254 to the route, as every IPv4 route request here does.
+  const requests = tunIpv6Requests({
+    index: 3,
+    address: ip6Bytes(parseIp6("fd10:0:0:101::")!),
+    network: ip6Bytes(parseIp6("fd10:0:0:100::")!),
+    networkPrefixLen: 56,
+    protocol: 111,
+  });
+  const hex = [...encodeRequests(requests, 1)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  assert.equal(
+    hex,
+    "40000000140005050100000000000000" + "0a80020003000000" +
+      "14000200fd100000000001010000000000000000" + "14000100fd100000000001010000000000000000" +
+      "40000000180005050200000000000000" + "0a380000fe6f000100000000" +
+      "14000100fd100000000001000000000000000000" + "080004000300000008000f00fe000000",
+  );
 });
