@@ -375,7 +375,10 @@ function setIpv6(device: string, enabled: boolean): void {
   } catch (error) {
     // IPv6 disabled or absent on this host: nothing to silence, and nothing to carry.
     if (enabled) {
-      throw new Error(`cannot turn IPv6 on for ${device} (${(error as Error).message})`);
+      throw new Error(
+        `cannot turn IPv6 on for ${device}: ${(error as Error).message} ` +
+          `(the network has IPv6: is IPv6 disabled on this host, e.g. ipv6.disable=1?)`,
+      );
     }
   }
 }
