@@ -2,7 +2,7 @@
  * Benchmarks (deno task bench). Never part of the tests. Figures print to the terminal
  * and to bench/results/latest.json.
  *
- *   deno task bench [--only lease,reconnect,udp,kernel,socket]
+ *   deno task bench [--only lease,reconnect,udp,udp6,kernel,socket]
  */
 import { parseArgs } from "node:util";
 import { KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
@@ -10,6 +10,7 @@ import { leaseBench } from "./lease_bench.ts";
 import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
 import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
+import { UDP6_TARGETS, udp6Bench } from "./udp6_bench.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { only: { type: "string" } } });
 const want = (name: string) => !values.only || values.only.split(",").includes(name);
@@ -123,6 +124,31 @@ if (want("udp")) {
     `  join to learned by a peer ${u.joinToLearnedMs.toFixed(0)} ms; join to first answered ping ${
       u.joinToReachableMs.toFixed(0)
     } ms; target ≤ ${t.joinToReachableMs}: ${verdict(u.joinToReachableMs <= t.joinToReachableMs)}`,
+  );
+}
+
+if (want("udp6")) {
+  console.log(
+    "\nudp backend, IPv6 inner vs IPv4 inner (dual stack, host to host, iperf3 TCP, 3 alternating rounds of 5 s, medians)",
+  );
+  const r = await udp6Bench();
+  results.udp6 = r;
+  const ratio = r.ipv6Gbps / r.ipv4Gbps;
+  const list = (values: number[]) => values.map((v) => v.toFixed(2)).join(", ");
+  console.log(
+    `  IPv4 inner TCP ${r.ipv4Gbps.toFixed(2)} Gbit/s (${list(r.samples.ipv4)}), ping avg ${
+      r.pingAvgMs.ipv4.toFixed(3)
+    } ms`,
+  );
+  console.log(
+    `  IPv6 inner TCP ${r.ipv6Gbps.toFixed(2)} Gbit/s (${list(r.samples.ipv6)}), ping avg ${
+      r.pingAvgMs.ipv6.toFixed(3)
+    } ms`,
+  );
+  console.log(
+    `  IPv6 = ${ratio.toFixed(2)} × IPv4; target ≥ ${UDP6_TARGETS.ratio}: ${
+      verdict(ratio >= UDP6_TARGETS.ratio)
+    }; drops ${JSON.stringify(r.drops)}`,
   );
 }
 

@@ -22,6 +22,7 @@ const TUNSETOFFLOAD = 0x400454d0;
 const IFF_VNET_HDR = 0x4000;
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 /** struct ifreq: name[16] then flags (u16, little endian) at offset 16; 40 bytes in all. */
@@ -71,11 +72,13 @@ export function openTun(name: string, options: { vnetHdr?: boolean } = {}): TunD
 }
 
 /**
- * Lets the kernel hand this TUN TCPv4 super-packets and leave checksums to us
- * (TUNSETOFFLOAD with CSUM|TSO4, flags passed by value). False when it refuses.
+ * Lets the kernel hand this TUN TCPv4 super-packets, with `ipv6` TCPv6 ones too, and leave
+ * checksums to us (TUNSETOFFLOAD with CSUM|TSO4[|TSO6], flags passed by value). False when
+ * it refuses.
  */
-export function enableTso4(fd: number): boolean {
-  return libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(TUN_F_CSUM | TUN_F_TSO4)) === 0;
+export function enableTso(fd: number, options: { ipv6?: boolean } = {}): boolean {
+  const flags = TUN_F_CSUM | TUN_F_TSO4 | (options.ipv6 ? TUN_F_TSO6 : 0);
+  return libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) === 0;
 }
 
 /**

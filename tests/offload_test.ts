@@ -5,12 +5,14 @@
 import assert from "node:assert/strict";
 import {
   type Segmented,
-  segmentTcp4,
+  segmentTcp,
   TcpCoalescer,
   VNET_GSO_TCPV4,
+  VNET_GSO_TCPV6,
   VNET_HDR_SIZE,
 } from "../lib/udp/offload.ts";
-import { PACKET_OK, validateIpv4 } from "../lib/udp/packet.ts";
+import { PACKET_OK, validateIpv4, validateIpv6 } from "../lib/udp/packet.ts";
+import { ip6Bytes, parseIp6 } from "../lib/ip6.ts";
 
 /** RFC 1071 over a list of byte arrays, written plainly. */
 function reference(...parts: Uint8Array[]): number {
@@ -22,6 +24,13 @@ function reference(...parts: Uint8Array[]): number {
 }
 
 function tcpChecksumOk(packet: Uint8Array): boolean {
+  if (packet[0] >> 4 === 6) {
+    const pseudo6 = new Uint8Array(40);
+    pseudo6.set(packet.subarray(8, 40));
+    new DataView(pseudo6.buffer).setUint32(32, packet.length - 40);
+    pseudo6[39] = 6;
+    return reference(pseudo6, packet.subarray(40)) === 0;
+  }
   const ipLength = (packet[0] & 15) * 4;
   const tcpLength = packet.length - ipLength;
   const pseudo = new Uint8Array(12);
@@ -33,7 +42,7 @@ function tcpChecksumOk(packet: Uint8Array): boolean {
 }
 
 function tcpPayload(packet: Uint8Array): Uint8Array {
-  const ipLength = (packet[0] & 15) * 4;
+  const ipLength = packet[0] >> 4 === 6 ? 40 : (packet[0] & 15) * 4;
   return packet.subarray(ipLength + (packet[ipLength + 12] >> 4) * 4);
 }
 
@@ -80,11 +89,13 @@ function segment(packet: Uint8Array, gsoSize: number): Uint8Array[] {
   const buffer = new Uint8Array(packet.length * 3 + 4096);
   buffer.set(packet);
   const result: Segmented = { count: 0, segmentSize: 0, total: 0 };
-  assert.ok(segmentTcp4(buffer, 0, packet.length, gsoSize, packet.length, result));
+  assert.ok(segmentTcp(buffer, 0, packet.length, gsoSize, packet.length, result));
   const segments: Uint8Array[] = [];
   let offset = packet.length;
   for (let i = 0; i < result.count; i++) {
-    const length = (buffer[offset + 2] << 8) | buffer[offset + 3];
+    const length = buffer[offset] >> 4 === 6
+      ? 40 + ((buffer[offset + 4] << 8) | buffer[offset + 5])
+      : (buffer[offset + 2] << 8) | buffer[offset + 3];
     assert.ok(i === result.count - 1 || length === result.segmentSize, "equal sizes but the last");
     segments.push(buffer.slice(offset, offset + length));
     offset += length;
@@ -216,6 +227,148 @@ Deno.test("fuzz: segmenting and coalescing never throw and never emit a wrong ch
     for (const [i, frame] of coalesce(mangled).entries()) {
       const out = finish(frame);
       assert.equal(validateIpv4(out, 0, out.length), PACKET_OK, `frame ${i} IP`);
+      const payload = tcpPayload(out);
+      const run: Uint8Array[] = [];
+      for (let covered = -1; covered < payload.length && next < mangled.length;) {
+        run.push(mangled[next++]);
+        covered = run.reduce((sum, s) => sum + tcpPayload(s).length, 0);
+      }
+      assert.deepEqual(payload, concat(run.map(tcpPayload)), `frame ${i} payload`);
+      assert.equal(tcpChecksumOk(out), run.every(tcpChecksumOk), `frame ${i} checksum`);
+    }
+    assert.equal(next, mangled.length, "every input is written once");
+  }
+});
+
+// ---- TCP over IPv6 (TSO6) ----------------------------------------------------------------
+
+/** An IPv6/TCP packet with `payload` bytes, as tcpPacket builds IPv4 ones. */
+function tcp6Packet(
+  payload: number,
+  options: { flags?: number; tcpOptions?: number; seq?: number; next?: number } = {},
+): Uint8Array {
+  const tcpLength = 20 + (options.tcpOptions ?? 0);
+  const bytes = new Uint8Array(40 + tcpLength + payload);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, 0x6012_3456); // version 6, traffic class 1, flow label 0x23456
+  view.setUint16(4, tcpLength + payload);
+  bytes[6] = options.next ?? 6;
+  bytes[7] = 63;
+  bytes.set(ip6Bytes(parseIp6("fd10:0:0:1::2")!), 8);
+  bytes.set(ip6Bytes(parseIp6("fd10:0:0:2::3")!), 24);
+  view.setUint16(40, 40000);
+  view.setUint16(42, 5201);
+  view.setUint32(44, options.seq ?? 0xfffff000);
+  view.setUint32(48, 12345);
+  bytes[52] = (tcpLength / 4) << 4;
+  bytes[53] = options.flags ?? 0x18;
+  view.setUint16(54, 502);
+  for (let i = 0; i < (options.tcpOptions ?? 0); i++) bytes[60 + i] = 1;
+  for (let i = 0; i < payload; i++) bytes[40 + tcpLength + i] = (i * 7 + 3) & 255;
+  // A correct checksum, as the sender's kernel would have made it.
+  const pseudo = new Uint8Array(40);
+  pseudo.set(bytes.subarray(8, 40));
+  new DataView(pseudo.buffer).setUint32(32, tcpLength + payload);
+  pseudo[39] = 6;
+  view.setUint16(56, reference(pseudo, bytes.subarray(40)));
+  return bytes;
+}
+
+Deno.test("a TSO6 super-packet is cut into valid IPv6 segments: payload lengths, sequence numbers, flags, checksums", () => {
+  const packet = tcp6Packet(5000, { flags: 0x80 | 0x18 | 0x01, tcpOptions: 12 });
+  packet[56] = packet[57] = 0; // the kernel leaves the checksum to us (NEEDS_CSUM)
+  const segments = segment(packet, 1400);
+  assert.deepEqual(segments.map((s) => s.length), [1472, 1472, 1472, 872]);
+  segments.forEach((s, i) => {
+    assert.equal(validateIpv6(s, 0, s.length), PACKET_OK, `segment ${i} IPv6`);
+    assert.deepEqual(s.subarray(0, 4), packet.subarray(0, 4), "traffic class and flow label");
+    assert.deepEqual(s.subarray(6, 40), packet.subarray(6, 40), "hop limit and addresses");
+    assert.ok(tcpChecksumOk(s), `segment ${i} TCP checksum over the IPv6 pseudo-header`);
+    const seq = new DataView(s.buffer).getUint32(44);
+    assert.equal(seq, (0xfffff000 + i * 1400) >>> 0, "sequence number");
+    const last = i === segments.length - 1;
+    assert.equal(s[53] & 0x01, last ? 0x01 : 0, "FIN only on the last");
+    assert.equal(s[53] & 0x08, last ? 0x08 : 0, "PSH only on the last");
+    assert.equal(s[53] & 0x80, i === 0 ? 0x80 : 0, "CWR only on the first");
+  });
+  assert.deepEqual(segments.flatMap((s) => [...s.subarray(72)]), [...packet.subarray(72)]);
+});
+
+Deno.test("IPv6 with an extension header before TCP is not segmented", () => {
+  const packet = tcp6Packet(3000, { next: 0 }); // hop-by-hop: not TCP right behind the header
+  const buffer = new Uint8Array(packet.length * 3 + 4096);
+  buffer.set(packet);
+  const result: Segmented = { count: 0, segmentSize: 0, total: 0 };
+  assert.equal(segmentTcp(buffer, 0, packet.length, 1400, packet.length, result), undefined);
+});
+
+Deno.test("consecutive TCPv6 segments coalesce into one TSO6 super-packet the kernel accepts", () => {
+  const original = tcp6Packet(6000, { flags: 0x18 });
+  const segments = segment(original, 1428);
+  const written = coalesce(segments);
+  assert.equal(written.length, 1);
+  const frame = written[0];
+  assert.equal(frame[0], 1, "NEEDS_CSUM");
+  assert.equal(frame[1], VNET_GSO_TCPV6);
+  assert.equal(frame[2] | (frame[3] << 8), 60, "hdr_len");
+  assert.equal(frame[4] | (frame[5] << 8), 1428, "gso_size");
+  assert.equal(frame[6] | (frame[7] << 8), 40, "csum_start");
+  assert.equal(frame[8] | (frame[9] << 8), 16, "csum_offset");
+  const packet = finish(frame);
+  assert.equal(validateIpv6(packet, 0, packet.length), PACKET_OK);
+  assert.ok(tcpChecksumOk(packet));
+  assert.deepEqual([...packet.subarray(60)], [...original.subarray(60)]);
+  assert.equal(packet[53] & 0x08, 0x08, "PSH kept from the last segment");
+});
+
+Deno.test("IPv4 and IPv6 segments never join one run; other flows, non-TCP and extension headers pass alone", () => {
+  const a = tcp6Packet(1000, { seq: 1, flags: 0x10 });
+  const b = tcp6Packet(1000, { seq: 1001, flags: 0x10 });
+  const otherFlow = tcp6Packet(1000, { seq: 2001, flags: 0x10 });
+  otherFlow[23] ^= 1; // another source address
+  const v4 = tcpPacket(1000, { seq: 2001, flags: 0x10 });
+  const udp = tcp6Packet(100);
+  udp[6] = 17;
+  const hopByHop = tcp6Packet(100, { next: 0 });
+  const written = coalesce([a, b, otherFlow, v4, udp, hopByHop]);
+  assert.equal(written.length, 5);
+  assert.equal(written[0][1], VNET_GSO_TCPV6, "a and b joined");
+  const singles = [[1, otherFlow], [2, v4], [3, udp], [4, hopByHop]] as const;
+  for (const [i, original] of singles) {
+    assert.deepEqual(written[i].subarray(0, VNET_HDR_SIZE), new Uint8Array(10), `frame ${i}`);
+    assert.deepEqual(written[i].subarray(VNET_HDR_SIZE), original, `frame ${i} unchanged`);
+  }
+});
+
+Deno.test("fuzz: TCPv6 segmenting and coalescing never throw and never emit a wrong checksum", () => {
+  let seed = 7;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  for (let round = 0; round < 200; round++) {
+    const packet = tcp6Packet(1 + random(60_000), {
+      flags: 0x10 | (random(2) ? 0x08 : 0),
+      tcpOptions: 4 * random(3),
+      seq: random(0x7fffffff) * 2,
+    });
+    const segments = segment(packet, 500 + random(1000));
+    for (const s of segments) {
+      assert.equal(validateIpv6(s, 0, s.length), PACKET_OK);
+      assert.ok(tcpChecksumOk(s));
+    }
+    const mangled = segments.filter(() => random(10) !== 0).map((s) => {
+      if (random(20) === 0) {
+        const copy = s.slice();
+        copy[40 + random(copy.length - 40)] ^= 0xff;
+        return copy;
+      }
+      return s;
+    });
+    let next = 0;
+    for (const [i, frame] of coalesce(mangled).entries()) {
+      const out = finish(frame);
+      assert.equal(validateIpv6(out, 0, out.length), PACKET_OK, `frame ${i} IPv6`);
       const payload = tcpPayload(out);
       const run: Uint8Array[] = [];
       for (let covered = -1; covered < payload.length && next < mangled.length;) {

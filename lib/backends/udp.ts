@@ -4,6 +4,12 @@
  * 8285). Device MTU = underlay MTU − 28 (20 outer IPv4 + 8 UDP). The TUN gets
  * `<subnet.ip>/32` and a route for the whole Network.
  *
+ * In a dual-stack network the same datagrams carry inner IPv6 packets too (the version
+ * nibble tells them apart; flannel's udp backend is IPv4-only and drops them), still over
+ * the IPv4 underlay between IPv4 public IPs: the TUN also gets `<ipv6Subnet.ip>/128` and a
+ * route for the IPv6 Network, as flannel gives its vxlan v6 device. An IPv6-only network
+ * has no IPv4 underlay to carry them: the udp backend refuses it.
+ *
  * The packets themselves move on a Worker (lib/udp/datapath_worker.ts) that drives an
  * FFI socket with batched system calls and, where the kernel has them, TUN and UDP
  * offloads. The design card names Deno.listenDatagram; why the socket is libc's instead,
@@ -11,10 +17,13 @@
  */
 import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
 import { deviceMtu } from "../backend.ts";
-import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
+import { closeFd, interfaceIndex, setNonBlocking, SystemError } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";
-import { disableOffloads, enableTso4, openTun } from "../../ffi/tun.ts";
+import { disableOffloads, enableTso, openTun } from "../../ffi/tun.ts";
+import { tunIpv6Requests } from "../../ffi/netlink_codec.ts";
+import { formatIp6, formatIp6Net, ip6Bytes, type Ip6Net } from "../ip6.ts";
+import { OVERLAY_PROTOCOL } from "../ownership.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
 import { formatIp4, formatIp4Net } from "../ip.ts";
@@ -39,6 +48,14 @@ const STOP_WAIT_MS = 2_000;
  * single TCP stream (see README, "udp backend").
  */
 const TUN_TX_QUEUE_LENGTH = 10_000;
+/** IPv6 needs a link MTU of at least 1280 (RFC 8200 §5); Linux turns IPv6 off below it. */
+const IPV6_MIN_MTU = 1280;
+
+/** A peer as the data path knows it: its public IP and, in a dual-stack network, its IPv6 subnet. */
+interface PeerEntry {
+  readonly publicIp: number;
+  readonly ipv6Subnet?: bigint;
+}
 
 export class UdpBackend implements Backend {
   readonly type = "udp" as const;
@@ -49,7 +66,7 @@ export class UdpBackend implements Backend {
   readonly #config: NetworkConfig;
   readonly #counters = createCounterBuffer();
   readonly #control = new SharedArrayBuffer(8);
-  readonly #peerIps = new Map<number, number>(); // subnet ip → public ip
+  readonly #peerIps = new Map<number, PeerEntry>(); // IPv4 subnet ip → the peer
   #peers: PeerTable | undefined;
   #worker: Worker | undefined;
   #workerDone: Promise<void> | undefined;
@@ -57,15 +74,34 @@ export class UdpBackend implements Backend {
   #udpFd = -1;
 
   constructor(context: BackendContext) {
+    const config = context.config;
+    if (!config.enableIPv4) {
+      throw new OverlayError(
+        "udp backend needs an IPv4 underlay and IPv4 network; for IPv6-only networks use vxlan or host-gw",
+      );
+    }
     // Allocating the peer table validates the Network size before anything is created.
-    this.#config = context.config;
-    this.mtu = deviceMtu(context.config.backend, context.underlay.mtu);
+    this.#config = config;
+    this.mtu = deviceMtu(config.backend, context.underlay.mtu);
     this.device = context.device!; // the registry gives flanneld's name by default
-    this.#peers = PeerTable.create(
-      context.config.network.ip,
-      context.config.network.prefixLen,
-      context.config.subnetLen,
-    );
+    if (config.ipv6 && this.mtu < IPV6_MIN_MTU) {
+      throw new OverlayError(
+        `udp backend: device MTU ${this.mtu} is below IPv6's minimum of ${IPV6_MIN_MTU} ` +
+          `(the IPv6 Network needs an underlay MTU of at least ${IPV6_MIN_MTU + 28})`,
+      );
+    }
+    this.#peers = PeerTable.create(config.network.ip, config.network.prefixLen, config.subnetLen, {
+      ipv6: config.ipv6 && { network: config.ipv6.network, subnetLen: config.ipv6.subnetLen },
+    });
+  }
+
+  /** Our IPv6 subnet when the network is dual-stack and our lease has one. */
+  #ownIpv6(own: Lease): Ip6Net | undefined {
+    if (!this.#config.ipv6) return undefined;
+    if (!own.ipv6Subnet) {
+      log.warn("udp backend: the network has IPv6 but our lease has no IPv6 subnet; IPv4 only");
+    }
+    return own.ipv6Subnet;
   }
 
   async start(own: Lease): Promise<void> {
@@ -74,11 +110,13 @@ export class UdpBackend implements Backend {
     try {
       // Offloads when the kernel has them (OVERLAY_OFFLOAD=0 turns them off): a vnet header
       // and TSO4 on the TUN, UDP_SEGMENT and UDP_GRO on the socket. Else the batched path.
+      const ownIpv6 = this.#ownIpv6(own);
       const wantOffload = Deno.env.get("OVERLAY_OFFLOAD") !== "0";
       let tun = openTun(this.device, { vnetHdr: wantOffload });
       this.#tunFd = tun.fd;
       this.#udpFd = openUdpSocket(0, this.#config.backend.port);
-      this.#offload = wantOffload && enableTso4(tun.fd) && probeUdpOffloads(this.#udpFd);
+      this.#offload = wantOffload && enableTso(tun.fd, { ipv6: ownIpv6 !== undefined }) &&
+        probeUdpOffloads(this.#udpFd);
       if (!this.#offload) {
         if (wantOffload) {
           closeFd(tun.fd);
@@ -88,18 +126,43 @@ export class UdpBackend implements Backend {
         disableOffloads(tun.fd);
       }
       setNonBlocking(tun.fd);
-      disableIpv6(tun.name);
+      setIpv6(tun.name, ownIpv6 !== undefined);
       const index = interfaceIndex(tun.name);
       netlink.linkSetMtu(index, this.mtu);
       netlink.linkSetTxQueueLength(index, TUN_TX_QUEUE_LENGTH);
       netlink.addressReplace(index, own.subnet.ip, 32);
       netlink.linkSetUp(index);
       ensureOwnRoute(netlink, { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
+      const network6 = this.#config.ipv6?.network;
+      if (ownIpv6 && network6) {
+        // The IPv6 twin of the two lines above. Unlike IPv4's, someone else's route for the
+        // whole IPv6 Network is replaced, not refused (no IPv6 route dump here yet).
+        const codes = netlink.batch(tunIpv6Requests({
+          index,
+          address: ip6Bytes(ownIpv6.ip),
+          network: ip6Bytes(network6.ip),
+          networkPrefixLen: network6.prefixLen,
+          protocol: OVERLAY_PROTOCOL,
+        }));
+        const what = [
+          `-6 addr replace ${formatIp6(ownIpv6.ip)}/128 dev ${tun.name}`,
+          `-6 route replace ${formatIp6Net(network6)} dev ${tun.name}`,
+        ];
+        codes.forEach((code, i) => {
+          if (code !== 0) throw new SystemError("netlink", code, what[i]);
+        });
+      }
       const buffers = raiseSocketBuffers(this.#udpFd, SOCKET_BUFFER_BYTES);
       log.info("udp backend device up", {
         device: tun.name,
         address: `${formatIp4(own.subnet.ip)}/32`,
         route: `${formatIp4Net(network)} dev ${tun.name}`,
+        ...(ownIpv6 && network6
+          ? {
+            address6: `${formatIp6(ownIpv6.ip)}/128`,
+            route6: `${formatIp6Net(network6)} dev ${tun.name}`,
+          }
+          : {}),
         mtu: this.mtu,
         port: this.#config.backend.port,
         dataPath: this.dataPath,
@@ -123,6 +186,9 @@ export class UdpBackend implements Backend {
       ownSubnetIp: own.subnet.ip,
       ownSubnetPrefixLen: own.subnet.prefixLen,
       icmpSourceIp: this.#config.network.ip,
+      ...(own.ipv6Subnet && this.#config.ipv6
+        ? { ownIpv6Subnet: own.ipv6Subnet, icmp6SourceIp: this.#config.ipv6.network.ip }
+        : {}),
       // Room for the largest packet the device MTU allows, in whole cache lines.
       slotSize: Math.ceil(Math.max(this.mtu, 1500) / 64) * 64,
       offload: this.#offload,
@@ -171,20 +237,40 @@ export class UdpBackend implements Backend {
       : "udp: worker thread, batched recvmmsg/sendmmsg";
   }
 
+  /**
+   * Routes a peer's subnet, and in a dual-stack network its IPv6 subnet, to its IPv4
+   * public IP. A lease that changed its IPv6 subnet gives up the old one.
+   */
   addPeer(peer: Lease): void {
     // One slot per subnet of SubnetLen: a nested lease (a /25 in a /24) must not take one.
     if (peer.subnet.prefixLen !== this.#config.subnetLen) return;
+    const ipv6 = this.#config.ipv6;
+    const ipv6Subnet = ipv6 && peer.ipv6Subnet?.prefixLen === ipv6.subnetLen
+      ? peer.ipv6Subnet.ip
+      : undefined;
     const previous = this.#peerIps.get(peer.subnet.ip);
-    if (previous === peer.attrs.publicIp) return;
-    this.#peerIps.set(peer.subnet.ip, peer.attrs.publicIp);
-    this.#peers!.setOwner(peer.subnet.ip, peer.attrs.publicIp);
-    this.#peers!.setPeers(this.#peerIps.values());
+    const publicIp = peer.attrs.publicIp;
+    if (previous?.publicIp === publicIp && previous.ipv6Subnet === ipv6Subnet) return;
+    this.#peerIps.set(peer.subnet.ip, { publicIp, ipv6Subnet });
+    this.#peers!.setOwner(peer.subnet.ip, publicIp);
+    if (previous?.ipv6Subnet !== undefined && previous.ipv6Subnet !== ipv6Subnet) {
+      this.#peers!.setOwner6(previous.ipv6Subnet, 0);
+    }
+    if (ipv6Subnet !== undefined) this.#peers!.setOwner6(ipv6Subnet, publicIp);
+    this.#peers!.setPeers(this.#publicIps());
   }
 
   removePeer(peer: Lease): void {
-    if (!this.#peerIps.delete(peer.subnet.ip)) return;
+    const previous = this.#peerIps.get(peer.subnet.ip);
+    if (!previous) return;
+    this.#peerIps.delete(peer.subnet.ip);
     this.#peers!.setOwner(peer.subnet.ip, 0);
-    this.#peers!.setPeers(this.#peerIps.values());
+    if (previous.ipv6Subnet !== undefined) this.#peers!.setOwner6(previous.ipv6Subnet, 0);
+    this.#peers!.setPeers(this.#publicIps());
+  }
+
+  *#publicIps(): Iterable<number> {
+    for (const entry of this.#peerIps.values()) yield entry.publicIp;
   }
 
   /** flannel's udp leases carry no BackendData: there is nothing to check. */
@@ -216,8 +302,11 @@ export class UdpBackend implements Backend {
     };
   }
 
+  /** The later of the last datagrams carrying the peer's IPv4 and IPv6 packets. */
   lastHeard(peer: Lease): number {
-    return this.#peers!.lastHeard(peer.subnet.ip);
+    const v4 = this.#peers!.lastHeard(peer.subnet.ip);
+    const v6 = peer.ipv6Subnet ? this.#peers!.lastHeard6(peer.ipv6Subnet.ip) : 0;
+    return Math.max(v4, v6);
   }
 
   /**
@@ -272,11 +361,24 @@ function busyPollMs(): number {
   return Number.isFinite(value) && value >= 0 ? value : DEFAULT_BUSY_POLL_MS;
 }
 
-/** The overlay carries IPv4 only: keep the kernel from sending IPv6 chatter into the TUN. */
-function disableIpv6(device: string): void {
+/**
+ * IPv6 on the TUN: off when the overlay carries IPv4 only, which keeps the kernel from
+ * sending IPv6 chatter into it; on in a dual-stack network (a persistent TUN from an
+ * IPv4-only run has it off), without a link-local address (addr_gen_mode 1, set before the
+ * link comes up), which nothing on a point-to-point overlay device uses.
+ */
+function setIpv6(device: string, enabled: boolean): void {
+  const conf = `/proc/sys/net/ipv6/conf/${device}`;
   try {
-    Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${device}/disable_ipv6`, "1");
-  } catch {
-    // IPv6 disabled or absent on this host: nothing to silence.
+    if (enabled) Deno.writeTextFileSync(`${conf}/addr_gen_mode`, "1");
+    Deno.writeTextFileSync(`${conf}/disable_ipv6`, enabled ? "0" : "1");
+  } catch (error) {
+    // IPv6 disabled or absent on this host: nothing to silence, and nothing to carry.
+    if (enabled) {
+      throw new Error(
+        `cannot turn IPv6 on for ${device}: ${(error as Error).message} ` +
+          `(the network has IPv6: is IPv6 disabled on this host, e.g. ipv6.disable=1?)`,
+      );
+    }
   }
 }

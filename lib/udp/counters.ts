@@ -10,15 +10,22 @@ export const COUNTERS = [
   "rx_bytes",
   "drop_unknown_peer", // datagram from an address that holds no lease
   "drop_spoofed_source", // inner source outside the sender's leased subnet
-  "drop_malformed", // not exactly one valid IPv4 packet
+  "drop_malformed", // not exactly one valid IPv4 packet (or IPv6 in an IPv4-only network)
   "drop_oversized", // larger than the buffer it was read into (a device MTU raised past it)
-  "drop_not_ipv4", // non-IPv4 packet read from the TUN (the overlay carries IPv4 only)
+  "drop_not_ipv4", // TUN packet neither IPv4 nor (in a dual-stack network) IPv6
   "drop_not_for_us", // inner destination outside our subnet
   "drop_no_route", // TUN packet for an overlay address no peer owns (ICMP sent)
   "drop_ttl_expired",
   "drop_queue_full", // socket or TUN would block
+  // IPv6 inner packets (dual-stack networks), the same reasons for the IPv6 subnets:
+  "drop_spoofed_source_v6", // inner IPv6 source outside the sender's IPv6 subnet
+  "drop_malformed_v6", // not exactly one valid IPv6 packet (header cut short, bad length)
+  "drop_not_for_us_v6", // inner IPv6 destination outside our IPv6 subnet
+  "drop_no_route_v6", // TUN packet for an IPv6 overlay address no peer owns (ICMPv6 sent)
+  "drop_hop_limit_expired",
   "send_errors",
-  "icmp_unreachable_sent",
+  "icmp_unreachable_sent", // ICMP net-unreachable and ICMPv6 no-route written into the TUN
+  "icmp_rate_limited", // such replies not sent: more than 1,000/s (burst 50)
 ] as const;
 
 export type CounterName = typeof COUNTERS[number];

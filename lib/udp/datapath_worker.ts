@@ -12,9 +12,14 @@
  * UDP_SEGMENT send each, and GRO'd arrivals are coalesced back into super-packets for one
  * TUN write (lib/udp/offload.ts). Every datagram on the wire is still one inner packet.
  *
- * Wire format (flannel's udp backend): the UDP payload is the bare inner IPv4 packet.
+ * Wire format (flannel's udp backend): the UDP payload is the bare inner IPv4 packet. In a
+ * dual-stack network it may be an IPv6 packet instead, told apart by its version nibble
+ * (a flannel host drops those); the underlay stays IPv4 and peers are known by their IPv4
+ * public IP. Every check on IPv4 packets has its IPv6 twin: owner table, anti-spoofing,
+ * destination in our subnet, hop limit, ICMPv6 no-route for an unowned overlay address.
  */
 import { pointerInto } from "../../ffi/memory.ts";
+import { ip6Bytes, type Ip6Net } from "../ip6.ts";
 import {
   MessageVector,
   SegmentSender,
@@ -27,16 +32,28 @@ import {
   finishChecksum,
   readVnetHeader,
   type Segmented,
-  segmentTcp4,
+  segmentTcp,
   TcpCoalescer,
   VNET_F_NEEDS_CSUM,
   VNET_GSO_NONE,
   VNET_GSO_TCPV4,
+  VNET_GSO_TCPV6,
   VNET_HDR_SIZE,
   type VnetHeader,
 } from "./offload.ts";
 import { COUNTER_INDEX as C } from "./counters.ts";
-import { decrementTtl, PACKET_OK, readU32, validateIpv4, writeNetUnreachable } from "./packet.ts";
+import {
+  decrementHopLimit,
+  decrementTtl,
+  ICMPV6_ERROR_MAX,
+  Ip6Prefix,
+  PACKET_OK,
+  readU32,
+  validateIpv4,
+  validateIpv6,
+  writeNetUnreachable,
+  writeNoRoute6,
+} from "./packet.ts";
 import { PeerTable, type PeerTableBuffers } from "./peer_table.ts";
 
 /** What the agent hands the Worker. */
@@ -51,12 +68,19 @@ export interface DataPathConfig {
    * an address of this host, or the kernel would drop our reply as a martian.
    */
   readonly icmpSourceIp: number;
+  /** This host's IPv6 subnet, in a dual-stack network: inner IPv6 destinations it accepts. */
+  readonly ownIpv6Subnet?: Ip6Net;
+  /**
+   * Source of the ICMPv6 errors we write into the TUN: the IPv6 Network's base address,
+   * chosen as icmpSourceIp is. Set with ownIpv6Subnet.
+   */
+  readonly icmp6SourceIp?: bigint;
   readonly slotSize: number;
   /** The device MTU: no inner packet from a peer may be larger. */
   readonly mtu: number;
   /**
-   * TUN offloads in use: the TUN has a vnet header and TSO4, the socket UDP_SEGMENT and
-   * UDP_GRO. Otherwise the batched per-packet path.
+   * TUN offloads in use: the TUN has a vnet header and TSO4 (and TSO6 in a dual-stack
+   * network), the socket UDP_SEGMENT and UDP_GRO. Otherwise the batched per-packet path.
    */
   readonly offload: boolean;
   /** Busy-poll window after traffic, ms (0: always sleep in poll). */
@@ -83,6 +107,12 @@ const TX_SCRATCH = (VNET_HDR_SIZE + 65_535) + 65_535 + 128 * 80;
 /** The kernel sends at most this many segments per UDP GSO send, and 65,507 bytes. */
 const MAX_GSO_SEGMENTS = 64;
 const MAX_UDP_PAYLOAD = 65_507;
+/**
+ * ICMP errors written into the TUN: at most ICMP_BURST at once, refilled at
+ * ICMP_PER_MS (1,000/s), as Linux limits its own (RFC 4443 §2.4(f) requires a limit).
+ */
+const ICMP_BURST = 50;
+const ICMP_PER_MS = 1;
 
 /** Runs the loop until the stop flag is set. Throws on a fatal error. */
 export function runDataPath(config: DataPathConfig): void {
@@ -116,10 +146,21 @@ export function runDataPath(config: DataPathConfig): void {
     txSlotPointers.push(pointerInto(txPackets, i * slotSize));
     rxSlotPointers.push(pointerInto(rxPackets, i * rxSlot));
   }
-  // ICMP replies: behind an (empty) vnet header when the TUN expects one.
+  // ICMP replies: behind an (empty) vnet header when the TUN expects one. An ICMPv6 error
+  // may quote up to 1280 bytes in all.
   const icmpHeadroom = offload ? VNET_HDR_SIZE : 0;
-  const icmp = new Uint8Array(128 + icmpHeadroom);
+  const icmp = new Uint8Array(ICMPV6_ERROR_MAX + icmpHeadroom);
   const icmpPointer = Deno.UnsafePointer.of(icmp);
+  let icmpTokens = ICMP_BURST;
+  let icmpRefilledAt = performance.now();
+
+  // IPv6 inner packets, in a dual-stack network: the bigints become bytes and words once.
+  const ipv6 = peers.hasIpv6 && config.ownIpv6Subnet !== undefined;
+  const ownNet6 = new Ip6Prefix(
+    config.ownIpv6Subnet?.ip ?? 0n,
+    config.ownIpv6Subnet?.prefixLen ?? 128,
+  );
+  const icmp6Source = ip6Bytes(config.icmp6SourceIp ?? 0n);
 
   // Offload scratch: the super-packet read region and the segments region of tx.packets.
   const readAt = BATCH * slotSize;
@@ -146,11 +187,27 @@ export function runDataPath(config: DataPathConfig): void {
   const ownMask = (0xffffffff << (32 - config.ownSubnetPrefixLen)) >>> 0;
   const ownNet = config.ownSubnetIp;
 
+  /** Whether an ICMP error may go out now (token bucket; counts the ones held back). */
+  function icmpAllowed(): boolean {
+    const now = performance.now();
+    icmpTokens = Math.min(ICMP_BURST, icmpTokens + (now - icmpRefilledAt) * ICMP_PER_MS);
+    icmpRefilledAt = now;
+    if (icmpTokens < 1) {
+      counters[C.icmp_rate_limited]++;
+      return false;
+    }
+    icmpTokens--;
+    return true;
+  }
+
   /**
    * The peer that gets a packet read from the TUN, with its TTL decremented; 0 when it
    * is dropped (counted, and answered with ICMP net-unreachable for an overlay address).
    */
   function routeFromTun(bytes: Uint8Array, offset: number, length: number): number {
+    if (ipv6 && length > 0 && bytes[offset] >>> 4 === 6) {
+      return routeFromTun6(bytes, offset, length);
+    }
     if (length < 20 || bytes[offset] >>> 4 !== 4) {
       counters[C.drop_not_ipv4]++;
       return 0;
@@ -168,7 +225,7 @@ export function runDataPath(config: DataPathConfig): void {
           icmp,
           icmpHeadroom,
         );
-        if (reply > 0 && tun.write(icmpPointer, icmpHeadroom + reply)) {
+        if (reply > 0 && icmpAllowed() && tun.write(icmpPointer, icmpHeadroom + reply)) {
           counters[C.icmp_unreachable_sent]++;
         }
       }
@@ -176,6 +233,30 @@ export function runDataPath(config: DataPathConfig): void {
     }
     if (!decrementTtl(bytes, offset)) {
       counters[C.drop_ttl_expired]++;
+      return 0;
+    }
+    return owner;
+  }
+
+  /** routeFromTun for an IPv6 packet: the IPv6 owner table, hop limit, ICMPv6 no-route. */
+  function routeFromTun6(bytes: Uint8Array, offset: number, length: number): number {
+    if (length < 40) {
+      counters[C.drop_malformed_v6]++;
+      return 0;
+    }
+    const owner = peers.ownerOf6(bytes, offset + 24);
+    if (owner === 0) {
+      counters[C.drop_no_route_v6]++;
+      if (peers.inNetwork6(bytes, offset + 24)) {
+        const reply = writeNoRoute6(bytes, offset, length, icmp6Source, icmp, icmpHeadroom);
+        if (reply > 0 && icmpAllowed() && tun.write(icmpPointer, icmpHeadroom + reply)) {
+          counters[C.icmp_unreachable_sent]++;
+        }
+      }
+      return 0;
+    }
+    if (!decrementHopLimit(bytes, offset)) {
+      counters[C.drop_hop_limit_expired]++;
       return 0;
     }
     return owner;
@@ -192,6 +273,9 @@ export function runDataPath(config: DataPathConfig): void {
     sender: number,
     now: number,
   ): boolean {
+    if (ipv6 && length > 0 && bytes[offset] >>> 4 === 6) {
+      return acceptFromPeer6(bytes, offset, length, sender, now);
+    }
     if (length > config.mtu || validateIpv4(bytes, offset, length) !== PACKET_OK) {
       counters[peers.isPeer(sender) ? C.drop_malformed : C.drop_unknown_peer]++;
       return false;
@@ -217,14 +301,50 @@ export function runDataPath(config: DataPathConfig): void {
   }
 
   /**
+   * acceptFromPeer for an IPv6 packet: exactly one valid IPv6 packet, its source in the
+   * sender's IPv6 subnet, its destination in ours, hop limit left (then decremented).
+   */
+  function acceptFromPeer6(
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+    sender: number,
+    now: number,
+  ): boolean {
+    if (length > config.mtu || validateIpv6(bytes, offset, length) !== PACKET_OK) {
+      counters[peers.isPeer(sender) ? C.drop_malformed_v6 : C.drop_unknown_peer]++;
+      return false;
+    }
+    if (!peers.mayCarry6(sender, bytes, offset + 8)) {
+      counters[peers.isPeer(sender) ? C.drop_spoofed_source_v6 : C.drop_unknown_peer]++;
+      return false;
+    }
+    peers.heardFrom6(bytes, offset + 8, now);
+    if (!ownNet6.contains(bytes, offset + 24)) {
+      counters[C.drop_not_for_us_v6]++;
+      return false;
+    }
+    if (!decrementHopLimit(bytes, offset)) {
+      counters[C.drop_hop_limit_expired]++;
+      return false;
+    }
+    counters[C.rx_packets]++;
+    counters[C.rx_bytes] += length;
+    return true;
+  }
+
+  /**
    * True when a read of `length` bytes into a `room`-byte buffer holds one whole packet. A
    * packet larger than the buffer (a device MTU raised past it) comes back cut short on this
    * kernel, and with its whole length on others: either way its bytes must not be sent.
    */
   function wholePacket(bytes: Uint8Array, offset: number, length: number, room: number) {
     if (length > room) return false;
-    if (length < 4 || bytes[offset] >>> 4 !== 4) return true; // not IPv4: routeFromTun counts it
-    return ((bytes[offset + 2] << 8) | bytes[offset + 3]) <= length;
+    if (length < 6) return true; // routeFromTun counts it
+    const version = bytes[offset] >>> 4;
+    if (version === 4) return ((bytes[offset + 2] << 8) | bytes[offset + 3]) <= length;
+    if (version === 6) return 40 + ((bytes[offset + 4] << 8) | bytes[offset + 5]) <= length;
+    return true; // neither: routeFromTun counts it
   }
 
   /** Sends the first `accepted` batch slots with sendmmsg. */
@@ -314,13 +434,17 @@ export function runDataPath(config: DataPathConfig): void {
         continue;
       }
       const gsoSize = vnet.gsoSize;
-      const owner = gsoType === VNET_GSO_TCPV4 ? routeFromTun(txPackets, packet, packetLength) : 0;
+      // A TCP super-packet whose IP version matches its GSO type; anything else is not ours.
+      const version = txPackets[packet] >>> 4;
+      const tcpGso = (gsoType === VNET_GSO_TCPV4 && version === 4) ||
+        (gsoType === VNET_GSO_TCPV6 && version === 6);
+      const owner = tcpGso ? routeFromTun(txPackets, packet, packetLength) : 0;
       if (owner === 0) {
-        if (gsoType !== VNET_GSO_TCPV4) counters[C.drop_malformed]++;
+        if (!tcpGso) counters[version === 6 ? C.drop_malformed_v6 : C.drop_malformed]++;
         continue;
       }
-      if (!segmentTcp4(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
-        counters[C.drop_malformed]++;
+      if (!segmentTcp(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
+        counters[version === 6 ? C.drop_malformed_v6 : C.drop_malformed]++;
         continue;
       }
       // Keep order with packets of the same flow already in the batch.

@@ -1,26 +1,32 @@
 /**
  * TCP segmentation and coalescing for the udp data path with TUN offloads, keeping
- * flannel's wire format: every UDP datagram carries exactly one ordinary IPv4 packet.
+ * flannel's wire format: every UDP datagram carries exactly one ordinary IP packet
+ * (IPv4, or IPv6 in a dual-stack network).
  *
  * With IFF_VNET_HDR the TUN prefixes each packet with a virtio_net_hdr (10 bytes, little
- * endian): u8 flags (1 = NEEDS_CSUM), u8 gso_type (0 none, 1 TCPv4), u16 hdr_len,
- * u16 gso_size, u16 csum_start, u16 csum_offset. With TUNSETOFFLOAD(CSUM|TSO4) the kernel
- * hands us TCP "super-packets" of up to 64 KB and leaves checksums to us:
- * - transmit: segmentTcp4() cuts a super-packet into gso_size segments with correct IP
- *   ids, lengths, TCP sequence numbers, flags and checksums, laid end to end so that one
- *   UDP_SEGMENT send turns them into one datagram each;
+ * endian): u8 flags (1 = NEEDS_CSUM), u8 gso_type (0 none, 1 TCPv4, 4 TCPv6), u16 hdr_len,
+ * u16 gso_size, u16 csum_start, u16 csum_offset. With TUNSETOFFLOAD(CSUM|TSO4|TSO6) the
+ * kernel hands us TCP "super-packets" of up to 64 KB and leaves checksums to us:
+ * - transmit: segmentTcp() cuts a super-packet into gso_size segments with correct
+ *   lengths, TCP sequence numbers, flags and checksums (IPv4: IP ids and header checksums
+ *   too; IPv6 has neither, and its TCP checksum covers the IPv6 pseudo-header), laid end
+ *   to end so that one UDP_SEGMENT send turns them into one datagram each;
  * - receive: TcpCoalescer joins consecutive segments of one flow back into a super-packet
- *   that one TUN write delivers (vnet header gso TCPv4, checksum left to the kernel). Each
- *   segment's checksum is verified before it joins, as the kernel's GRO and wireguard-go's
- *   do: a damaged segment is written alone, unchanged, for the receiver to drop.
+ *   that one TUN write delivers (vnet header gso TCPv4 or TCPv6, checksum left to the
+ *   kernel). Each segment's checksum is verified before it joins, as the kernel's GRO and
+ *   wireguard-go's do: a damaged segment is written alone, unchanged, for the receiver to
+ *   drop.
  * Everything works in place on caller-owned buffers; nothing is allocated per packet.
+ * IPv6 packets with extension headers are not segmented (the kernel does not build TSO
+ * super-packets with them for a TUN) and pass the coalescer one by one.
  */
-import { onesComplementSum, readU32, writeU16, writeU16Le } from "./packet.ts";
+import { IPV6_HEADER, onesComplementSum, readU32, writeU16, writeU16Le } from "./packet.ts";
 
 export const VNET_HDR_SIZE = 10;
 export const VNET_F_NEEDS_CSUM = 1;
 export const VNET_GSO_NONE = 0;
 export const VNET_GSO_TCPV4 = 1;
+export const VNET_GSO_TCPV6 = 4;
 
 const PROTOCOL_TCP = 6;
 const TCP_FIN = 0x01;
@@ -51,13 +57,28 @@ export function readVnetHeader(bytes: Uint8Array, at: number, out: VnetHeader): 
   return out;
 }
 
-/** The ones'-complement sum of the IPv4 pseudo header (not inverted). */
+/**
+ * The ones'-complement sum (not inverted) of the pseudo header of the IPv4 or IPv6 packet
+ * at `ip`: addresses, protocol and upper-layer length (RFC 793; RFC 8200 §8.1).
+ */
 function pseudoHeaderSum(bytes: Uint8Array, ip: number, protocol: number, length: number): number {
+  if (bytes[ip] >>> 4 === 6) return onesComplementSum(bytes, ip + 8, 32, protocol + length);
   let sum = ((bytes[ip + 12] << 8) | bytes[ip + 13]) + ((bytes[ip + 14] << 8) | bytes[ip + 15]) +
     ((bytes[ip + 16] << 8) | bytes[ip + 17]) + ((bytes[ip + 18] << 8) | bytes[ip + 19]) + protocol +
     length;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return sum;
+}
+
+/**
+ * The IP header length of the packet at `ip` when it carries TCP right behind the IP
+ * header (IPv4: IHL × 4; IPv6: 40, next header TCP), else 0.
+ */
+function tcpIpHeaderLength(bytes: Uint8Array, ip: number): number {
+  const version = bytes[ip] >>> 4;
+  if (version === 4) return bytes[ip + 9] === PROTOCOL_TCP ? (bytes[ip] & 15) * 4 : 0;
+  if (version === 6) return bytes[ip + 6] === PROTOCOL_TCP ? IPV6_HEADER : 0;
+  return 0;
 }
 
 /** True when the TCP checksum of the IPv4 packet at `ip` (`length` bytes) verifies. */
@@ -105,14 +126,15 @@ export interface Segmented {
 }
 
 /**
- * Cuts the IPv4/TCP super-packet at `packet` (`length` bytes, without vnet header) into
- * segments of `gsoSize` payload bytes, written end to end at `outOffset` of the same
- * buffer (after the super-packet, so copies are native copyWithin calls). Each segment is
- * a complete IPv4 packet: IP id + i, total length and header checksum; TCP sequence
- * number + i × gsoSize, FIN and PSH only on the last segment, CWR only on the first, and
- * a full TCP checksum. Returns undefined when the packet is not IPv4/TCP or does not fit.
+ * Cuts the TCP super-packet at `packet` (`length` bytes, without vnet header; IPv4, or
+ * IPv6 without extension headers) into segments of `gsoSize` payload bytes, written end to
+ * end at `outOffset` of the same buffer (after the super-packet, so copies are native
+ * copyWithin calls). Each segment is a complete IP packet: IPv4 total length, IP id + i
+ * and header checksum, or IPv6 payload length; TCP sequence number + i × gsoSize, FIN and
+ * PSH only on the last segment, CWR only on the first, and a full TCP checksum over the
+ * family's pseudo-header. Returns undefined when the packet is not TCP or does not fit.
  */
-export function segmentTcp4(
+export function segmentTcp(
   bytes: Uint8Array,
   packet: number,
   length: number,
@@ -121,10 +143,10 @@ export function segmentTcp4(
   result: Segmented,
 ): Segmented | undefined {
   const out = bytes;
-  if (
-    length < 40 || bytes[packet] >>> 4 !== 4 || bytes[packet + 9] !== PROTOCOL_TCP || gsoSize <= 0
-  ) return undefined;
-  const ipLength = (bytes[packet] & 15) * 4;
+  if (length < 40 || gsoSize <= 0) return undefined;
+  const ipLength = tcpIpHeaderLength(bytes, packet);
+  if (ipLength < 20 || ipLength + 20 > length) return undefined;
+  const v6 = ipLength === IPV6_HEADER && bytes[packet] >>> 4 === 6;
   const tcp = packet + ipLength;
   const tcpLength = (bytes[tcp + 12] >>> 4) * 4;
   const headers = ipLength + tcpLength;
@@ -145,9 +167,13 @@ export function segmentTcp4(
       packet + headers + i * gsoSize,
       packet + headers + i * gsoSize + chunk,
     );
-    writeU16(out, o + 2, segmentLength);
-    writeU16(out, o + 4, (id + i) & 0xffff);
-    ipHeaderChecksum(out, o, ipLength);
+    if (v6) {
+      writeU16(out, o + 4, segmentLength - IPV6_HEADER);
+    } else {
+      writeU16(out, o + 2, segmentLength);
+      writeU16(out, o + 4, (id + i) & 0xffff);
+      ipHeaderChecksum(out, o, ipLength);
+    }
     const t = o + ipLength;
     const s = (seq + i * gsoSize) >>> 0;
     out[t + 4] = s >>> 24;
@@ -178,7 +204,7 @@ export function segmentTcp4(
 
 /**
  * Joins consecutive TCP segments of one flow into a super-packet behind a vnet header.
- * add() takes a validated IPv4 packet; when it cannot extend the current run it first
+ * add() takes a validated IPv4 or IPv6 packet; when it cannot extend the current run it first
  * flushes the run through `write`. Call flush() at the end of each receive batch.
  * Packets and the run live in one buffer: the run is built in the region that starts at
  * `start` (a vnet header and up to 64 KB), so every copy is a native copyWithin.
@@ -192,6 +218,8 @@ export class TcpCoalescer {
   #length = 0;
   #segments = 0;
   #headers = 0;
+  /** The run's IP header length: IPv4 IHL × 4, or 40 for IPv6 (0 when not TCP). */
+  #ipLength = 0;
   #mss = 0;
   #nextSeq = 0;
   #ended = false;
@@ -207,9 +235,12 @@ export class TcpCoalescer {
   add(packet: number, length: number): void {
     const bytes = this.#buffer;
     const base = this.#start;
-    const ipLength = (bytes[packet] & 15) * 4;
-    const fragment = ((bytes[packet + 6] & 0x3f) << 8) | bytes[packet + 7];
-    const tcpOk = bytes[packet + 9] === PROTOCOL_TCP && fragment === 0 && length >= ipLength + 20;
+    // TCP right behind the IP header; for IPv4 not a fragment (IPv6 fragments carry a
+    // fragment header, so their next header is not TCP).
+    const v6 = bytes[packet] >>> 4 === 6;
+    let ipLength = tcpIpHeaderLength(bytes, packet);
+    if (!v6 && (((bytes[packet + 6] & 0x3f) << 8) | bytes[packet + 7]) !== 0) ipLength = 0;
+    const tcpOk = ipLength >= 20 && length >= ipLength + 20;
     const tcp = packet + ipLength;
     const tcpLength = tcpOk ? (bytes[tcp + 12] >>> 4) * 4 : 0;
     const headers = ipLength + tcpLength;
@@ -220,7 +251,7 @@ export class TcpCoalescer {
     const plain = !tcpOk || headers > length || payload <= 0 ||
       (flags & (TCP_SYN | TCP_RST | TCP_URG | TCP_FIN)) !== 0 ||
       !tcpChecksumValid(bytes, packet, ipLength, length);
-    if (this.#segments > 0 && !plain && this.#extends(packet, headers, payload)) {
+    if (this.#segments > 0 && !plain && this.#extends(packet, ipLength, headers, payload)) {
       if (this.#length + payload <= this.#capacity) {
         bytes.copyWithin(base + this.#length, packet + headers, packet + length);
         this.#length += payload;
@@ -239,24 +270,40 @@ export class TcpCoalescer {
     this.#length = VNET_HDR_SIZE + length;
     this.#segments = 1;
     this.#headers = headers;
+    this.#ipLength = ipLength;
     this.#mss = payload;
     this.#nextSeq = tcpOk ? (readU32(bytes, tcp + 4) + payload) >>> 0 : 0;
     this.#ended = plain || (flags & TCP_PSH) !== 0;
     if (plain) this.flush();
   }
 
-  /** Same flow, next sequence number, same headers but for id, length, checksums and PSH. */
-  #extends(packet: number, headers: number, payload: number): boolean {
+  /**
+   * Same flow, next sequence number, same headers but for the lengths, checksums, IPv4 id
+   * and PSH. IPv4: version/IHL, TOS, flags/fragment, TTL, protocol, addresses, options.
+   * IPv6: version, traffic class, flow label, next header, hop limit, addresses.
+   */
+  #extends(packet: number, ipLength: number, headers: number, payload: number): boolean {
     if (this.#ended || headers !== this.#headers || payload > this.#mss) return false;
+    if (ipLength !== this.#ipLength) return false;
     const bytes = this.#buffer;
     const first = this.#start + VNET_HDR_SIZE;
-    const ipLength = (bytes[packet] & 15) * 4;
-    // IP: version/IHL, TOS, flags/fragment, TTL, protocol, addresses, options.
     if (bytes[packet] !== bytes[first] || bytes[packet + 1] !== bytes[first + 1]) return false;
-    if (bytes[packet + 6] !== bytes[first + 6] || bytes[packet + 8] !== bytes[first + 8]) {
-      return false;
+    if (bytes[first] >>> 4 === 6) {
+      if (bytes[packet + 2] !== bytes[first + 2] || bytes[packet + 3] !== bytes[first + 3]) {
+        return false;
+      }
+      if (bytes[packet + 6] !== bytes[first + 6] || bytes[packet + 7] !== bytes[first + 7]) {
+        return false;
+      }
+      for (let i = 8; i < IPV6_HEADER; i++) {
+        if (bytes[packet + i] !== bytes[first + i]) return false;
+      }
+    } else {
+      if (bytes[packet + 6] !== bytes[first + 6] || bytes[packet + 8] !== bytes[first + 8]) {
+        return false;
+      }
+      for (let i = 12; i < ipLength; i++) if (bytes[packet + i] !== bytes[first + i]) return false;
     }
-    for (let i = 12; i < ipLength; i++) if (bytes[packet + i] !== bytes[first + i]) return false;
     const tcp = packet + ipLength;
     const runTcp = first + ipLength;
     // TCP: ports, ack, data offset, flags but PSH, window, options.
@@ -279,16 +326,21 @@ export class TcpCoalescer {
     const out = this.#buffer;
     const base = this.#start;
     const ip = base + VNET_HDR_SIZE;
-    const ipLength = (out[ip] & 15) * 4;
+    const ipLength = this.#ipLength;
     out.fill(0, base, base + VNET_HDR_SIZE);
     if (this.#segments > 1) {
       const total = this.#length - VNET_HDR_SIZE;
-      writeU16(out, ip + 2, total);
-      ipHeaderChecksum(out, ip, ipLength);
+      const v6 = out[ip] >>> 4 === 6;
+      if (v6) {
+        writeU16(out, ip + 4, total - IPV6_HEADER);
+      } else {
+        writeU16(out, ip + 2, total);
+        ipHeaderChecksum(out, ip, ipLength);
+      }
       // CHECKSUM_PARTIAL: the field holds the pseudo-header sum; the kernel adds the rest.
       writeU16(out, ip + ipLength + 16, pseudoHeaderSum(out, ip, PROTOCOL_TCP, total - ipLength));
       out[base] = VNET_F_NEEDS_CSUM;
-      out[base + 1] = VNET_GSO_TCPV4;
+      out[base + 1] = v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4;
       writeU16Le(out, base + 2, this.#headers);
       writeU16Le(out, base + 4, this.#mss);
       writeU16Le(out, base + 6, ipLength);

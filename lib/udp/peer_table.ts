@@ -8,12 +8,32 @@
  *   buffered (the writer fills the idle half, then flips), used to tell an unknown
  *   sender from a peer sending a spoofed source.
  *
+ * - owners6 (dual-stack networks): the same for the subnets of the IPv6 Network, indexed
+ *   by the bits between the IPv6 Network prefix and the IPv6 SubnetLen, read as one 32-bit
+ *   word from the address bytes (at most 24 bits, MAX_SUBNETS): no bigint per packet.
+ *   Peers are still known by their IPv4 public IP: the underlay stays IPv4.
+ *
  * Aligned 32-bit stores are atomic on the platforms Deno runs on, so a reader sees
  * either the old or the new owner of a subnet, never a torn value.
  */
 
 /** Largest Network/SubnetLen combination the direct-index owner table accepts (64 MiB). */
+import type { Ip6Net } from "../ip6.ts";
+import { ip6Bytes } from "../ip6.ts";
+import { Ip6Prefix, readU32 } from "./packet.ts";
+
 export const MAX_SUBNETS = 1 << 24;
+
+/** The IPv6 Network's side of the table, in a dual-stack network. */
+export interface PeerTable6Buffers {
+  /** One u32 per IPv6 subnet: the owner's IPv4 public IP (0 = none). */
+  readonly owners: SharedArrayBuffer;
+  /** Per IPv6 subnet: epoch ms of the last datagram accepted from its owner (float64). */
+  readonly heard: SharedArrayBuffer;
+  readonly networkIp: bigint;
+  readonly networkPrefixLen: number;
+  readonly subnetLen: number;
+}
 
 export interface PeerTableBuffers {
   readonly owners: SharedArrayBuffer;
@@ -26,6 +46,7 @@ export interface PeerTableBuffers {
   readonly networkPrefixLen: number;
   readonly subnetLen: number;
   readonly setBits: number;
+  readonly ipv6?: PeerTable6Buffers;
 }
 
 export class PeerTable {
@@ -41,15 +62,57 @@ export class PeerTable {
   readonly #setSize: number;
   readonly #setMask: number;
   readonly #hashShift: number;
+  // The IPv6 side (owners6 empty when the network has no IPv6).
+  readonly #owners6: Uint32Array;
+  readonly #heard6: Float64Array;
+  readonly #network6: Ip6Prefix | undefined;
+  readonly #subnetLen6: number;
+  /** Byte of the address where the 32-bit word holding the subnet bits starts. */
+  readonly #word6: number;
+  readonly #shift6: number;
+  readonly #mask6: number;
 
-  /** Allocates tables for a Network and SubnetLen. Throws when the network is too large. */
-  static create(networkIp: number, networkPrefixLen: number, subnetLen: number): PeerTable {
+  /**
+   * Allocates tables for a Network and SubnetLen, and with `ipv6` for the IPv6 Network
+   * and its SubnetLen. Throws when a network holds more than MAX_SUBNETS subnets.
+   */
+  static create(
+    networkIp: number,
+    networkPrefixLen: number,
+    subnetLen: number,
+    options: { ipv6?: { network: Ip6Net; subnetLen: number } } = {},
+  ): PeerTable {
     const subnets = 2 ** (subnetLen - networkPrefixLen);
     if (subnets > MAX_SUBNETS) {
       throw new Error(
         `udp backend: ${subnets} subnets of /${subnetLen} in a /${networkPrefixLen} are more than ` +
           `${MAX_SUBNETS} (use a longer Network prefix or a shorter SubnetLen)`,
       );
+    }
+    let ipv6: PeerTable6Buffers | undefined;
+    if (options.ipv6) {
+      const { network, subnetLen: subnetLen6 } = options.ipv6;
+      if (subnetLen6 < network.prefixLen || subnetLen6 > 128) {
+        throw new Error(
+          `udp backend: IPv6SubnetLen ${subnetLen6} does not fit the IPv6Network /${network.prefixLen}`,
+        );
+      }
+      const subnets6 = 2 ** (subnetLen6 - network.prefixLen);
+      if (subnets6 > MAX_SUBNETS) {
+        throw new Error(
+          `udp backend: 2^${
+            subnetLen6 - network.prefixLen
+          } subnets of /${subnetLen6} in the IPv6Network /${network.prefixLen} are more than ` +
+            `${MAX_SUBNETS} (use a longer IPv6Network prefix or a shorter IPv6SubnetLen)`,
+        );
+      }
+      ipv6 = {
+        owners: new SharedArrayBuffer(subnets6 * 4),
+        heard: new SharedArrayBuffer(subnets6 * 8),
+        networkIp: network.ip,
+        networkPrefixLen: network.prefixLen,
+        subnetLen: subnetLen6,
+      };
     }
     const setBits = Math.min(20, Math.max(8, Math.ceil(Math.log2(subnets)) + 1));
     return new PeerTable({
@@ -62,6 +125,7 @@ export class PeerTable {
       networkPrefixLen,
       subnetLen,
       setBits,
+      ipv6,
     });
   }
 
@@ -81,6 +145,17 @@ export class PeerTable {
     this.#shift = 32 - buffers.subnetLen;
     this.#setMask = this.#setSize - 1;
     this.#hashShift = 32 - buffers.setBits;
+    const v6 = buffers.ipv6;
+    this.#owners6 = new Uint32Array(v6 ? v6.owners : new SharedArrayBuffer(0));
+    this.#heard6 = new Float64Array(v6 ? v6.heard : new SharedArrayBuffer(0));
+    this.#network6 = v6 ? new Ip6Prefix(v6.networkIp, v6.networkPrefixLen) : undefined;
+    this.#subnetLen6 = v6?.subnetLen ?? 128;
+    // The subnet bits [prefix, subnetLen) span at most 24 bits, so they lie inside the
+    // 32-bit word that starts at the prefix's byte (moved back to byte 12 near the end).
+    const prefix6 = v6?.networkPrefixLen ?? 128;
+    this.#word6 = Math.min(prefix6 >>> 3, 12);
+    this.#shift6 = 32 - (this.#subnetLen6 - 8 * this.#word6);
+    this.#mask6 = 2 ** (this.#subnetLen6 - prefix6) - 1;
   }
 
   /** The public IP of the peer owning `ip`'s subnet, or 0. Hot path: no allocation. */
@@ -106,7 +181,10 @@ export class PeerTable {
     this.#heard[slot] = now;
   }
 
-  /** How many times a peer was heard from for the first time (since it was set). */
+  /**
+   * How many times a peer was heard from for the first time (since it was set); a
+   * dual-stack peer counts once per family. Status only watches it change.
+   */
   get firstContacts(): number {
     return Atomics.load(this.#firstHeard, 0);
   }
@@ -141,6 +219,67 @@ export class PeerTable {
     if (!this.inNetwork(subnetIp)) return;
     this.#owners[(subnetIp - this.#networkIp) >>> this.#shift] = publicIp;
     this.#heard[(subnetIp - this.#networkIp) >>> this.#shift] = 0;
+  }
+
+  /** True when the table has an IPv6 side (a dual-stack network). */
+  get hasIpv6(): boolean {
+    return this.#network6 !== undefined;
+  }
+
+  /** True when the IPv6 address at `offset` of `bytes` lies in the IPv6 Network. */
+  inNetwork6(bytes: Uint8Array, offset: number): boolean {
+    return this.#network6 !== undefined && this.#network6.contains(bytes, offset);
+  }
+
+  /** The slot of the IPv6 address at `offset`, assuming it lies in the IPv6 Network. */
+  #slot6(bytes: Uint8Array, offset: number): number {
+    return (readU32(bytes, offset + this.#word6) >>> this.#shift6) & this.#mask6;
+  }
+
+  /**
+   * The IPv4 public IP of the peer owning the subnet of the IPv6 address at `offset` of
+   * `bytes`, or 0. Hot path: four word compares and one array read, nothing allocated.
+   */
+  ownerOf6(bytes: Uint8Array, offset: number): number {
+    if (!this.inNetwork6(bytes, offset)) return 0;
+    return this.#owners6[this.#slot6(bytes, offset)];
+  }
+
+  /** As mayCarry, for the IPv6 source address at `offset` of `bytes`. */
+  mayCarry6(sender: number, bytes: Uint8Array, offset: number): boolean {
+    const owner = this.ownerOf6(bytes, offset);
+    return owner !== 0 && owner === sender;
+  }
+
+  /** Notes that the owner of the IPv6 address at `offset` was heard from at `now`. */
+  heardFrom6(bytes: Uint8Array, offset: number, now: number): void {
+    const slot = this.#slot6(bytes, offset);
+    if (this.#heard6[slot] === 0) Atomics.add(this.#firstHeard, 0, 1);
+    this.#heard6[slot] = now;
+  }
+
+  /** The slot of an IPv6 subnet base address (agent side, bigint), or -1 outside. */
+  #slotOf6(subnetIp: bigint): number {
+    if (this.#network6 === undefined) return -1;
+    const bytes = ip6Bytes(subnetIp);
+    return this.#network6.contains(bytes, 0) ? this.#slot6(bytes, 0) : -1;
+  }
+
+  /**
+   * Sets or clears (publicIp 0) the owner of an IPv6 subnet base address; an address
+   * outside the IPv6 Network (or no IPv6 side) changes nothing.
+   */
+  setOwner6(subnetIp: bigint, publicIp: number): void {
+    const slot = this.#slotOf6(subnetIp);
+    if (slot < 0) return;
+    this.#owners6[slot] = publicIp;
+    this.#heard6[slot] = 0;
+  }
+
+  /** Epoch ms of the last datagram from the owner of the IPv6 subnet; 0 when never. */
+  lastHeard6(subnetIp: bigint): number {
+    const slot = this.#slotOf6(subnetIp);
+    return slot < 0 ? 0 : this.#heard6[slot];
   }
 
   /** Replaces the peer set: fills the idle half, then makes it the active one. */
