@@ -7,12 +7,15 @@
  * - then `--iface-can-reach IP`: the interface `ip route get IP` would use;
  * - with none of those: the interface holding `--public-ip` if one does, else the
  *   interface of the IPv4 default route.
- * The public IP is `--public-ip`, else the chosen interface's address.
+ * The public IP is `--public-ip`, else the chosen interface's address. The interface's
+ * global IPv6 addresses (not link-local; flanneld takes the first) are listed too, for the
+ * IPv6 side of a dual-stack or IPv6-only network.
  */
 import { interfaceName } from "../ffi/libc.ts";
 import { routeToward } from "../ffi/netlink.ts";
 import { UsageError } from "./errors.ts";
 import { formatIp4, formatIp4Net, type Ip4Net, netContains, parseIp4 } from "./ip.ts";
+import { ip6AddressProblem, parseIp6 } from "./ip6.ts";
 import { log } from "./log.ts";
 
 export interface Underlay {
@@ -25,6 +28,13 @@ export interface Underlay {
   readonly publicIp: number;
   /** The IPv6 address peers reach us on (--public-ipv6, else the interface's global one). */
   readonly publicIpv6?: bigint;
+  /**
+   * The interface's global IPv6 addresses (no link-local), in the kernel's order: the
+   * first is the interface's own IPv6 address (flanneld's IfaceV6Addr). Empty when none.
+   */
+  readonly ipv6Addresses?: bigint[];
+  /** Prefix length of the first of ipv6Addresses: peers inside it share our IPv6 segment. */
+  readonly ipv6PrefixLen?: number;
   readonly mtu: number;
 }
 
@@ -94,7 +104,27 @@ export function detectUnderlay(choice: UnderlayChoice): Underlay {
     prefixLen,
     addresses: own.map((i) => parseIp4(i.address)!).filter((a) => a !== undefined),
     publicIp: choice.publicIp ?? found.ip,
+    ...interfaceIpv6(found.name),
     mtu: interfaceMtu(found.name),
+  };
+}
+
+/**
+ * An interface's global IPv6 addresses and the first one's prefix length; the first is
+ * also the default public IPv6 (as flanneld defaults its PublicIPv6 to the interface's).
+ */
+export function interfaceIpv6(
+  name: string,
+): { ipv6Addresses: bigint[]; ipv6PrefixLen?: number; publicIpv6?: bigint } {
+  const global = Deno.networkInterfaces().filter((i) => i.family === "IPv6" && i.name === name)
+    .map((i) => ({ ip: parseIp6(i.address), prefixLen: Number(i.cidr?.split("/")[1] ?? 128) }))
+    .filter((a): a is { ip: bigint; prefixLen: number } =>
+      a.ip !== undefined && ip6AddressProblem(a.ip) === undefined
+    );
+  return {
+    ipv6Addresses: global.map((a) => a.ip),
+    ipv6PrefixLen: global[0]?.prefixLen,
+    publicIpv6: global[0]?.ip,
   };
 }
 

@@ -16,6 +16,7 @@ import { defineCommand, type FlagName, ipFlag, listFlag, RUN_FLAGS, stringFlag }
 import { processStartTime, statePath } from "../health.ts";
 import { type Inventory, inventoryPath, readInventory } from "../inventory.ts";
 import { formatIp4, netContains, parseIp4, parseIp4Net } from "../ip.ts";
+import { net6Contains, parseIp6Net } from "../ip6.ts";
 import { removeMasq } from "../ip_masq.ts";
 import { leaseKey } from "../lease.ts";
 import { OVERLAY_PROTOCOL } from "../ownership.ts";
@@ -100,11 +101,12 @@ async function removeMade(inventory: Inventory, removed: string[]): Promise<void
   }
   const netlink = new Netlink();
   try {
-    const device = inventory.device;
-    const link = device ? netlink.link(device.name) : undefined;
-    if (device && link && link.kind === device.kind) {
-      netlink.linkDelete(link.index);
-      removed.push(`device ${device.name}`);
+    for (const device of [inventory.device, ...(inventory.moreDevices ?? [])]) {
+      const link = device ? netlink.link(device.name) : undefined;
+      if (device && link && link.kind === device.kind) {
+        netlink.linkDelete(link.index);
+        removed.push(`device ${device.name}`);
+      }
     }
     const bridge = inventory.bridge;
     const bridgeLink = bridge ? netlink.link(bridge.name) : undefined;
@@ -134,6 +136,14 @@ async function removeMade(inventory: Inventory, removed: string[]): Promise<void
       );
       netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
       if (ours.length > 0) removed.push(`${ours.length} routes in ${inventory.network}`);
+    }
+    const network6 = inventory.ipv6Network ? parseIp6Net(inventory.ipv6Network) : undefined;
+    if (network6) {
+      const ours = netlink.routes6().filter((r) =>
+        r.protocol === OVERLAY_PROTOCOL && net6Contains(network6, r.dst)
+      );
+      netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
+      if (ours.length > 0) removed.push(`${ours.length} routes in ${inventory.ipv6Network}`);
     }
   } finally {
     netlink.close();
