@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type CommandOutput, runCommand } from "../lab/run.ts";
+import { VxlanBackend } from "../lib/backends/vxlan.ts";
 
 const RUNNER = new URL("./fixtures/backend_runner.ts", import.meta.url).pathname;
 const ROOT = Deno.uid() === 0;
@@ -323,4 +324,74 @@ Deno.test({
       assert.match(routes, /^fd10:0:0:2::\/64 via fd00::12 dev eth0/m);
       assert.doesNotMatch(routes, /fd10:0:0:3::/);
     }),
+});
+
+Deno.test("vxlan asks each peer for what its families need: BackendV6Data and PublicIPv6 for IPv6", () => {
+  const pool = {
+    network: { ip: 0xfd10n << 112n, prefixLen: 48 },
+    subnetLen: 64,
+    subnetMin: 0n,
+    subnetMax: 0n,
+  };
+  const make = (enableIPv4: boolean) =>
+    new VxlanBackend({
+      config: {
+        enableIPv4,
+        ipv6: pool,
+        network: enableIPv4 ? { ip: 0x0a0a0000, prefixLen: 16 } : { ip: 0, prefixLen: 0 },
+        subnetLen: enableIPv4 ? 24 : 0,
+        subnetMin: 0,
+        subnetMax: 0,
+        backend: { type: "vxlan", port: 8472, vni: 7, directRouting: false },
+        raw: {},
+      },
+      underlay: {
+        name: "lo",
+        ip: 0x7f000001,
+        prefixLen: 8,
+        addresses: [0x7f000001],
+        publicIp: 0x7f000001,
+        publicIpv6: 0xfd00n << 112n | 0x11n,
+        ipv6Addresses: [0xfd00n << 112n | 0x11n],
+        ipv6PrefixLen: 64,
+        mtu: 1500,
+      },
+      device: "flannel.7",
+      stateDir: "/nonexistent",
+    });
+  const data = { VNI: 7, VtepMAC: "02:00:00:00:00:01" };
+  const data6 = { VNI: 7, VtepMAC: "02:00:00:00:00:02" };
+  const peer = (attrs: Record<string, unknown>, ipv4 = true) => ({
+    subnet: ipv4 ? { ip: 0x0a0a0200, prefixLen: 24 } : { ip: 0, prefixLen: 0 },
+    ipv6Subnet: { ip: 0xfd10n << 112n | 2n << 64n, prefixLen: 64 },
+    attrs: { publicIp: 0x7f000002, backendType: "vxlan", ...attrs },
+    etcdLeaseId: "1",
+    modRevision: "1",
+    createRevision: "1",
+  });
+  const dual = make(true);
+  assert.equal(dual.device, "flannel.7");
+  assert.equal(dual.mtu, 1430);
+  assert.equal(
+    dual.checkPeer(peer({ backendData: data, publicIpv6: 2n })),
+    "BackendV6Data.VtepMAC is missing",
+  );
+  assert.equal(
+    dual.checkPeer(peer({ backendData: data, backendV6Data: data6 })),
+    "PublicIPv6 is missing",
+  );
+  assert.equal(
+    dual.checkPeer(peer({ backendData: data, backendV6Data: data6, publicIpv6: 2n })),
+    undefined,
+  );
+  assert.deepEqual(dual.claims(peer({ backendData: data, backendV6Data: data6 })), [
+    "VtepMAC 02:00:00:00:00:01",
+    "IPv6 VtepMAC 02:00:00:00:00:02",
+  ]);
+  assert.deepEqual(Object.keys(dual.backendV6Data!), ["VNI", "VtepMAC"]);
+  const only6 = make(false);
+  assert.equal(only6.device, "flannel-v6.7");
+  assert.equal(only6.backendData, undefined);
+  assert.equal(only6.checkPeer(peer({ backendV6Data: data6, publicIpv6: 2n }, false)), undefined);
+  assert.deepEqual(only6.ownClaims, [`IPv6 VtepMAC ${only6.backendV6Data!.VtepMAC}`]);
 });
