@@ -18,16 +18,21 @@ import {
   SystemError,
 } from "./libc.ts";
 import {
+  type Address,
+  addressAttr,
   AF_BRIDGE,
   AF_INET,
+  AF_INET6,
   AF_NETLINK,
   align4,
   type Attr,
   describeRoute,
   encodeRequests,
-  formatDottedQuad,
+  familyOf,
+  formatAddress,
   formatMac,
   IFA_ADDRESS,
+  IFA_F_NODAD,
   IFA_LOCAL,
   ifaddrmsg,
   IFF_UP,
@@ -40,7 +45,6 @@ import {
   IFLA_LINKINFO,
   IFLA_MTU,
   IFLA_TXQLEN,
-  ip4Attr,
   type LinkInfo,
   macBytes,
   type Message,
@@ -62,6 +66,7 @@ import {
   NUD_PERMANENT,
   parseAttrs,
   parseLink,
+  readAddress,
   type Request,
   type Route,
   RT_TABLE_MAIN,
@@ -93,8 +98,29 @@ import {
   type VxlanOptions,
 } from "./netlink_codec.ts";
 
-export type { LinkInfo, Neighbour, Request, Route, VxlanOptions } from "./netlink_codec.ts";
-export { AF_BRIDGE, AF_INET, describeRoute, NUD_PERMANENT } from "./netlink_codec.ts";
+export type {
+  Address,
+  LinkInfo,
+  Neighbour,
+  Request,
+  Route,
+  VxlanOptions,
+} from "./netlink_codec.ts";
+export {
+  AF_BRIDGE,
+  AF_INET,
+  AF_INET6,
+  describeRoute,
+  formatAddress,
+  NUD_PERMANENT,
+} from "./netlink_codec.ts";
+
+/** What `ip route get DST` answers: the device, the gateway and the preferred source. */
+export interface RouteLookup<A extends Address = number> {
+  readonly linkIndex: number;
+  readonly gateway?: A;
+  readonly source?: A;
+}
 
 /**
  * An rtnetlink socket. Not thread-safe; the agent keeps one on its main thread.
@@ -304,26 +330,42 @@ export class Netlink {
 
   // ---- addresses -----------------------------------------------------------------
 
-  /** `ip addr replace IP/LEN dev INDEX` (idempotent). */
-  addressReplace(index: number, ip: number, prefixLen: number): void {
-    this.request({
+  /**
+   * The request for `ip addr replace IP/LEN dev INDEX`; for an IPv6 address
+   * `ip -6 addr replace IP/LEN dev INDEX nodad` (usable at once, no duplicate detection:
+   * the agent's addresses come from its own lease).
+   */
+  addressReplaceRequest(index: number, ip: Address, prefixLen: number): Request {
+    const family = familyOf(ip);
+    return {
       type: RTM_NEWADDR,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-      header: ifaddrmsg(index, prefixLen),
-      attrs: [ip4Attr(IFA_LOCAL, ip), ip4Attr(IFA_ADDRESS, ip)],
-    }, `addr replace ${formatDottedQuad(ip)}/${prefixLen} dev ${linkName(index)}`);
+      header: ifaddrmsg(index, prefixLen, {
+        family,
+        flags: family === AF_INET6 ? IFA_F_NODAD : 0,
+      }),
+      attrs: [addressAttr(IFA_LOCAL, ip), addressAttr(IFA_ADDRESS, ip)],
+    };
   }
 
-  /** `ip addr del IP/LEN dev INDEX` (absent is fine). */
-  addressDelete(index: number, ip: number, prefixLen: number): void {
+  /** `ip addr replace IP/LEN dev INDEX` (idempotent; `nodad` for IPv6). */
+  addressReplace(index: number, ip: Address, prefixLen: number): void {
+    this.request(
+      this.addressReplaceRequest(index, ip, prefixLen),
+      `addr replace ${formatAddress(ip)}/${prefixLen} dev ${linkName(index)}`,
+    );
+  }
+
+  /** `ip addr del IP/LEN dev INDEX` (absent is fine); IPv4 or IPv6 by the address. */
+  addressDelete(index: number, ip: Address, prefixLen: number): void {
     this.request(
       {
         type: RTM_DELADDR,
         flags: NLM_F_REQUEST | NLM_F_ACK,
-        header: ifaddrmsg(index, prefixLen),
-        attrs: [ip4Attr(IFA_LOCAL, ip)],
+        header: ifaddrmsg(index, prefixLen, { family: familyOf(ip) }),
+        attrs: [addressAttr(IFA_LOCAL, ip)],
       },
-      `addr del ${formatDottedQuad(ip)}/${prefixLen} dev ${linkName(index)}`,
+      `addr del ${formatAddress(ip)}/${prefixLen} dev ${linkName(index)}`,
       [EADDRNOTAVAIL, ENODEV],
     );
   }
@@ -331,23 +373,37 @@ export class Netlink {
   /** `ip -4 addr show dev INDEX`: the IPv4 addresses with prefix lengths. */
   addresses(index: number): { ip: number; prefixLen: number }[] {
     return this.dump(RTM_GETADDR, ifaddrmsg(0, 0)).filter((m) =>
-      m.body.getUint32(4, true) === index
+      m.body.getUint32(4, true) === index && m.body.getUint8(0) === AF_INET
     ).map((m) => {
       const local = parseAttrs(m.body, 8).get(IFA_LOCAL) ?? parseAttrs(m.body, 8).get(IFA_ADDRESS);
       return { ip: local ? local.getUint32(0, false) : 0, prefixLen: m.body.getUint8(1) };
     });
   }
 
+  /** `ip -6 addr show dev INDEX`: the IPv6 addresses (link-local too) with prefix lengths. */
+  addresses6(index: number): { ip: bigint; prefixLen: number }[] {
+    return this.dump(RTM_GETADDR, ifaddrmsg(0, 0, { family: AF_INET6 })).filter((m) =>
+      m.body.getUint32(4, true) === index && m.body.getUint8(0) === AF_INET6
+    ).map((m) => {
+      const attrs = parseAttrs(m.body, 8);
+      const ip = readAddress(attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS));
+      return { ip: typeof ip === "bigint" ? ip : 0n, prefixLen: m.body.getUint8(1) };
+    });
+  }
+
   // ---- routes --------------------------------------------------------------------
 
-  /** The request for `ip route replace DST/LEN [via GW] dev INDEX [onlink]`. */
-  routeReplaceRequest(route: Route): Request {
+  /**
+   * The request for `ip route replace DST/LEN [via GW] dev INDEX [onlink]` (`ip -6 route …`
+   * for an IPv6 route).
+   */
+  routeReplaceRequest(route: Route<Address>): Request {
     const attrs = [
-      ip4Attr(RTA_DST, route.dst),
+      addressAttr(RTA_DST, route.dst),
       u32Attr(RTA_OIF, route.linkIndex),
       u32Attr(RTA_TABLE, RT_TABLE_MAIN),
     ];
-    if (route.gateway !== undefined) attrs.push(ip4Attr(RTA_GATEWAY, route.gateway));
+    if (route.gateway !== undefined) attrs.push(addressAttr(RTA_GATEWAY, route.gateway));
     return {
       type: RTM_NEWROUTE,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
@@ -360,15 +416,15 @@ export class Netlink {
    * The request for `ip route add DST/LEN [via GW] dev INDEX [onlink]`: it fails with
    * EEXIST when a route to DST/LEN (same metric) exists, whoever made it.
    */
-  routeAddRequest(route: Route): Request {
+  routeAddRequest(route: Route<Address>): Request {
     const request = this.routeReplaceRequest(route);
     return { ...request, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL };
   }
 
   /** The request for `ip route del DST/LEN dev INDEX [proto P]`. */
-  routeDeleteRequest(route: Route): Request {
+  routeDeleteRequest(route: Route<Address>): Request {
     const attrs = [
-      ip4Attr(RTA_DST, route.dst),
+      addressAttr(RTA_DST, route.dst),
       u32Attr(RTA_OIF, route.linkIndex),
       u32Attr(RTA_TABLE, RT_TABLE_MAIN),
     ];
@@ -381,37 +437,32 @@ export class Netlink {
   }
 
   /** `ip route replace DST/LEN [via GW] dev INDEX [onlink]` */
-  routeReplace(route: Route): void {
+  routeReplace(route: Route<Address>): void {
     this.request(this.routeReplaceRequest(route), `route replace ${describeRoute(route)}`);
   }
 
   /** `ip route add DST/LEN [via GW] dev INDEX [onlink]`; throws EEXIST when one is there. */
-  routeAdd(route: Route): void {
+  routeAdd(route: Route<Address>): void {
     this.request(this.routeAddRequest(route), `route add ${describeRoute(route)}`);
   }
 
   /** `ip route del DST/LEN dev INDEX [proto P]` (absent is fine). */
-  routeDelete(route: Route): void {
+  routeDelete(route: Route<Address>): void {
     this.request(this.routeDeleteRequest(route), `route del ${describeRoute(route)}`, [ESRCH]);
   }
 
   /**
-   * `ip route get DST`: the route the kernel would use for DST, with its device, gateway
-   * and preferred source address; undefined when there is none (unreachable).
+   * `ip route get DST` (`ip -6 route get DST` for an IPv6 address): the route the kernel
+   * would use for DST, with its device, gateway and preferred source address; undefined
+   * when there is none (unreachable).
    */
-  routeGet(dst: number): { linkIndex: number; gateway?: number; source?: number } | undefined {
-    const header = new Uint8Array(12);
-    header[0] = AF_INET;
-    header[1] = 32;
+  routeGet(dst: number): RouteLookup<number> | undefined;
+  routeGet(dst: bigint): RouteLookup<bigint> | undefined;
+  routeGet(dst: Address): RouteLookup<Address> | undefined {
     const seq = this.#seq++;
-    const bytes = encodeRequests([{
-      type: RTM_GETROUTE,
-      flags: NLM_F_REQUEST,
-      header,
-      attrs: [ip4Attr(RTA_DST, dst)],
-    }], seq);
+    const bytes = encodeRequests([routeGetRequest(dst)], seq);
     check(libc().send(this.#fd, bytes, bytes.length, 0), "netlink send");
-    let found: { linkIndex: number; gateway?: number; source?: number } | undefined;
+    let found: RouteLookup<Address> | undefined;
     let done = false;
     while (!done) {
       const n = this.#recv();
@@ -423,8 +474,8 @@ export class Netlink {
         const attrs = parseAttrs(body, 12);
         found = {
           linkIndex: attrs.get(RTA_OIF)?.getUint32(0, true) ?? 0,
-          gateway: attrs.get(RTA_GATEWAY)?.getUint32(0, false),
-          source: attrs.get(RTA_PREFSRC)?.getUint32(0, false),
+          gateway: readAddress(attrs.get(RTA_GATEWAY)),
+          source: readAddress(attrs.get(RTA_PREFSRC)),
         };
       });
     }
@@ -433,77 +484,97 @@ export class Netlink {
 
   /** `ip -4 route show table main`: destination, prefix, device, gateway, flags. */
   routes(): Route[] {
+    return this.#routes(AF_INET) as Route[];
+  }
+
+  /** `ip -6 route show table main`: destination, prefix, device, gateway, flags. */
+  routes6(): Route<bigint>[] {
+    return this.#routes(AF_INET6) as Route<bigint>[];
+  }
+
+  #routes(family: number): Route<Address>[] {
     const header = new Uint8Array(12);
-    header[0] = AF_INET;
-    return this.dump(RTM_GETROUTE, header).filter((m) => m.body.getUint8(4) === RT_TABLE_MAIN).map(
-      (m) => {
-        const attrs = parseAttrs(m.body, 12);
-        return {
-          dst: attrs.get(RTA_DST)?.getUint32(0, false) ?? 0,
-          prefixLen: m.body.getUint8(1),
-          linkIndex: attrs.get(RTA_OIF)?.getUint32(0, true) ?? 0,
-          gateway: attrs.get(RTA_GATEWAY)?.getUint32(0, false),
-          onlink: (m.body.getUint32(8, true) & RTNH_F_ONLINK) !== 0,
-          protocol: m.body.getUint8(5),
-        };
-      },
-    );
+    header[0] = family;
+    const zero = family === AF_INET6 ? 0n : 0;
+    return this.dump(RTM_GETROUTE, header).filter((m) =>
+      m.body.getUint8(0) === family && m.body.getUint8(4) === RT_TABLE_MAIN
+    ).map((m) => {
+      const attrs = parseAttrs(m.body, 12);
+      return {
+        dst: readAddress(attrs.get(RTA_DST)) ?? zero,
+        prefixLen: m.body.getUint8(1),
+        linkIndex: attrs.get(RTA_OIF)?.getUint32(0, true) ?? 0,
+        gateway: readAddress(attrs.get(RTA_GATEWAY)),
+        onlink: (m.body.getUint32(8, true) & RTNH_F_ONLINK) !== 0,
+        protocol: m.body.getUint8(5),
+      };
+    });
   }
 
   // ---- neighbours and FDB --------------------------------------------------------
 
-  /** The request for `ip neigh replace IP lladdr MAC dev INDEX nud permanent [proto P]`. */
-  neighbourReplaceRequest(index: number, ip: number, mac: string, protocol = 0): Request {
-    const attrs = [ip4Attr(NDA_DST, ip), { type: NDA_LLADDR, value: macBytes(mac) }];
+  /**
+   * The request for `ip neigh replace IP lladdr MAC dev INDEX nud permanent [proto P]`
+   * (`ip -6 neigh …`, an NDP entry, for an IPv6 address).
+   */
+  neighbourReplaceRequest(index: number, ip: Address, mac: string, protocol = 0): Request {
+    const attrs = [addressAttr(NDA_DST, ip), { type: NDA_LLADDR, value: macBytes(mac) }];
     if (protocol !== 0) attrs.push(u8Attr(NDA_PROTOCOL, protocol));
     return {
       type: RTM_NEWNEIGH,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-      header: ndmsg(AF_INET, index, NUD_PERMANENT, 0),
+      header: ndmsg(familyOf(ip), index, NUD_PERMANENT, 0),
       attrs,
     };
   }
 
-  /** The request for `ip neigh del IP dev INDEX`. */
-  neighbourDeleteRequest(index: number, ip: number): Request {
+  /** The request for `ip neigh del IP dev INDEX` (IPv4 or IPv6 by the address). */
+  neighbourDeleteRequest(index: number, ip: Address): Request {
     return {
       type: RTM_DELNEIGH,
       flags: NLM_F_REQUEST | NLM_F_ACK,
-      header: ndmsg(AF_INET, index, 0, 0),
-      attrs: [ip4Attr(NDA_DST, ip)],
+      header: ndmsg(familyOf(ip), index, 0, 0),
+      attrs: [addressAttr(NDA_DST, ip)],
     };
   }
 
-  /** The request for `bridge fdb replace MAC dev INDEX dst IP self permanent`. */
-  fdbReplaceRequest(index: number, mac: string, dst: number): Request {
+  /**
+   * The request for `bridge fdb replace MAC dev INDEX dst IP self permanent`; the VTEP
+   * address `dst` is IPv4 or IPv6 (a vxlan device over an IPv6 underlay).
+   */
+  fdbReplaceRequest(index: number, mac: string, dst: Address): Request {
     return {
       type: RTM_NEWNEIGH,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
       header: ndmsg(AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF),
-      attrs: [{ type: NDA_LLADDR, value: macBytes(mac) }, ip4Attr(NDA_DST, dst)],
+      attrs: [{ type: NDA_LLADDR, value: macBytes(mac) }, addressAttr(NDA_DST, dst)],
     };
   }
 
   /** The request for `bridge fdb del MAC dev INDEX dst IP self`. */
-  fdbDeleteRequest(index: number, mac: string, dst: number): Request {
+  fdbDeleteRequest(index: number, mac: string, dst: Address): Request {
     return {
       type: RTM_DELNEIGH,
       flags: NLM_F_REQUEST | NLM_F_ACK,
       header: ndmsg(AF_BRIDGE, index, 0, NTF_SELF),
-      attrs: [{ type: NDA_LLADDR, value: macBytes(mac) }, ip4Attr(NDA_DST, dst)],
+      attrs: [{ type: NDA_LLADDR, value: macBytes(mac) }, addressAttr(NDA_DST, dst)],
     };
   }
 
-  /** `ip neigh show dev INDEX` (IPv4) or `bridge fdb show dev INDEX` (AF_BRIDGE). */
+  /**
+   * `ip neigh show dev INDEX` (AF_INET), `ip -6 neigh show dev INDEX` (AF_INET6) or
+   * `bridge fdb show dev INDEX` (AF_BRIDGE).
+   */
   neighbours(family: number, index: number): Neighbour[] {
     return this.dump(RTM_GETNEIGH, ndmsg(family, 0, 0, 0)).filter((m) =>
       m.body.getInt32(4, true) === index && m.body.getUint8(0) === family
     ).map((m) => {
       const attrs = parseAttrs(m.body, 12);
-      const dst = attrs.get(NDA_DST);
+      const dst = readAddress(attrs.get(NDA_DST));
       const lladdr = attrs.get(NDA_LLADDR);
       return {
-        ip: dst && dst.byteLength === 4 ? dst.getUint32(0, false) : undefined,
+        ip: typeof dst === "number" ? dst : undefined,
+        ip6: typeof dst === "bigint" ? dst : undefined,
         mac: lladdr && lladdr.byteLength === 6 ? formatMac(lladdr) : undefined,
         state: m.body.getUint16(8, true),
         protocol: attrs.get(NDA_PROTOCOL)?.getUint8(0) ?? 0,
@@ -512,16 +583,24 @@ export class Netlink {
   }
 }
 
-/** `ip route get DST` on a netlink socket of its own. */
-export function routeToward(
-  dst: number,
-): { linkIndex: number; gateway?: number; source?: number } | undefined {
+/** `ip route get DST` (`ip -6 route get DST`) on a netlink socket of its own. */
+export function routeToward(dst: number): RouteLookup<number> | undefined;
+export function routeToward(dst: bigint): RouteLookup<bigint> | undefined;
+export function routeToward(dst: Address): RouteLookup<Address> | undefined {
   const netlink = new Netlink();
   try {
-    return netlink.routeGet(dst);
+    return typeof dst === "bigint" ? netlink.routeGet(dst) : netlink.routeGet(dst);
   } finally {
     netlink.close();
   }
+}
+
+/** The request of `ip route get DST` / `ip -6 route get DST`. */
+export function routeGetRequest(dst: Address): Request {
+  const header = new Uint8Array(12);
+  header[0] = familyOf(dst);
+  header[1] = typeof dst === "bigint" ? 128 : 32;
+  return { type: RTM_GETROUTE, flags: NLM_F_REQUEST, header, attrs: [addressAttr(RTA_DST, dst)] };
 }
 
 /** An interface's name for messages, or its index when it has none now. */

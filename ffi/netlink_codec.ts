@@ -2,6 +2,9 @@
  * The rtnetlink wire codec: message and attribute layouts, the constants, encoding of
  * requests and parsing of replies. No socket here: ffi/netlink.ts sends what this builds.
  *
+ * Addresses are `number` for IPv4 and `bigint` for IPv6 (as lib/ip.ts and lib/ip6.ts hold
+ * them): the type of an address picks the family (AF_INET, 4 bytes; AF_INET6, 16 bytes).
+ *
  * Layouts (all host byte order, x86_64):
  *   nlmsghdr   16 B: u32 len, u16 type, u16 flags, u32 seq, u32 pid
  *   ifinfomsg  16 B: u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change
@@ -10,6 +13,7 @@
  *   ndmsg      12 B: u8 family, pad, u16 pad, i32 ifindex, u16 state, u8 flags, u8 type
  *   rtattr      4 B: u16 len, u16 type, then the value, padded to 4
  */
+import { formatIp6, ip6Bytes, ip6FromBytes } from "../lib/ip6.ts";
 import { interfaceName } from "./libc.ts";
 
 export const AF_NETLINK = 16;
@@ -49,6 +53,8 @@ export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 export const IFA_ADDRESS = 1;
 export const IFA_LOCAL = 2;
+/** ifa_flags: no duplicate address detection (`ip addr add … nodad`). */
+export const IFA_F_NODAD = 0x02;
 export const RTA_DST = 1;
 export const RTA_OIF = 4;
 export const RTA_GATEWAY = 5;
@@ -60,6 +66,7 @@ export const NDA_PROTOCOL = 12;
 
 export const AF_INET = 2;
 export const AF_BRIDGE = 7;
+export const AF_INET6 = 10;
 export const IFF_UP = 0x1;
 export const RT_TABLE_MAIN = 254;
 export const RTPROT_BOOT = 3;
@@ -77,6 +84,15 @@ export const IFLA_VXLAN_LINK = 3;
 export const IFLA_VXLAN_LOCAL = 4;
 export const IFLA_VXLAN_LEARNING = 7;
 export const IFLA_VXLAN_PORT = 15;
+export const IFLA_VXLAN_LOCAL6 = 17;
+
+/** An address: IPv4 as a number, IPv6 as a bigint (network order when encoded). */
+export type Address = number | bigint;
+
+/** AF_INET for an IPv4 address, AF_INET6 for an IPv6 one. */
+export function familyOf(ip: Address): number {
+  return typeof ip === "bigint" ? AF_INET6 : AF_INET;
+}
 
 /** A netlink attribute to encode: a type and its value bytes, or nested attributes. */
 export interface Attr {
@@ -105,6 +121,25 @@ export function ip4Attr(type: number, ip: number): Attr {
   const bytes = new Uint8Array(4);
   new DataView(bytes.buffer).setUint32(0, ip, false);
   return { type, value: bytes };
+}
+
+/** An IPv6 address attribute (16 bytes, network byte order). */
+export function ip6Attr(type: number, ip: bigint): Attr {
+  return { type, value: ip6Bytes(ip) };
+}
+
+/** An address attribute of the address's family: 4 bytes for IPv4, 16 for IPv6. */
+export function addressAttr(type: number, ip: Address): Attr {
+  return typeof ip === "bigint" ? ip6Attr(type, ip) : ip4Attr(type, ip);
+}
+
+/** An address attribute's value: a number for 4 bytes, a bigint for 16, else undefined. */
+export function readAddress(view: DataView | undefined): Address | undefined {
+  if (view?.byteLength === 4) return view.getUint32(0, false);
+  if (view?.byteLength === 16) {
+    return ip6FromBytes(new Uint8Array(view.buffer, view.byteOffset, 16));
+  }
+  return undefined;
 }
 
 export function stringAttr(type: number, text: string): Attr {
@@ -204,21 +239,26 @@ export function ifinfomsg(
   return bytes;
 }
 
-export function ifaddrmsg(index: number, prefixLen: number, scope = RT_SCOPE_UNIVERSE): Uint8Array {
+export function ifaddrmsg(
+  index: number,
+  prefixLen: number,
+  options: { family?: number; flags?: number; scope?: number } = {},
+): Uint8Array {
   const bytes = new Uint8Array(8);
   const view = new DataView(bytes.buffer);
-  view.setUint8(0, AF_INET);
+  view.setUint8(0, options.family ?? AF_INET);
   view.setUint8(1, prefixLen);
-  view.setUint8(3, scope);
+  view.setUint8(2, options.flags ?? 0);
+  view.setUint8(3, options.scope ?? RT_SCOPE_UNIVERSE);
   view.setUint32(4, index, true);
   return bytes;
 }
 
 /** `protocol` for a write defaults to boot; for a delete, 0 matches any maker. */
-export function rtmsg(route: Route, defaultProtocol = RTPROT_BOOT): Uint8Array {
+export function rtmsg(route: Route<Address>, defaultProtocol = RTPROT_BOOT): Uint8Array {
   const bytes = new Uint8Array(12);
   const view = new DataView(bytes.buffer);
-  view.setUint8(0, AF_INET);
+  view.setUint8(0, familyOf(route.dst));
   view.setUint8(1, route.prefixLen);
   view.setUint8(4, RT_TABLE_MAIN);
   view.setUint8(5, route.protocol ?? defaultProtocol);
@@ -238,12 +278,12 @@ export function ndmsg(family: number, index: number, state: number, flags: numbe
   return bytes;
 }
 
-/** An IPv4 route in the main table. */
-export interface Route {
-  readonly dst: number;
+/** A route in the main table: IPv4 (`Route`) or IPv6 (`Route<bigint>`). */
+export interface Route<A extends Address = number> {
+  readonly dst: A;
   readonly prefixLen: number;
   readonly linkIndex: number;
-  readonly gateway?: number;
+  readonly gateway?: A;
   readonly onlink?: boolean;
   /**
    * rtm_protocol: who made the route (`proto` in `ip route`). Writes default to boot (3),
@@ -252,9 +292,12 @@ export interface Route {
   readonly protocol?: number;
 }
 
-/** A neighbour (IPv4) or FDB (AF_BRIDGE) entry as a dump reports it. */
+/** A neighbour (IPv4, IPv6) or FDB (AF_BRIDGE) entry as a dump reports it. */
 export interface Neighbour {
+  /** NDA_DST when it is an IPv4 address (an ARP entry, or an FDB entry's IPv4 VTEP). */
   readonly ip?: number;
+  /** NDA_DST when it is an IPv6 address (an NDP entry, or an FDB entry's IPv6 VTEP). */
+  readonly ip6?: bigint;
   readonly mac?: string;
   readonly state: number;
   /** NDA_PROTOCOL: who made the entry (0 when nobody said). */
@@ -273,7 +316,8 @@ export interface LinkInfo {
   readonly vxlan?: {
     readonly vni: number;
     readonly port: number;
-    readonly local: number;
+    /** IFLA_VXLAN_LOCAL6 (a bigint) when the device has one, else IFLA_VXLAN_LOCAL (0: none). */
+    readonly local: Address;
     readonly link: number;
     readonly learning: boolean;
   };
@@ -301,10 +345,15 @@ export function formatDottedQuad(ip: number): string {
   return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
 }
 
+/** "10.10.5.0" or "fd10:0:0:5::". */
+export function formatAddress(ip: Address): string {
+  return typeof ip === "bigint" ? formatIp6(ip) : formatDottedQuad(ip);
+}
+
 /** A route as `ip route` prints it: "10.10.5.0/24 via 172.31.254.12 dev #3 onlink proto 111". */
-export function describeRoute(route: Route): string {
-  let text = `${formatDottedQuad(route.dst)}/${route.prefixLen}`;
-  if (route.gateway !== undefined) text += ` via ${formatDottedQuad(route.gateway)}`;
+export function describeRoute(route: Route<Address>): string {
+  let text = `${formatAddress(route.dst)}/${route.prefixLen}`;
+  if (route.gateway !== undefined) text += ` via ${formatAddress(route.gateway)}`;
   text += ` dev ${interfaceName(route.linkIndex) ?? `#${route.linkIndex}`}`;
   if (route.onlink) text += " onlink";
   if (route.protocol !== undefined) text += ` proto ${route.protocol}`;
@@ -316,8 +365,8 @@ export interface VxlanOptions {
   readonly vni: number;
   /** The underlay device's index (`dev`). */
   readonly link: number;
-  /** The local address (`local`). */
-  readonly local: number;
+  /** The local address (`local`): IPv4, or IPv6 for a device over an IPv6 underlay. */
+  readonly local: Address;
   readonly learning: boolean;
   /** The UDP destination port (`dstport`). */
   readonly port: number;
@@ -328,7 +377,9 @@ export function vxlanData(options: VxlanOptions): Attr[] {
   return [
     u32Attr(IFLA_VXLAN_ID, options.vni),
     u32Attr(IFLA_VXLAN_LINK, options.link),
-    ip4Attr(IFLA_VXLAN_LOCAL, options.local),
+    typeof options.local === "bigint"
+      ? ip6Attr(IFLA_VXLAN_LOCAL6, options.local)
+      : ip4Attr(IFLA_VXLAN_LOCAL, options.local),
     u8Attr(IFLA_VXLAN_LEARNING, options.learning ? 1 : 0),
     u16BeAttr(IFLA_VXLAN_PORT, options.port),
   ];
@@ -348,7 +399,9 @@ export function parseLink(m: Message): LinkInfo {
     vxlan = {
       vni: v.get(IFLA_VXLAN_ID)?.getUint32(0, true) ?? 0,
       port: v.get(IFLA_VXLAN_PORT)?.getUint16(0, false) ?? 0,
-      local: v.get(IFLA_VXLAN_LOCAL)?.getUint32(0, false) ?? 0,
+      local: readAddress(v.get(IFLA_VXLAN_LOCAL6)) ??
+        v.get(IFLA_VXLAN_LOCAL)?.getUint32(0, false) ??
+        0,
       link: v.get(IFLA_VXLAN_LINK)?.getUint32(0, true) ?? 0,
       learning: (v.get(IFLA_VXLAN_LEARNING)?.getUint8(0) ?? 1) !== 0,
     };

@@ -7,6 +7,7 @@
  * what containers see, underlay MTU minus the encapsulation overhead:
  *   udp   28 = 20 (outer IPv4) + 8 (UDP)
  *   vxlan 50 = 20 (outer IPv4) + 8 (UDP) + 8 (VXLAN) + 14 (inner Ethernet)
+ *   vxlan over an IPv6 underlay (flannel-v6.<VNI>) 70 = 40 (outer IPv6) + 8 + 8 + 14
  *   host-gw 0 (no encapsulation)
  */
 import type { BackendConfig, BackendType, NetworkConfig } from "./config.ts";
@@ -18,6 +19,9 @@ export const ENCAPSULATION_OVERHEAD: Record<BackendType, number> = {
   "vxlan": 50,
   "host-gw": 0,
 };
+
+/** vxlan's overhead over an IPv6 underlay: 40 (outer IPv6) + 8 (UDP) + 8 + 14. */
+export const VXLAN6_OVERHEAD = 70;
 
 export interface Backend {
   readonly type: BackendType;
@@ -67,6 +71,8 @@ export interface Backend {
 export interface BackendOwned {
   /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan". */
   readonly device?: { readonly name: string; readonly kind: string };
+  /** Further devices it makes (vxlan's IPv6 device `flannel-v6.<VNI>` beside `device`). */
+  readonly moreDevices?: { readonly name: string; readonly kind: string }[];
   /** Files it keeps in the state folder. */
   readonly files: string[];
 }

@@ -336,6 +336,7 @@ class Agent {
       subnet: formatIp4Net(own.subnet),
       publicIp: formatIp4(this.#underlay!.publicIp),
       ...(own.ipv6Subnet ? { ipv6Subnet: formatIp6Net(own.ipv6Subnet) } : {}),
+      ...(config.ipv6 ? { ipv6Network: formatIp6Net(config.ipv6.network) } : {}),
       ...(this.#underlay!.publicIpv6 !== undefined && config.ipv6
         ? { publicIpv6: formatIp6(this.#underlay!.publicIpv6) }
         : {}),

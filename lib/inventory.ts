@@ -19,6 +19,10 @@ export interface Inventory {
   readonly publicIpv6?: string;
   /** The backend's device ("tun" for udp, "vxlan"); host-gw makes none. */
   readonly device?: { readonly name: string; readonly kind: string };
+  /** Further devices of the backend's (vxlan's IPv6 device). */
+  readonly moreDevices?: { readonly name: string; readonly kind: string }[];
+  /** The IPv6 network this agent's marked IPv6 routes lie in, when the network has IPv6. */
+  readonly ipv6Network?: string;
   /** The --bridge: deleted only if the agent created it, else only its address is. */
   readonly bridge?: { readonly name: string; readonly created: boolean; readonly address: string };
   readonly masq?: MasqChains;

@@ -20,7 +20,7 @@ export const OVERLAY_PROTOCOL = 111;
  * protocol (boot). Only consulted while taking over from flanneld (lib/flanneld.ts).
  */
 export function isFlanneldRoute(
-  route: { linkIndex: number; gateway?: number; protocol?: number },
+  route: { linkIndex: number; gateway?: number | bigint; protocol?: number },
   underlayIndex: number,
 ): boolean {
   return route.linkIndex === underlayIndex && route.gateway !== undefined &&

@@ -7,7 +7,9 @@
  * - then `--iface-can-reach IP`: the interface `ip route get IP` would use;
  * - with none of those: the interface holding `--public-ip` if one does, else the
  *   interface of the IPv4 default route.
- * The public IP is `--public-ip`, else the chosen interface's address.
+ * The public IP is `--public-ip`, else the chosen interface's address. The interface's
+ * global IPv6 addresses (not link-local; flanneld takes the first) are listed too, for the
+ * IPv6 side of a dual-stack or IPv6-only network.
  */
 import { interfaceName } from "../ffi/libc.ts";
 import { routeToward } from "../ffi/netlink.ts";

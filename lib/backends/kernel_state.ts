@@ -9,10 +9,23 @@
  * added exclusively (`ip route add`, never `replace`): if the kernel already holds a route
  * to that destination, the agent looks at who made it: its own from an earlier run is
  * adopted, anyone else's is left alone and reported as a conflict until it goes away.
+ *
+ * IPv4 and IPv6 entries live side by side: their keys differ by how the address is
+ * written ("route 10.10.5.0/24", "route fd10:0:0:5::/64"), and a snapshot reads each
+ * family with its own dump (snapshotRoutes, snapshotRoutes6).
  */
-import { describeRoute, type Netlink, type Request, type Route } from "../../ffi/netlink.ts";
+import {
+  type Address,
+  describeRoute,
+  formatAddress,
+  type Netlink,
+  type Request,
+  type Route,
+} from "../../ffi/netlink.ts";
 import { describeErrno, EEXIST, ENOENT, ESRCH } from "../../ffi/libc.ts";
-import { formatIp4 } from "../ip.ts";
+import { formatIp4, formatIp4Net } from "../ip.ts";
+import { formatIp6Net } from "../ip6.ts";
+import type { Lease } from "../lease.ts";
 import { log } from "../log.ts";
 import { OVERLAY_PROTOCOL } from "../ownership.ts";
 
@@ -220,18 +233,28 @@ export class KernelState {
   }
 }
 
-/** A route entry; routes are keyed by destination. */
-function routeKey(route: Route): string {
-  return `route ${formatIp4(route.dst)}/${route.prefixLen}`;
+/**
+ * The key a peer's entries are kept under: its lease's subnets as flannel's lease key
+ * names them ("10.10.5.0/24", "10.10.5.0/24&fd10:0:0:5::/64", "0.0.0.0/0&fd10:0:0:5::/64"
+ * in an IPv6-only network, where every IPv4 subnet is empty).
+ */
+export function peerKey(lease: Lease): string {
+  const v4 = formatIp4Net(lease.subnet);
+  return lease.ipv6Subnet ? `${v4}&${formatIp6Net(lease.ipv6Subnet)}` : v4;
 }
 
-function routeFingerprint(route: Route): string {
-  const via = route.gateway === undefined ? "-" : formatIp4(route.gateway);
+/** A route entry; routes are keyed by destination. */
+function routeKey(route: Route<Address>): string {
+  return `route ${formatAddress(route.dst)}/${route.prefixLen}`;
+}
+
+function routeFingerprint(route: Route<Address>): string {
+  const via = route.gateway === undefined ? "-" : formatAddress(route.gateway);
   return `via ${via} dev ${route.linkIndex}${route.onlink ? " onlink" : ""}`;
 }
 
-/** The entry for one of our routes (it carries our mark). */
-export function routeEntry(netlink: Netlink, route: Route): KernelEntry {
+/** The entry for one of our routes, IPv4 or IPv6 (it carries our mark). */
+export function routeEntry(netlink: Netlink, route: Route<Address>): KernelEntry {
   const ours = { ...route, protocol: OVERLAY_PROTOCOL };
   return {
     key: routeKey(route),
@@ -253,8 +276,26 @@ export function snapshotRoutes(
   inScope: (route: Route) => boolean,
   alsoOurs: (route: Route) => boolean = () => false,
 ): KernelSnapshot {
-  for (const route of netlink.routes()) {
-    if (!inScope(route)) continue;
+  return addRoutes(netlink, snapshot, netlink.routes().filter(inScope), alsoOurs);
+}
+
+/** snapshotRoutes for the IPv6 main table (`ip -6 route`). */
+export function snapshotRoutes6(
+  netlink: Netlink,
+  snapshot: KernelSnapshot,
+  inScope: (route: Route<bigint>) => boolean,
+  alsoOurs: (route: Route<bigint>) => boolean = () => false,
+): KernelSnapshot {
+  return addRoutes(netlink, snapshot, netlink.routes6().filter(inScope), alsoOurs);
+}
+
+function addRoutes<A extends Address>(
+  netlink: Netlink,
+  snapshot: KernelSnapshot,
+  routes: Route<A>[],
+  alsoOurs: (route: Route<A>) => boolean,
+): KernelSnapshot {
+  for (const route of routes) {
     const marked = route.protocol === OVERLAY_PROTOCOL;
     if (marked || alsoOurs(route)) {
       snapshot.ours.set(routeKey(route), {

@@ -21,7 +21,7 @@ import { leaseKey } from "../lease.ts";
 import { OVERLAY_PROTOCOL } from "../ownership.ts";
 import { SubnetRegistry } from "../registry.ts";
 import { type PreviousSubnets, readPreviousSubnets } from "../subnet_file.ts";
-import { parseIp6, parseIp6Net } from "../ip6.ts";
+import { net6Contains, parseIp6, parseIp6Net } from "../ip6.ts";
 import { describeSubnets, type LeaseSubnets } from "../lease.ts";
 import { detectUnderlay } from "../underlay.ts";
 
@@ -105,11 +105,12 @@ async function removeMade(inventory: Inventory, removed: string[]): Promise<void
   }
   const netlink = new Netlink();
   try {
-    const device = inventory.device;
-    const link = device ? netlink.link(device.name) : undefined;
-    if (device && link && link.kind === device.kind) {
-      netlink.linkDelete(link.index);
-      removed.push(`device ${device.name}`);
+    for (const device of [inventory.device, ...(inventory.moreDevices ?? [])]) {
+      const link = device ? netlink.link(device.name) : undefined;
+      if (device && link && link.kind === device.kind) {
+        netlink.linkDelete(link.index);
+        removed.push(`device ${device.name}`);
+      }
     }
     const bridge = inventory.bridge;
     const bridgeLink = bridge ? netlink.link(bridge.name) : undefined;
@@ -139,6 +140,14 @@ async function removeMade(inventory: Inventory, removed: string[]): Promise<void
       );
       netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
       if (ours.length > 0) removed.push(`${ours.length} routes in ${inventory.network}`);
+    }
+    const network6 = inventory.ipv6Network ? parseIp6Net(inventory.ipv6Network) : undefined;
+    if (network6) {
+      const ours = netlink.routes6().filter((r) =>
+        r.protocol === OVERLAY_PROTOCOL && net6Contains(network6, r.dst)
+      );
+      netlink.batch(ours.map((r) => netlink.routeDeleteRequest(r)));
+      if (ours.length > 0) removed.push(`${ours.length} routes in ${inventory.ipv6Network}`);
     }
   } finally {
     netlink.close();
