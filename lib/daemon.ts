@@ -353,16 +353,27 @@ class Agent {
     if (options.bridge) {
       const netlink = new Netlink();
       try {
+        const ipv6 = config.ipv6 && own.ipv6Subnet
+          ? { subnet: own.ipv6Subnet, network: config.ipv6.network }
+          : undefined;
         const created = ensureBridge(netlink, {
           name: options.bridge,
-          subnet: own.subnet,
-          network,
+          ...(config.enableIPv4 ? { ipv4: { subnet: own.subnet, network } } : {}),
+          ...(ipv6 ? { ipv6 } : {}),
           mtu: backend.mtu,
         });
         // A bridge this agent made in an earlier run is still its own when adopted now.
         const ours = created || inventory.bridge?.created === true;
-        const address = `${formatIp4(netGateway(own.subnet))}/${own.subnet.prefixLen}`;
-        inventory = { ...inventory, bridge: { name: options.bridge, created: ours, address } };
+        const { subnet: address, ipv6Subnet: address6 } = this.#subnetFields(own);
+        inventory = {
+          ...inventory,
+          bridge: {
+            name: options.bridge,
+            created: ours,
+            address: address ?? "",
+            ...(address6 ? { address6 } : {}),
+          },
+        };
         await writeInventory(made, inventory);
       } finally {
         netlink.close();

@@ -24,7 +24,13 @@ export interface Inventory {
   /** The IPv6 network this agent's marked IPv6 routes lie in, when the network has IPv6. */
   readonly ipv6Network?: string;
   /** The --bridge: deleted only if the agent created it, else only its address is. */
-  readonly bridge?: { readonly name: string; readonly created: boolean; readonly address: string };
+  readonly bridge?: {
+    readonly name: string;
+    readonly created: boolean;
+    /** The IPv4 gateway address it was given ("" in an IPv6-only network), and the IPv6 one. */
+    readonly address: string;
+    readonly address6?: string;
+  };
   readonly masq?: MasqChains;
   /** Files of the backend's own (vxlan's VtepMAC). */
   readonly files: string[];

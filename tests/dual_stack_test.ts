@@ -147,6 +147,26 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const satisfies BackendName
           });
         }
 
+        await t.step(
+          "--bridge gets the IPv6 gateway; a container on it reaches the others",
+          async () => {
+            const h4 = await lab.addHost();
+            lab.startAgent(h4, ["--bridge=lxcbr0"]);
+            await lab.waitReady(h4);
+            const env = await Deno.readTextFile(h4.subnetFile);
+            const gateway6 = env.match(/^FLANNEL_IPV6_SUBNET=(.*)$/m)![1];
+            const addresses =
+              (await lab.exec(h4.ns, ["ip", "-6", "addr", "show", "lxcbr0"])).stdout;
+            assert.match(addresses, new RegExp(`inet6 ${gateway6} `));
+            const gateway4 = env.match(/^FLANNEL_SUBNET=(.*)$/m)?.[1];
+            const addresses4 =
+              (await lab.exec(h4.ns, ["ip", "-4", "addr", "show", "lxcbr0"])).stdout;
+            assert.equal(addresses4.includes(`inet ${gateway4} `), gateway4 !== undefined);
+            const c4 = await lab.addContainer(h4, { bridge: "lxcbr0" });
+            assert.deepEqual(await unreachablePairs(lab, [containers[0], c4], (c) => c.ip6!), []);
+          },
+        );
+
         await t.step("a malformed dual-stack key is skipped and counted", async () => {
           const bad = "/coreos.com/network/subnets/10.10.0.0-24&fd10:0:0:0:0:0:0:0-64";
           await lab.etcdctl("put", bad, `{"PublicIP":"172.31.254.99","PublicIPv6":null}`);

@@ -130,6 +130,12 @@ async function removeMade(inventory: Inventory, removed: string[]): Promise<void
             `address ${bridge.address} from ${bridge.name} (its bridge is not overlay's)`,
           );
         }
+        const [text6, length6] = bridge.address6?.split("/") ?? [];
+        const ip6 = text6 ? parseIp6(text6) : undefined;
+        if (ip6 !== undefined) {
+          netlink.addressDelete(interfaceIndex(bridge.name), ip6, Number(length6));
+          removed.push(`address ${bridge.address6} from ${bridge.name}`);
+        }
       }
     }
     const network = parseIp4Net(inventory.network);
