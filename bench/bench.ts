@@ -2,7 +2,7 @@
  * Benchmarks (deno task bench). Never part of the tests. Figures print to the terminal
  * and to bench/results/latest.json.
  *
- *   deno task bench [--only lease,reconnect,udp,udp6,kernel,socket]
+ *   deno task bench [--only lease,reconnect,udp,udp6,vxlan6,kernel,socket]
  */
 import { parseArgs } from "node:util";
 import { KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
@@ -11,6 +11,7 @@ import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
 import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
 import { UDP6_TARGETS, udp6Bench } from "./udp6_bench.ts";
+import { VXLAN6_TARGETS, vxlan6Bench } from "./vxlan6_bench.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { only: { type: "string" } } });
 const want = (name: string) => !values.only || values.only.split(",").includes(name);
@@ -124,6 +125,26 @@ if (want("udp")) {
     `  join to learned by a peer ${u.joinToLearnedMs.toFixed(0)} ms; join to first answered ping ${
       u.joinToReachableMs.toFixed(0)
     } ms; target ≤ ${t.joinToReachableMs}: ${verdict(u.joinToReachableMs <= t.joinToReachableMs)}`,
+  );
+}
+
+if (want("vxlan6")) {
+  console.log(
+    "\nvxlan backend over IPv6 vs kernel vxlan over IPv6 by hand (host to host, iperf3 TCP, 3 alternating rounds of 5 s, medians)",
+  );
+  const r = await vxlan6Bench();
+  results.vxlan6 = r;
+  const ratio = r.backendGbps / r.byHandGbps;
+  console.log(
+    `  backend ${r.backendGbps.toFixed(2)} Gbit/s (${
+      r.samples.backend.map((g) => g.toFixed(2)).join(", ")
+    }), ` +
+      `by hand ${r.byHandGbps.toFixed(2)} Gbit/s (${
+        r.samples.byHand.map((g) => g.toFixed(2)).join(", ")
+      }): ` +
+      `${ratio.toFixed(2)} × (target ≥ ${VXLAN6_TARGETS.ratio}): ${
+        verdict(ratio >= VXLAN6_TARGETS.ratio)
+      }`,
   );
 }
 
