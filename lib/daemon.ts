@@ -95,6 +95,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   }
 }
 
+const FAMILY_NAMES: Record<IpFamily, string> = { ipv4: "IPv4", ipv6: "IPv6" };
+
 /** A burst of lease events (1,000 hosts at once) makes one state write, not 1,000. */
 const PEERS_PUBLISH_DELAY_MS = 20;
 /** Skipped leases shown in status (all of them are counted in /metrics). */
@@ -649,7 +651,9 @@ class Agent {
       try {
         if (enableForwarding(family)) {
           log.info(
-            `turned on forwarding (${sysctl} was 0): containers reach other hosts through it; it stays on after overlay stops`,
+            `turned on ${
+              FAMILY_NAMES[family]
+            } forwarding (${sysctl} was 0): containers reach other hosts through it; it stays on after overlay stops`,
           );
         }
       } catch (error) {
@@ -666,10 +670,12 @@ class Agent {
       if (now === this.#forwarding.get(family)) continue;
       this.#forwarding.set(family, now);
       const sysctl = forwardingSysctl(family);
-      if (now) log.info("forwarding is on again", { sysctl });
+      if (now) log.info(`${FAMILY_NAMES[family]} forwarding is on again`);
       else {
         log.warn(
-          `forwarding was turned off (${sysctl}=0): containers cannot reach other hosts; turn it back on with: sysctl -w ${sysctl}=1`,
+          `${
+            FAMILY_NAMES[family]
+          } forwarding was turned off (${sysctl}=0): containers cannot reach other hosts; turn it back on with: sysctl -w ${sysctl}=1`,
         );
       }
     }
