@@ -41,6 +41,8 @@ import {
   IFLA_MTU,
   IFLA_TXQLEN,
   ip4Attr,
+  iptunData,
+  type IptunOptions,
   type LinkInfo,
   macBytes,
   type Message,
@@ -93,7 +95,14 @@ import {
   type VxlanOptions,
 } from "./netlink_codec.ts";
 
-export type { LinkInfo, Neighbour, Request, Route, VxlanOptions } from "./netlink_codec.ts";
+export type {
+  IptunOptions,
+  LinkInfo,
+  Neighbour,
+  Request,
+  Route,
+  VxlanOptions,
+} from "./netlink_codec.ts";
 export { AF_BRIDGE, AF_INET, describeRoute, NUD_PERMANENT } from "./netlink_codec.ts";
 
 /**
@@ -271,6 +280,8 @@ export class Netlink {
       link?: number;
       /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
       vxlan?: VxlanOptions;
+      /** For kind "ipip": `local IP dev LINK ttl TTL [no]pmtudisc`. */
+      iptun?: IptunOptions;
     },
   ): void {
     const attrs: Attr[] = [stringAttr(IFLA_IFNAME, options.name)];
@@ -279,6 +290,7 @@ export class Netlink {
     if (options.link) attrs.push(u32Attr(IFLA_LINK, options.link));
     const info: Attr[] = [stringAttr(IFLA_INFO_KIND, options.kind)];
     if (options.vxlan) info.push({ type: IFLA_INFO_DATA, value: vxlanData(options.vxlan) });
+    if (options.iptun) info.push({ type: IFLA_INFO_DATA, value: iptunData(options.iptun) });
     attrs.push({ type: IFLA_LINKINFO, value: info });
     this.request({
       type: RTM_NEWLINK,
