@@ -8,6 +8,7 @@
  *   udp   28 = 20 (outer IPv4) + 8 (UDP)
  *   vxlan 50 = 20 (outer IPv4) + 8 (UDP) + 8 (VXLAN) + 14 (inner Ethernet)
  *   host-gw 0 (no encapsulation)
+ *   ipip  20 = 20 (outer IPv4; the inner packet follows it as is, protocol 4)
  */
 import type { BackendConfig, BackendType, NetworkConfig } from "./config.ts";
 import type { Lease } from "./lease.ts";
@@ -17,6 +18,7 @@ export const ENCAPSULATION_OVERHEAD: Record<BackendType, number> = {
   "udp": 28,
   "vxlan": 50,
   "host-gw": 0,
+  "ipip": 20,
 };
 
 export interface Backend {
@@ -63,7 +65,7 @@ export interface Backend {
 }
 
 export interface BackendOwned {
-  /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan". */
+  /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan", "ipip". */
   readonly device?: { readonly name: string; readonly kind: string };
   /** Files it keeps in the state folder. */
   readonly files: string[];
