@@ -433,6 +433,23 @@ Deno.test("a kernel without ipip: the create answers EOPNOTSUPP, the start fails
   await backend.stop();
 });
 
+Deno.test("another ipip device already on our address and underlay (EEXIST) is named, not touched", async () => {
+  const { netlink, backend } = setting();
+  // Another network's device, made with our settings: the kernel refuses a second one.
+  const theirs = FLANNELD_DEVICE.slice();
+  theirs.set([0x6f, 0x74, 0x68, 0x65, 0x72, 0x30, 0], 16 + 4); // IFLA_IFNAME: "other0" NUL
+  theirs.set([3], 16 + 20 + 8 + 4 + 12 + 4 + 4); // IFLA_IPTUN_LINK: 3 (eth0)
+  netlink.linkReplies = [ETH0, { type: RTM_NEWLINK, body: new DataView(theirs.buffer) }];
+  netlink.answer = (request) =>
+    request.type === RTM_NEWLINK && (request.flags & NLM_F_CREATE) ? EEXIST : 0;
+  await assert.rejects(
+    () => backend.start(OWN),
+    /^OverlayError: ipip backend: device other0 is already the ipip tunnel from 172\.31\.254\.11 on eth0 \(remove it, or give overlay that name with --device\)$/,
+  );
+  assert.deepEqual(netlink.take(), [GETLINK, CREATE, GETLINK]);
+  await backend.stop();
+});
+
 Deno.test("the probe: an ipip link already here answers at once; else a probe device tells, and goes", () => {
   const probe = (links: Message[], answer: number) => {
     const netlink = new RecordingNetlink();

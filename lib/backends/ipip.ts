@@ -24,7 +24,7 @@
  */
 import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
 import { deviceMtu } from "../backend.ts";
-import { EOPNOTSUPP, interfaceIndex, SystemError } from "../../ffi/libc.ts";
+import { EEXIST, EOPNOTSUPP, interfaceIndex, SystemError } from "../../ffi/libc.ts";
 import { type LinkInfo, Netlink, type Route } from "../../ffi/netlink.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
@@ -141,12 +141,27 @@ export class IpipBackend implements Backend {
       });
       netlink.linkDelete(existing.index);
     }
-    netlink.linkCreate({
-      name: this.device,
-      kind: "ipip",
-      mtu: this.mtu,
-      iptun: { local: this.#underlay.ip, link: this.#underlayIndex, ttl: 0, pmtudisc: false },
-    });
+    try {
+      netlink.linkCreate({
+        name: this.device,
+        kind: "ipip",
+        mtu: this.mtu,
+        iptun: { local: this.#underlay.ip, link: this.#underlayIndex, ttl: 0, pmtudisc: false },
+      });
+    } catch (error) {
+      if (!(error instanceof SystemError && error.errno === EEXIST)) throw error;
+      // The kernel allows one ipip device per local address, remote and underlay link.
+      const clash = netlink.links().find((link) =>
+        link.kind === "ipip" && link.iptun?.local === this.#underlay.ip &&
+        link.iptun.remote === 0 && link.iptun.link === this.#underlayIndex
+      );
+      if (!clash) throw error;
+      throw new Error(
+        `device ${clash.name} is already the ipip tunnel from ${
+          formatIp4(this.#underlay.ip)
+        } on ${this.#underlay.name} (remove it, or give overlay that name with --device)`,
+      );
+    }
     const index = this.#system.interfaceIndex(this.device);
     if (index === 0) throw new Error(`device ${this.device} vanished right after it was created`);
     return index;
