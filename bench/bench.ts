@@ -2,10 +2,10 @@
  * Benchmarks (deno task bench). Never part of the tests. Figures print to the terminal
  * and to bench/results/latest.json.
  *
- *   deno task bench [--only lease,reconnect,udp,udp6,vxlan6,kernel,socket]
+ *   deno task bench [--only lease,reconnect,udp,udp6,vxlan6,kernel,ipip,socket]
  */
 import { parseArgs } from "node:util";
-import { KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
+import { ipipBench, KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
 import { leaseBench } from "./lease_bench.ts";
 import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
@@ -200,6 +200,34 @@ if (want("kernel")) {
         `removed in ${f.removeMs} ms (${verdict(f.removeMs <= t.removeMs)}), agent RSS ${
           f.rssMb.toFixed(1)
         } MB (≤ ${t.rssMb}: ${verdict(f.rssMb <= t.rssMb)})`,
+    );
+  }
+}
+
+if (want("ipip")) {
+  console.log(
+    "\nipip backend vs kernel ipip made by hand (iperf3 TCP host to host, 3 alternating rounds of 5 s, medians)",
+  );
+  const r = await ipipBench();
+  results.ipip = r;
+  const t = KERNEL_TARGETS;
+  if (r.skipped) console.log(`  skipped: ${r.skipped}`);
+  if (r.pair) {
+    const ratio = r.pair.backendGbps / r.pair.byHandGbps;
+    console.log(
+      `  ipip backend ${r.pair.backendGbps.toFixed(2)} Gbit/s vs kernel ipip by hand ${
+        r.pair.byHandGbps.toFixed(2)
+      }: ${ratio.toFixed(2)} ×; target ≥ ${t.ratio}: ${verdict(ratio >= t.ratio)}`,
+    );
+  }
+  const f = r.thousandPeers;
+  if (f) {
+    console.log(
+      `  ipip: 1,000 peers programmed in ${f.programMs} ms (target ≤ ${t.programMs}: ${
+        verdict(f.programMs <= t.programMs)
+      }), removed in ${f.removeMs} ms (${verdict(f.removeMs <= t.removeMs)}), agent RSS ${
+        f.rssMb.toFixed(1)
+      } MB (≤ ${t.rssMb}: ${verdict(f.rssMb <= t.rssMb)})`,
     );
   }
 }

@@ -4,8 +4,11 @@
  * - host-gw vs the same routes added by hand, container to container;
  * - 1,000 peers written straight into etcd: time until all are programmed, and removed,
  *   and the agent's RSS with 1,000 peers.
+ * And apart (`--only ipip`), where the kernel has ipip: the ipip backend vs a kernel ipip
+ * tunnel made by hand, host to host, and its 1,000 peers.
  */
 import { Lab, UNDERLAY_PREFIX } from "../lab/lab.ts";
+import { ipipMissing } from "../lab/kernel_probe.ts";
 
 const WRITE_LEASES = new URL("../lab/write_leases.ts", import.meta.url).pathname;
 
@@ -107,7 +110,60 @@ export async function kernelBench(seconds = 5): Promise<KernelBenchResult> {
   return { vxlan, hostGw, thousandPeers };
 }
 
-async function thousand(backend: "vxlan" | "host-gw") {
+export interface IpipBenchResult {
+  /** Why it did not run: the kernel has no ipip. */
+  skipped?: string;
+  pair?: PairFigures;
+  thousandPeers?: { programMs: number; removeMs: number; rssMb: number };
+}
+
+/**
+ * The ipip backend's flannel.ipip between two hosts, host to host, against an ipip tunnel
+ * made by hand beside it. The hand-made one runs between second addresses on the hosts'
+ * eth0: the kernel hands an arriving ipip packet to the tunnel whose local and remote
+ * addresses match it best, so with the same addresses the hand-made point-to-point tunnel
+ * would also take the backend's traffic.
+ */
+export async function ipipBench(seconds = 5): Promise<IpipBenchResult> {
+  const missing = await ipipMissing();
+  if (missing) return { skipped: missing };
+  let pair: PairFigures;
+  {
+    await using lab = await Lab.create({ prefix: "iib" });
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "ipip" } });
+    const [h1, h2] = await lab.readyHosts(2);
+    const h2Overlay = (await subnetBase(h2.subnetFile)) + ".0";
+    await lab.ping(h1, h2Overlay, { count: 3 });
+    const second = (host: typeof h1) => host.ip.replace(/\d+$/, (n) => String(Number(n) + 100));
+    const tunnel = async (host: typeof h1, peer: typeof h1, address: string) => {
+      const made = await lab.sh(
+        host.ns,
+        `ip addr add ${second(host)}/24 dev eth0 && ip link add ii0 type ipip local ${
+          second(host)
+        } remote ${
+          second(peer)
+        } dev eth0 ttl inherit nopmtudisc && ip addr add ${address}/24 dev ii0 && ip link set ii0 up`,
+      );
+      if (made.code !== 0) throw new Error(`ipip by hand on ${host.name}: ${made.stderr}`);
+    };
+    await tunnel(h1, h2, "10.99.0.1");
+    await tunnel(h2, h1, "10.99.0.2");
+    const backend: number[] = [];
+    const byHand: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      backend.push(await lab.iperf(h2.ns, h1.ns, h2Overlay, seconds));
+      byHand.push(await lab.iperf(h2.ns, h1.ns, "10.99.0.2", seconds));
+    }
+    pair = {
+      backendGbps: median(backend),
+      byHandGbps: median(byHand),
+      samples: { backend, byHand },
+    };
+  }
+  return { pair, thousandPeers: await thousand("ipip") };
+}
+
+async function thousand(backend: "vxlan" | "host-gw" | "ipip") {
   await using lab = await Lab.create({ prefix: "ovbk" });
   await lab.setConfig({
     Network: "10.64.0.0/10",

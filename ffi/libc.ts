@@ -69,6 +69,7 @@ export const ESRCH = 3;
 export const ENODEV = 19;
 export const EPERM = 1;
 export const EADDRNOTAVAIL = 99;
+export const EOPNOTSUPP = 95;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",

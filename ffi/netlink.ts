@@ -45,6 +45,8 @@ import {
   IFLA_LINKINFO,
   IFLA_MTU,
   IFLA_TXQLEN,
+  iptunData,
+  type IptunOptions,
   type LinkInfo,
   macBytes,
   type Message,
@@ -100,6 +102,7 @@ import {
 
 export type {
   Address,
+  IptunOptions,
   LinkInfo,
   Neighbour,
   Request,
@@ -297,6 +300,8 @@ export class Netlink {
       link?: number;
       /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
       vxlan?: VxlanOptions;
+      /** For kind "ipip": `local IP dev LINK ttl TTL [no]pmtudisc`. */
+      iptun?: IptunOptions;
     },
   ): void {
     const attrs: Attr[] = [stringAttr(IFLA_IFNAME, options.name)];
@@ -305,6 +310,7 @@ export class Netlink {
     if (options.link) attrs.push(u32Attr(IFLA_LINK, options.link));
     const info: Attr[] = [stringAttr(IFLA_INFO_KIND, options.kind)];
     if (options.vxlan) info.push({ type: IFLA_INFO_DATA, value: vxlanData(options.vxlan) });
+    if (options.iptun) info.push({ type: IFLA_INFO_DATA, value: iptunData(options.iptun) });
     attrs.push({ type: IFLA_LINKINFO, value: info });
     this.request({
       type: RTM_NEWLINK,

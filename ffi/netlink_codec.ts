@@ -94,6 +94,15 @@ export function familyOf(ip: Address): number {
   return typeof ip === "bigint" ? AF_INET6 : AF_INET;
 }
 
+// IP-in-IP tunnel link attributes (IFLA_IPTUN_*, linux/if_tunnel.h), for link create.
+export const IFLA_IPTUN_LINK = 1;
+export const IFLA_IPTUN_LOCAL = 2;
+export const IFLA_IPTUN_REMOTE = 3;
+export const IFLA_IPTUN_TTL = 4;
+export const IFLA_IPTUN_TOS = 5;
+export const IFLA_IPTUN_PROTO = 9;
+export const IFLA_IPTUN_PMTUDISC = 10;
+
 /** A netlink attribute to encode: a type and its value bytes, or nested attributes. */
 export interface Attr {
   readonly type: number;
@@ -321,6 +330,8 @@ export interface LinkInfo {
     readonly link: number;
     readonly learning: boolean;
   };
+  /** For kind "ipip": local and remote addresses (0: any), underlay link, TTL, PMTU discovery. */
+  readonly iptun?: IptunOptions & { readonly remote: number };
 }
 
 export function macBytes(mac: string): Uint8Array {
@@ -385,7 +396,40 @@ export function vxlanData(options: VxlanOptions): Attr[] {
   ];
 }
 
-/** A link from an RTM_NEWLINK message: index, name, flags, MTU, kind, MAC, vxlan settings. */
+/**
+ * An ipip device's settings, as `ip link add … type ipip local IP dev LINK ttl TTL
+ * [no]pmtudisc` takes them. Remote is always any: one device reaches every peer, the
+ * outer destination is each route's gateway.
+ */
+export interface IptunOptions {
+  /** The local address (`local`): outer source, and what the kernel matches arrivals on. */
+  readonly local: number;
+  /** The underlay device's index (`dev`); 0 for none. */
+  readonly link: number;
+  /** Outer TTL; 0 copies the inner packet's (`ttl inherit`). */
+  readonly ttl: number;
+  /** Path MTU discovery: the outer header's DF bit (`pmtudisc`; off is `nopmtudisc`). */
+  readonly pmtudisc: boolean;
+}
+
+/**
+ * IFLA_INFO_DATA for an ipip link, in the order flannel's netlink library writes it:
+ * LOCAL, LINK (only when set), PMTUDISC, TTL, TOS 0, PROTO 0 ("any", as flannel and
+ * iproute2 send it). The ENCAP_* attributes that both also send as zeros are left out:
+ * absent, the kernel sets up no encapsulation, as with zeros.
+ */
+export function iptunData(options: IptunOptions): Attr[] {
+  return [
+    ip4Attr(IFLA_IPTUN_LOCAL, options.local),
+    ...(options.link ? [u32Attr(IFLA_IPTUN_LINK, options.link)] : []),
+    u8Attr(IFLA_IPTUN_PMTUDISC, options.pmtudisc ? 1 : 0),
+    u8Attr(IFLA_IPTUN_TTL, options.ttl),
+    u8Attr(IFLA_IPTUN_TOS, 0),
+    u8Attr(IFLA_IPTUN_PROTO, 0),
+  ];
+}
+
+/** A link from an RTM_NEWLINK message: index, name, flags, MTU, kind, MAC, vxlan or ipip settings. */
 export function parseLink(m: Message): LinkInfo {
   const attrs = parseAttrs(m.body, 16);
   const info = attrs.get(IFLA_LINKINFO);
@@ -406,8 +450,21 @@ export function parseLink(m: Message): LinkInfo {
       learning: (v.get(IFLA_VXLAN_LEARNING)?.getUint8(0) ?? 1) !== 0,
     };
   }
+  let iptun: LinkInfo["iptun"];
+  if (kind && cstringOf(kind) === "ipip" && data) {
+    const t = parseAttrs(data, 0);
+    iptun = {
+      local: t.get(IFLA_IPTUN_LOCAL)?.getUint32(0, false) ?? 0,
+      remote: t.get(IFLA_IPTUN_REMOTE)?.getUint32(0, false) ?? 0,
+      link: t.get(IFLA_IPTUN_LINK)?.getUint32(0, true) ?? 0,
+      ttl: t.get(IFLA_IPTUN_TTL)?.getUint8(0) ?? 0,
+      // The kernel reports PMTUDISC always; absent it would mean its default, on.
+      pmtudisc: (t.get(IFLA_IPTUN_PMTUDISC)?.getUint8(0) ?? 1) !== 0,
+    };
+  }
   return {
     vxlan,
+    ...(iptun ? { iptun } : {}),
     index: m.body.getInt32(4, true),
     flags: m.body.getUint32(8, true),
     name: cstringOf(attrs.get(IFLA_IFNAME)!),

@@ -9,6 +9,7 @@
  *   vxlan 50 = 20 (outer IPv4) + 8 (UDP) + 8 (VXLAN) + 14 (inner Ethernet)
  *   vxlan over an IPv6 underlay (flannel-v6.<VNI>) 70 = 40 (outer IPv6) + 8 + 8 + 14
  *   host-gw 0 (no encapsulation)
+ *   ipip  20 = 20 (outer IPv4; the inner packet follows it as is, protocol 4)
  */
 import type { BackendConfig, BackendType, NetworkConfig } from "./config.ts";
 import type { Lease } from "./lease.ts";
@@ -18,6 +19,7 @@ export const ENCAPSULATION_OVERHEAD: Record<BackendType, number> = {
   "udp": 28,
   "vxlan": 50,
   "host-gw": 0,
+  "ipip": 20,
 };
 
 /** vxlan's overhead over an IPv6 underlay: 40 (outer IPv6) + 8 (UDP) + 8 + 14. */
@@ -69,7 +71,7 @@ export interface Backend {
 }
 
 export interface BackendOwned {
-  /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan". */
+  /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan", "ipip". */
   readonly device?: { readonly name: string; readonly kind: string };
   /** Further devices it makes (vxlan's IPv6 device `flannel-v6.<VNI>` beside `device`). */
   readonly moreDevices?: { readonly name: string; readonly kind: string }[];

@@ -6,9 +6,12 @@
  *   10 s, full jitter); meanwhile a TCP connect to the endpoints every second (no etcd
  *   request) notices etcd listening again, and the next try follows within a second;
  * - config missing or invalid: watches the config key, so a fix is seen at once, and
- *   reads it again at the backoff's pace in case the watch missed it.
+ *   reads it again at the backoff's pace in case the watch missed it;
+ * - the config's backend unavailable on this kernel (ipip without its module): the same,
+ *   so loading the module, or a config with another backend, is picked up by itself.
  * The reason is logged once per change (not per try) and is what `--health` says:
- * `waiting-for-etcd: …`, `waiting-for-config` or `invalid-config: …`.
+ * `waiting-for-etcd: …`, `waiting-for-config`, `invalid-config: …` or
+ * `backend-unavailable: …`.
  */
 import { Backoff, sleep } from "./backoff.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "./config.ts";
@@ -29,6 +32,8 @@ export interface BootOptions {
   readonly onWaiting: (reason: string) => void;
   /** Why a valid config cannot serve this host (its own addresses inside the Network). */
   readonly checkHost?: (config: NetworkConfig) => string | undefined;
+  /** Why this host's kernel cannot run the config's backend (lib/backends/registry.ts). */
+  readonly checkBackend?: (config: NetworkConfig) => string | undefined;
 }
 
 /** Waits for etcd and a valid network config; undefined when `signal` aborted first. */
@@ -51,7 +56,9 @@ export async function awaitNetworkConfig(
           const config = parseNetworkConfig(read.text);
           const clash = options.checkHost?.(config);
           if (clash) throw new ConfigError(clash);
-          return { config, text: read.text };
+          const unavailable = options.checkBackend?.(config);
+          if (unavailable === undefined) return { config, text: read.text };
+          reason = `backend-unavailable: ${unavailable}`;
         } catch (error) {
           if (!(error instanceof ConfigError)) throw error;
           reason = `invalid-config: ${error.message} (fix it with: overlay config set)`;

@@ -27,7 +27,7 @@ import {
   RESERVED_RANGES6,
 } from "./ip6.ts";
 
-export const BACKEND_TYPES = ["udp", "vxlan", "host-gw"] as const;
+export const BACKEND_TYPES = ["udp", "vxlan", "host-gw", "ipip"] as const;
 export type BackendType = typeof BACKEND_TYPES[number];
 
 /** The Backend object of the config, with flannel's defaults applied. */
@@ -37,7 +37,7 @@ export interface BackendConfig {
   readonly port: number;
   /** VXLAN network identifier (vxlan only). */
   readonly vni: number;
-  /** vxlan: route directly to peers on the same L2 segment. */
+  /** vxlan, ipip: route directly to peers on the same L2 segment. */
   readonly directRouting: boolean;
   /** vxlan: device MTU override. */
   readonly mtu?: number;
@@ -78,7 +78,12 @@ export class ConfigError extends Error {
   }
 }
 
-const DEFAULT_PORTS: Record<BackendType, number> = { "udp": 8285, "vxlan": 8472, "host-gw": 0 };
+const DEFAULT_PORTS: Record<BackendType, number> = {
+  "udp": 8285,
+  "vxlan": 8472,
+  "host-gw": 0,
+  "ipip": 0,
+};
 
 /** Ranges an overlay Network must not touch (0.0.0.0/0 overlaps them all). */
 const RESERVED_RANGES = [

@@ -8,7 +8,7 @@
  * watch and renewals find (registry.ts, etcd_client.ts): no separate probe loads etcd.
  */
 import type { Backend } from "./backend.ts";
-import { createBackend } from "./backends/registry.ts";
+import { backendUnavailable, createBackend } from "./backends/registry.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { awaitNetworkConfig, type BootedConfig } from "./boot.ts";
 import { ensureBridge } from "./bridge.ts";
@@ -176,6 +176,7 @@ class Agent {
         : detectUnderlay(options.underlay, { ipv4: false });
     this.#booted = await awaitNetworkConfig(this.#registry, this.#client, {
       checkHost: (config) => networkProblemOnHost(config, underlayFor(config)),
+      checkBackend: backendUnavailable,
       signal: this.#stop.signal,
       describeEtcdError: (error) => describeEtcdError(error, this.#options.etcd),
       onWaiting: (reason) => {

@@ -1,25 +1,41 @@
 /**
  * Every backend end to end: hosts in namespaces on one underlay, a real etcd, two
  * containers per host on a bridge made from the subnet file. The same story runs for
- * udp, vxlan and host-gw (matrix, join, leave, restart, simultaneous start), then what
- * is particular to each backend.
+ * udp, vxlan, host-gw and ipip (matrix, join, leave, restart, simultaneous start), then
+ * what is particular to each backend.
+ *
+ * ipip needs the kernel's ipip module: where the kernel cannot make an ipip device (asked
+ * in a throwaway namespace), its tests are reported as ignored with the reason, and the
+ * test of what the agent does on such a kernel runs instead.
  */
 import assert from "node:assert/strict";
 import { INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab, type LabContainer, type LabHost, UNDERLAY_PREFIX } from "../lab/lab.ts";
+import { ipipMissing } from "../lab/kernel_probe.ts";
 
 const SEND_DATAGRAMS = new URL("./fixtures/send_datagrams.ts", import.meta.url).pathname;
 const WRITE_LEASES = new URL("../lab/write_leases.ts", import.meta.url).pathname;
 
-type BackendName = "udp" | "vxlan" | "host-gw";
+type BackendName = "udp" | "vxlan" | "host-gw" | "ipip";
 
 const CONFIGS: Record<BackendName, Record<string, unknown>> = {
   "udp": { Network: "10.10.0.0/16", Backend: { Type: "udp" } },
   // The seeds' vxlan config uses Port 7890; a VNI other than 1 shows it is honoured.
   "vxlan": { Network: "10.10.0.0/16", Backend: { Type: "vxlan", Port: 7890, VNI: 42 } },
   "host-gw": { Network: "10.10.0.0/16", Backend: { Type: "host-gw" } },
+  "ipip": { Network: "10.10.0.0/16", Backend: { Type: "ipip" } },
 };
-const DEVICE_MTU: Record<BackendName, number> = { "udp": 1472, "vxlan": 1450, "host-gw": 1500 };
+const DEVICE_MTU: Record<BackendName, number> = {
+  "udp": 1472,
+  "vxlan": 1450,
+  "host-gw": 1500,
+  "ipip": 1480,
+};
+
+const noIpip = await ipipMissing();
+if (noIpip) console.error(`ipip end-to-end tests ignored: ${noIpip}`);
+/** Lab options per backend: ipip's namespaces carry a prefix of their own. */
+const labFor = (backend: BackendName) => backend === "ipip" ? { prefix: "ii" } : {};
 
 /** Pings with retries until one answer; returns ms until then, or undefined. */
 async function reachableWithin(
@@ -62,12 +78,13 @@ async function waitPeers(lab: Lab, hosts: LabHost[], count: number, timeoutMs: n
   );
 }
 
-for (const backend of ["udp", "vxlan", "host-gw"] as const) {
+for (const backend of ["udp", "vxlan", "host-gw", "ipip"] as const) {
   Deno.test({
     name: `${backend} backend end to end`,
+    ignore: backend === "ipip" && noIpip !== undefined,
     ...INTEGRATION,
     async fn(t) {
-      await using lab = await Lab.create();
+      await using lab = await Lab.create(labFor(backend));
       await lab.setConfig(CONFIGS[backend]);
       const hosts = [await lab.addHost(), await lab.addHost(), await lab.addHost()];
       for (const host of hosts) lab.startAgent(host);
@@ -338,7 +355,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
         });
       }
 
-      if (backend === "vxlan" || backend === "host-gw") {
+      if (backend === "vxlan" || backend === "host-gw" || backend === "ipip") {
         await t.step("entries deleted by hand come back within 10 s", async () => {
           const h1 = hosts[0];
           const peer = await lab.subnetOf(hosts[2]);
@@ -433,17 +450,123 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const) {
           },
         );
       }
+
+      if (backend === "ipip") {
+        await t.step(
+          "the device is flannel's: ipip, local public IP, on eth0, ttl inherit, nopmtudisc, <subnet>.0/32; peers are routed through it onlink; the lease has no BackendData",
+          async () => {
+            const [h1, h2] = hosts;
+            const shown = await lab.exec(h1.ns, ["ip", "-j", "-d", "link", "show", "flannel.ipip"]);
+            const [link] = JSON.parse(shown.stdout);
+            assert.equal(link.mtu, 1480);
+            assert.equal(link.linkinfo.info_kind, "ipip");
+            const data = link.linkinfo.info_data;
+            assert.deepEqual(
+              [data.local, data.remote, data.link, data.ttl, data.pmtudisc],
+              [h1.ip, "any", "eth0", 0, false],
+            );
+            const own = await lab.subnetOf(h1);
+            const address = await lab.exec(h1.ns, [
+              "ip",
+              "-4",
+              "-o",
+              "addr",
+              "show",
+              "flannel.ipip",
+            ]);
+            assert.match(address.stdout, new RegExp(` inet ${own.replace("/24", "")}/32 `));
+            const route = await lab.exec(h1.ns, ["ip", "route", "show", await lab.subnetOf(h2)]);
+            assert.match(
+              route.stdout,
+              new RegExp(`via ${h2.ip} dev flannel\\.ipip proto 111 .*onlink`),
+            );
+            const lease = await lab.etcdctl(
+              "get",
+              `/coreos.com/network/subnets/${own.replace("/", "-")}`,
+              "--print-value-only",
+            );
+            assert.equal(
+              lease.stdout.trim(),
+              `{"PublicIP":"${h1.ip}","PublicIPv6":null,"BackendType":"ipip"}`,
+            );
+          },
+        );
+
+        await t.step(
+          "packets on the wire are IPv4 protocol 4 from host to host, the container's packet inside",
+          async () => {
+            const [from, to] = [containers[0], containers[2]];
+            const capture = lab.spawn(hosts[0].ns, [
+              "tcpdump",
+              "-i",
+              "eth0",
+              "-n",
+              "-c",
+              "1",
+              "-x",
+              "ip proto 4",
+            ]);
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            await lab.ping(from, to.ip, { count: 2 });
+            const code = await Promise.race([
+              capture.child.status.then((s) => s.code),
+              new Promise<number>((r) => setTimeout(() => r(-1), 5000)),
+            ]);
+            await capture.stop("SIGKILL");
+            assert.equal(code, 0, capture.log());
+            const hex = [...capture.log().matchAll(/^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{4}\s?)+)/gm)]
+              .map((m) => m[1].replace(/\s+/g, "")).join("");
+            const bytes = hex.match(/../g)!.map((h) => parseInt(h, 16));
+            const address = (at: number) => bytes.slice(at, at + 4).join(".");
+            assert.equal(bytes[9], 4, "outer protocol: IPv4 in IPv4");
+            assert.deepEqual([address(12), address(16)], [hosts[0].ip, hosts[1].ip]);
+            const inner = (bytes[0] & 15) * 4;
+            assert.equal(bytes[inner] >> 4, 4, "inner IPv4");
+            assert.deepEqual([address(inner + 12), address(inner + 16)], [from.ip, to.ip]);
+          },
+        );
+
+        await t.step(
+          "a flannel.ipip as flanneld leaves it (no dev) is adopted on start, not recreated",
+          async () => {
+            const h1 = hosts[0];
+            assert.equal(await lab.agent(h1)!.stop(), 0);
+            await lab.ip(h1.ns, "link", "del", "flannel.ipip");
+            await lab.ip(
+              h1.ns,
+              ...["link", "add", "flannel.ipip", "type", "ipip", "local", h1.ip],
+              ...["ttl", "inherit", "nopmtudisc"],
+            );
+            const index = async () =>
+              JSON.parse(
+                (await lab.exec(h1.ns, ["ip", "-j", "link", "show", "flannel.ipip"])).stdout,
+              )[
+                0
+              ].ifindex;
+            const before = await index();
+            lab.startAgent(h1);
+            await lab.waitReady(h1);
+            assert.equal(await index(), before);
+            assert.match(lab.agent(h1)!.log(), /adopting the existing ipip device/);
+            assert.notEqual(
+              await reachableWithin(lab, containers[0], containers[2].ip, 3000),
+              undefined,
+            );
+          },
+        );
+      }
     },
   });
 }
 
-for (const backend of ["vxlan", "host-gw"] as const) {
+for (const backend of ["vxlan", "host-gw", "ipip"] as const) {
   Deno.test({
     name:
       `${backend}: 1,000 peers written straight into etcd are programmed and removed without errors`,
+    ignore: backend === "ipip" && noIpip !== undefined,
     ...INTEGRATION,
     async fn() {
-      await using lab = await Lab.create();
+      await using lab = await Lab.create(labFor(backend));
       // The agent leases from 10.64.x; the 1,000 peers take 10.100.1.0 onwards.
       await lab.setConfig({
         ...CONFIGS[backend],
@@ -521,5 +644,103 @@ Deno.test({
     assert.match(route.stdout, new RegExp(`via ${h2.ip} dev eth0`));
     const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
     assert.notEqual(await reachableWithin(lab, c1, c2.ip, 2000), undefined);
+  },
+});
+
+Deno.test({
+  name:
+    "ipip with DirectRouting routes same-segment peers via their public IP, others through the tunnel",
+  ignore: noIpip !== undefined,
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create({ prefix: "ii" });
+    await lab.setConfig({
+      Network: "10.10.0.0/16",
+      Backend: { Type: "ipip", DirectRouting: true },
+    });
+    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
+    lab.startAgent(h1);
+    lab.startAgent(h2);
+    await Promise.all([lab.waitReady(h1), lab.waitReady(h2)]);
+    await waitPeers(lab, [h1], 1, 2000);
+    const route = await lab.exec(h1.ns, ["ip", "route", "show", await lab.subnetOf(h2)]);
+    assert.match(route.stdout, new RegExp(`via ${h2.ip} dev eth0 `));
+    const [c1, c2] = [await lab.addContainer(h1), await lab.addContainer(h2)];
+    assert.notEqual(await reachableWithin(lab, c1, c2.ip, 2000), undefined);
+    // A peer off this segment (10.10.0.0/24 is below SubnetMin: no lab host leases it).
+    const key = "/coreos.com/network/subnets/10.10.0.0-24";
+    const offSegment = async () =>
+      (await lab.exec(h1.ns, ["ip", "route", "show", "10.10.0.0/24"])).stdout;
+    await lab.etcdctl(
+      "put",
+      key,
+      `{"PublicIP":"192.0.2.99","PublicIPv6":null,"BackendType":"ipip"}`,
+    );
+    await waitFor(
+      async () => /via 192\.0\.2\.99 dev flannel\.ipip .*onlink/.test(await offSegment()),
+      {
+        what: "the off-segment peer routed through flannel.ipip",
+      },
+    );
+    await lab.etcdctl("del", key);
+    await waitFor(async () => (await offSegment()) === "", { what: "its route removed" });
+  },
+});
+
+Deno.test({
+  name:
+    "ipip on a kernel without ipip: one line, not-ready with the reason and the fix, nothing made, and up once the config names another backend",
+  ignore: noIpip === undefined,
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create({ prefix: "ii" });
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "ipip" } });
+    const host = await lab.addHost();
+    const reason =
+      "backend-unavailable: ipip: this kernel has no ipip device type (modprobe ipip; or use vxlan)";
+    const look = async () => ({
+      links: (await lab.exec(host.ns, ["ip", "-o", "link"])).stdout,
+      addresses: (await lab.exec(host.ns, ["ip", "-4", "-o", "addr"])).stdout,
+      routes: (await lab.exec(host.ns, ["ip", "route"])).stdout,
+      rules: (await lab.exec(host.ns, ["iptables-save"])).stdout.replace(/^#.*\n/gm, ""),
+      files: [...Deno.readDirSync(host.subnetFile.replace(/\/[^/]+$/, ""))].map((e) => e.name),
+      leases: (await lab.etcdctl("get", "--prefix", "/coreos.com/network/subnets/")).stdout,
+    });
+    const before = await look();
+    const agent = lab.startAgent(host);
+    const health = await waitFor(async () => {
+      const result = await lab.health(host);
+      return result.stdout.includes("backend-unavailable") ? result : undefined;
+    }, { what: "health to say why" });
+    assert.equal(health.stdout.trim(), `not-ready ${reason}`);
+    assert.equal(health.code, 1);
+    const wait = await lab.overlay(host.ns, ["wait", "--timeout=1s", ...lab.hostFlags(host)]);
+    assert.equal(wait.code, 1);
+    assert.match(
+      wait.stderr,
+      /this kernel has no ipip device type \(modprobe ipip; or use vxlan\)/,
+    );
+    // It keeps asking the kernel (about every 0.25–10 s) and says so once, not per try.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const said = agent.log().split("\n").filter((line) => line.includes("no ipip device type"));
+    assert.equal(said.length, 1, agent.log());
+    assert.match(said[0], /^.*WARN .*not starting yet/);
+    assert.doesNotMatch(agent.log(), /ERROR/);
+    const meanwhile = await look();
+    assert.deepEqual(
+      { ...meanwhile, files: meanwhile.files.filter((name) => name !== "state") },
+      before,
+      "no lease, device, address, route, rule or subnet file; only the state the health reads",
+    );
+    assert.equal(await agent.stop(), 0);
+    assert.deepEqual(await look(), before, "nothing left behind after it stops");
+
+    // Started again, it comes up by itself once the config names a backend this kernel has.
+    lab.startAgent(host);
+    await waitFor(async () => (await lab.health(host)).stdout.includes(reason), {
+      what: "waiting again",
+    });
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "vxlan" } });
+    assert.match(await lab.waitReady(host, "5s"), /^ready .*backend:vxlan/);
   },
 });

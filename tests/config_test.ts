@@ -31,6 +31,22 @@ Deno.test("vxlan defaults and the seed's Port 7890", () => {
   assert.deepEqual(seed.backend.port, 7890);
 });
 
+Deno.test("ipip as flannel's: no port, DirectRouting off unless asked", () => {
+  const plain = parseNetworkConfig(`{"Network":"10.10.0.0/16","Backend":{"Type":"ipip"}}`);
+  assert.deepEqual(plain.backend, { type: "ipip", port: 0, vni: 1, directRouting: false });
+  const direct = parseNetworkConfig(
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"ipip","DirectRouting":true}}`,
+  );
+  assert.equal(direct.backend.directRouting, true);
+  assert.throws(
+    () =>
+      parseNetworkConfig(
+        `{"Network":"10.10.0.0/16","Backend":{"Type":"ipip","DirectRouting":"yes"}}`,
+      ),
+    /"Backend.DirectRouting" must be true or false/,
+  );
+});
+
 Deno.test("unknown fields survive in raw", () => {
   const config = parseNetworkConfig(`{"Network":"10.10.0.0/16","Custom":{"a":1}}`);
   assert.deepEqual(config.raw.Custom, { a: 1 });
@@ -72,7 +88,7 @@ const INVALID: [string, string, RegExp][] = [
   [
     "unknown backend",
     `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard"}}`,
-    /not supported \(use one of udp, vxlan, host-gw\)/,
+    /not supported \(use one of udp, vxlan, host-gw, ipip\)/,
   ],
   [
     "bad port",

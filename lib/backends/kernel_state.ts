@@ -1,5 +1,5 @@
 /**
- * Desired kernel state for the kernel backends (vxlan, host-gw), and the reconciler
+ * Desired kernel state for the kernel backends (vxlan, host-gw, ipip), and the reconciler
  * that makes the kernel match it: entries someone deleted by hand come back, entries of
  * peers that left go away, nothing is duplicated, and an agent that restarts adopts what
  * it made before (lib/ownership.ts: the entries carry its mark).

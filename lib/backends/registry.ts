@@ -8,6 +8,7 @@
 import type { Backend, BackendContext } from "../backend.ts";
 import type { BackendType, NetworkConfig } from "../config.ts";
 import { HostGwBackend } from "./host_gw.ts";
+import { IpipBackend, ipipUnavailable } from "./ipip.ts";
 import { UdpBackend } from "./udp.ts";
 import { VxlanBackend } from "./vxlan.ts";
 
@@ -16,6 +17,12 @@ export interface BackendKind {
   create(context: BackendContext): Backend;
   /** The device it makes when --device names none (flanneld's names); undefined: none. */
   defaultDevice(config: NetworkConfig): string | undefined;
+  /**
+   * Why this host's kernel cannot run the backend (a module it lacks), as one line with
+   * the fix; undefined when it can. Asked before anything is leased or made: the agent
+   * waits, not-ready with that reason, and asks again. Undefined: nothing to check.
+   */
+  unavailable?(): string | undefined;
 }
 
 export const BACKENDS: Record<BackendType, BackendKind> = {
@@ -31,7 +38,17 @@ export const BACKENDS: Record<BackendType, BackendKind> = {
     create: (context) => new HostGwBackend(context),
     defaultDevice: () => undefined,
   },
+  "ipip": {
+    create: (context) => new IpipBackend(context),
+    defaultDevice: () => "flannel.ipip",
+    unavailable: () => ipipUnavailable(),
+  },
 };
+
+/** Why the config's backend cannot run on this host's kernel, or undefined when it can. */
+export function backendUnavailable(config: NetworkConfig): string | undefined {
+  return BACKENDS[config.backend.type].unavailable?.();
+}
 
 /** The backend the config asks for, on --device or its default device. */
 export function createBackend(context: BackendContext): Backend {
