@@ -120,8 +120,25 @@ export function validateNetworkConfig(raw: unknown): NetworkConfig {
   const ipv4 = enableIPv4 ? parseIp4Pool(obj) : EMPTY_IP4_POOL;
   const ipv6 = enableIPv6 ? parseIp6Pool(obj) : undefined;
   const backend = parseBackend(obj.Backend);
+  const familyProblem = BACKEND_FAMILIES[backend.type]?.({ enableIPv4, enableIPv6 });
+  if (familyProblem) throw new ConfigError(familyProblem);
   return { enableIPv4, ...ipv4, ...(ipv6 ? { ipv6 } : {}), backend, raw: obj };
 }
+
+/** Backends that cannot carry a family the config asks for, and what to use instead. */
+const BACKEND_FAMILIES: Partial<
+  Record<
+    BackendType,
+    (families: { enableIPv4: boolean; enableIPv6: boolean }) => string | undefined
+  >
+> = {
+  "udp": ({ enableIPv4 }) =>
+    enableIPv4 ? undefined : `"Backend.Type" "udp" needs IPv4 ("EnableIPv4":false is an ` +
+      `IPv6-only network: use vxlan or host-gw)`,
+  "ipip": ({ enableIPv4, enableIPv6 }) =>
+    enableIPv4 && !enableIPv6 ? undefined : `"Backend.Type" "ipip" carries IPv4 only, as ` +
+      `flannel's (for a network with IPv6 use vxlan or host-gw)`,
+};
 
 interface Ip4Pool {
   readonly network: Ip4Net;

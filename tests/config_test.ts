@@ -103,6 +103,16 @@ const INVALID: [string, string, RegExp][] = [
     /"IPv6Network" is missing/,
   ],
   ["no family", `{"EnableIPv4":false}`, /both false/],
+  [
+    "udp in an IPv6-only network",
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","Backend":{"Type":"udp"}}`,
+    /"udp" needs IPv4 .*use vxlan or host-gw/,
+  ],
+  [
+    "ipip with IPv6",
+    `{"Network":"10.10.0.0/16","EnableIPv6":true,"IPv6Network":"fd10::/48","Backend":{"Type":"ipip"}}`,
+    /"ipip" carries IPv4 only, as flannel's/,
+  ],
   ["EnableIPv6 not a boolean", `{"Network":"10.10.0.0/16","EnableIPv6":"yes"}`, /true or false/],
   [
     "IPv6Network not a CIDR",

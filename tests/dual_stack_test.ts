@@ -189,20 +189,25 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const satisfies BackendName
 }
 
 Deno.test({
-  name: "udp backend refuses an IPv6-only network in one line naming the fix",
+  name: "config set refuses udp for an IPv6-only network and ipip with IPv6, naming the fix",
   ...INTEGRATION,
   async fn() {
-    await using lab = await Lab.create({ prefix: "ds", ipv6: true });
-    await lab.setConfig({ ...V6_ONLY, Backend: { Type: "udp" } });
-    const host = await lab.addHost();
-    const agent = lab.startAgent(host);
-    assert.equal((await agent.child.status).code, 1);
-    assert.match(agent.log(), /udp backend needs an IPv4 .*use vxlan or host-gw/);
-    assert.equal(
-      (await lab.etcdctl("get", "/coreos.com/network/subnets/", "--prefix", "--keys-only")).stdout
-        .trim(),
-      "",
-      "no lease is left behind",
-    );
+    await using lab = await Lab.create({ prefix: "ds" });
+    for (
+      const [type, network, said] of [
+        ["udp", V6_ONLY, /"udp" needs IPv4 .*use vxlan or host-gw/],
+        ["ipip", DUAL, /"ipip" carries IPv4 only, as flannel's/],
+      ] as const
+    ) {
+      const result = await lab.overlay(lab.underlayNs, [
+        "config",
+        "set",
+        `--etcd-endpoints=${lab.etcdEndpoint}`,
+        JSON.stringify({ ...network, Backend: { Type: type } }),
+      ]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, said);
+      assert.match(result.stderr, /nothing was written/);
+    }
   },
 });
