@@ -166,7 +166,7 @@ Deno.test("IPv6 fields get flannel's defaults, dual stack and IPv6-only", () => 
   assert.equal(formatIp6(dual.ipv6!.subnetMin), "fd10:0:0:1::");
   assert.equal(formatIp6(dual.ipv6!.subnetMax), "fd10:0:0:ffff::");
   const only = parseNetworkConfig(
-    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/120"}`,
+    `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/120","Backend":{"Type":"vxlan"}}`,
   );
   assert.equal(only.enableIPv4, false);
   assert.equal(only.ipv6!.subnetLen, 122);

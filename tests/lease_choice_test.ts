@@ -270,6 +270,7 @@ const V6_ONLY = configOf({
   EnableIPv6: true,
   IPv6Network: "fd10::/62",
   IPv6SubnetLen: 64,
+  Backend: { Type: "host-gw" },
 });
 const net6 = (text: string) => parseIp6Net(text)!;
 
