@@ -1,7 +1,7 @@
 /**
  * The underlay: which interface carries the encapsulated traffic, the public IP peers
  * reach us on, and its MTU. Chosen as flanneld v0.20 chooses it:
- * - `--iface` (name or IP), repeatable: the first that exists wins;
+ * - `--iface` (name, IPv4 or IPv6 address), repeatable: the first that exists wins;
  * - then `--iface-regex`, repeatable: matched against each interface's IPv4 addresses,
  *   then against interface names;
  * - then `--iface-can-reach IP`: the interface `ip route get IP` would use;
@@ -230,8 +230,14 @@ export function defaultRoute6Interface(): string | undefined {
 /** An interface by name (its first IPv4 address) or by one of its IPv4 addresses. */
 function byNameOrIp(addresses: Deno.NetworkInterfaceInfo[], spec: string) {
   const asIp = parseIp4(spec);
+  // An IPv6 address names the interface that holds it (its IPv4 address is the underlay's).
+  const asIp6 = asIp === undefined ? parseIp6(spec) : undefined;
+  const holder = asIp6 !== undefined
+    ? Deno.networkInterfaces().find((i) => i.family === "IPv6" && parseIp6(i.address) === asIp6)
+      ?.name
+    : undefined;
   const match = addresses.find((i) =>
-    asIp !== undefined ? parseIp4(i.address) === asIp : i.name === spec
+    asIp !== undefined ? parseIp4(i.address) === asIp : i.name === (holder ?? spec)
   );
   return match ? { name: match.name, ip: parseIp4(match.address)! } : undefined;
 }

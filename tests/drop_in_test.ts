@@ -11,7 +11,7 @@ const PROBE = new URL("./fixtures/underlay_probe.ts", import.meta.url).pathname;
 
 Deno.test({
   name:
-    "interface selection as flanneld's: --iface in order, --iface-regex by IP then name, --iface-can-reach",
+    "interface selection as flanneld's: --iface in order, --iface-regex by IP then name, --iface-can-reach; IPv6 too",
   ...INTEGRATION,
   async fn() {
     await using lab = await Lab.create();
@@ -45,6 +45,26 @@ Deno.test({
       assert.equal(chosen.name, name, JSON.stringify(choice) + " → " + JSON.stringify(chosen));
       if (publicIp) assert.equal(chosen.publicIp, publicIp);
     }
+    // IPv6: the chosen interface's global address is the PublicIPv6; an IPv6 address names
+    // its interface; an IPv6-only network takes the IPv6 default route's interface.
+    await lab.ip(host.ns, "addr", "add", "fd00:253::11/64", "dev", "eth1", "nodad");
+    await lab.ip(host.ns, "-6", "route", "add", "default", "via", "fd00:253::1", "dev", "eth1");
+    const v6cases: [Record<string, unknown>, string, string | undefined][] = [
+      [{}, "eth0", undefined], // eth0 has no global IPv6 address
+      [{ ifaces: ["fd00:253::11"] }, "eth1", "fd00:253::11"],
+      [{ ifaces: ["eth1"], publicIpv6: "2001:db8::9" }, "eth1", "2001:db8::9"],
+      [{ ipv4: false }, "eth1", "fd00:253::11"], // the IPv6 default route's
+      [{ ipv4: false, ifaceRegexes: ["^fd00:253:"] }, "eth1", "fd00:253::11"],
+    ];
+    for (const [choice, name, publicIpv6] of v6cases) {
+      const chosen = await choose(choice);
+      assert.equal(chosen.name, name, JSON.stringify(choice) + " → " + JSON.stringify(chosen));
+      assert.equal(chosen.publicIpv6, publicIpv6, JSON.stringify(choice));
+    }
+    assert.match(
+      (await choose({ ipv4: false, ifaces: ["eth0"] })).error,
+      /--iface "eth0": no interface with a global IPv6 address matches \(have: eth1\)/,
+    );
     const none = await choose({ ifaces: ["nope0"], ifaceRegexes: ["^zz"] });
     assert.match(
       none.error,
