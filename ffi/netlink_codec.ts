@@ -271,7 +271,9 @@ export function rtmsg(route: Route<Address>, defaultProtocol = RTPROT_BOOT): Uin
   view.setUint8(1, route.prefixLen);
   view.setUint8(4, RT_TABLE_MAIN);
   view.setUint8(5, route.protocol ?? defaultProtocol);
-  view.setUint8(6, route.gateway === undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
+  // IPv6 routes have no scopes: iproute2 sends UNIVERSE for a device route as for any.
+  const link = route.gateway === undefined && typeof route.dst === "number";
+  view.setUint8(6, link ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
   view.setUint8(7, RTN_UNICAST);
   view.setUint32(8, route.onlink ? RTNH_F_ONLINK : 0, true);
   return bytes;
@@ -472,60 +474,4 @@ export function parseLink(m: Message): LinkInfo {
     kind: kind ? cstringOf(kind) : undefined,
     mac: address && address.byteLength === 6 ? formatMac(address) : undefined,
   };
-}
-
-/**
- * A TUN's IPv6 side, for the udp backend in a dual-stack network, as two requests for
- * one batch: `ip -6 addr replace ADDRESS/128 dev INDEX nodad` and
- * `ip -6 route replace NETWORK/LEN dev INDEX proto PROTOCOL` (AF_INET6).
- */
-export function tunIpv6Requests(
-  options: {
-    index: number;
-    /** The 16 address bytes, network order. */
-    address: Uint8Array;
-    network: Uint8Array;
-    networkPrefixLen: number;
-    protocol: number;
-  },
-): Request[] {
-  const AF_INET6 = 10;
-  const IFA_F_NODAD = 0x02;
-  const address = new Uint8Array(8);
-  const addressView = new DataView(address.buffer);
-  addressView.setUint8(0, AF_INET6);
-  addressView.setUint8(1, 128);
-  addressView.setUint8(2, IFA_F_NODAD);
-  addressView.setUint8(3, RT_SCOPE_UNIVERSE);
-  addressView.setUint32(4, options.index, true);
-  const route = new Uint8Array(12);
-  const routeView = new DataView(route.buffer);
-  routeView.setUint8(0, AF_INET6);
-  routeView.setUint8(1, options.networkPrefixLen);
-  routeView.setUint8(4, RT_TABLE_MAIN);
-  routeView.setUint8(5, options.protocol);
-  routeView.setUint8(6, RT_SCOPE_UNIVERSE);
-  routeView.setUint8(7, RTN_UNICAST);
-  const write = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-  return [
-    {
-      type: RTM_NEWADDR,
-      flags: write,
-      header: address,
-      attrs: [
-        { type: IFA_LOCAL, value: options.address },
-        { type: IFA_ADDRESS, value: options.address },
-      ],
-    },
-    {
-      type: RTM_NEWROUTE,
-      flags: write,
-      header: route,
-      attrs: [
-        { type: RTA_DST, value: options.network },
-        u32Attr(RTA_OIF, options.index),
-        u32Attr(RTA_TABLE, RT_TABLE_MAIN),
-      ],
-    },
-  ];
 }

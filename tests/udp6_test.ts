@@ -8,7 +8,8 @@ import { INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab } from "../lab/lab.ts";
 import { udpHostConfig } from "../lab/udp_host.ts";
 import { udpPair } from "../lab/udp_pair.ts";
-import { encodeRequests, tunIpv6Requests } from "../ffi/netlink_codec.ts";
+import { encodeRequests } from "../ffi/netlink_codec.ts";
+import { Netlink } from "../ffi/netlink.ts";
 import { UdpBackend } from "../lib/backends/udp.ts";
 import { parseIp4 } from "../lib/ip.ts";
 import { ip6Bytes, parseIp6 } from "../lib/ip6.ts";
@@ -217,13 +218,16 @@ Deno.test("the TUN's IPv6 address and route are the netlink messages iproute2 se
   // IFA_F_NODAD scope UNIVERSE, IFA_LOCAL and IFA_ADDRESS; RTM_NEWROUTE the same flags,
   // AF_INET6 dst_len 56 table MAIN proto 0x6f scope UNIVERSE type UNICAST, RTA_DST, RTA_OIF.
   // Ours adds RTA_TABLE 254 to the route, as every IPv4 route request here does.
-  const requests = tunIpv6Requests({
-    index: 3,
-    address: ip6Bytes(parseIp6("fd10:0:0:101::")!),
-    network: ip6Bytes(parseIp6("fd10:0:0:100::")!),
-    networkPrefixLen: 56,
-    protocol: 111,
-  });
+  const netlink = new Netlink(); // builds requests; nothing is sent
+  const requests = [
+    netlink.addressReplaceRequest(3, parseIp6("fd10:0:0:101::")!, 128),
+    netlink.routeReplaceRequest({
+      dst: parseIp6("fd10:0:0:100::")!,
+      prefixLen: 56,
+      linkIndex: 3,
+      protocol: 111,
+    }),
+  ];
   const hex = [...encodeRequests(requests, 1)].map((b) => b.toString(16).padStart(2, "0")).join("");
   assert.equal(
     hex,

@@ -23,7 +23,7 @@ import {
   type Route,
 } from "../../ffi/netlink.ts";
 import { describeErrno, EEXIST, ENOENT, ESRCH } from "../../ffi/libc.ts";
-import { formatIp4, formatIp4Net } from "../ip.ts";
+import { formatIp4Net } from "../ip.ts";
 import { formatIp6Net } from "../ip6.ts";
 import type { Lease } from "../lease.ts";
 import { log } from "../log.ts";
@@ -315,7 +315,7 @@ function addRoutes<A extends Address>(
  * from an earlier run. A route to the same place made by someone else is not replaced:
  * the caller gets an Error naming it.
  */
-export function ensureOwnRoute(netlink: Netlink, route: Route): void {
+export function ensureOwnRoute(netlink: Netlink, route: Route<Address>): void {
   // A route through our own device is ours to adopt (from before the mark, or flanneld's
   // on a device overlay now owns); anyone else's in the way is not replaced.
   const ours = { ...route, protocol: OVERLAY_PROTOCOL };
@@ -324,14 +324,15 @@ export function ensureOwnRoute(netlink: Netlink, route: Route): void {
   if (code !== EEXIST) {
     throw new Error(`route add ${describeRoute(ours)}: ${describeErrno(code)}`);
   }
-  const holder = netlink.routes().find((r) =>
-    r.dst === route.dst && r.prefixLen === route.prefixLen
-  );
+  const routes: Route<Address>[] = typeof route.dst === "bigint"
+    ? netlink.routes6()
+    : netlink.routes();
+  const holder = routes.find((r) => r.dst === route.dst && r.prefixLen === route.prefixLen);
   if (holder && holder.protocol !== OVERLAY_PROTOCOL && holder.linkIndex !== route.linkIndex) {
     throw new Error(
       `route ${describeRoute(holder)} is in the way and overlay did not make it ` +
         `(remove it, e.g. ip route del ${
-          formatIp4(route.dst)
+          formatAddress(route.dst)
         }/${route.prefixLen}, or stop what made it)`,
     );
   }

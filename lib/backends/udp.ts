@@ -17,13 +17,11 @@
  */
 import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
 import { deviceMtu } from "../backend.ts";
-import { closeFd, interfaceIndex, setNonBlocking, SystemError } from "../../ffi/libc.ts";
+import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";
 import { disableOffloads, enableTso, openTun } from "../../ffi/tun.ts";
-import { tunIpv6Requests } from "../../ffi/netlink_codec.ts";
-import { formatIp6, formatIp6Net, ip6Bytes, type Ip6Net } from "../ip6.ts";
-import { OVERLAY_PROTOCOL } from "../ownership.ts";
+import { formatIp6, formatIp6Net, type Ip6Net } from "../ip6.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
 import { formatIp4, formatIp4Net } from "../ip.ts";
@@ -135,21 +133,11 @@ export class UdpBackend implements Backend {
       ensureOwnRoute(netlink, { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
       const network6 = this.#config.ipv6?.network;
       if (ownIpv6 && network6) {
-        // The IPv6 twin of the two lines above. Unlike IPv4's, someone else's route for the
-        // whole IPv6 Network is replaced, not refused (no IPv6 route dump here yet).
-        const codes = netlink.batch(tunIpv6Requests({
-          index,
-          address: ip6Bytes(ownIpv6.ip),
-          network: ip6Bytes(network6.ip),
-          networkPrefixLen: network6.prefixLen,
-          protocol: OVERLAY_PROTOCOL,
-        }));
-        const what = [
-          `-6 addr replace ${formatIp6(ownIpv6.ip)}/128 dev ${tun.name}`,
-          `-6 route replace ${formatIp6Net(network6)} dev ${tun.name}`,
-        ];
-        codes.forEach((code, i) => {
-          if (code !== 0) throw new SystemError("netlink", code, what[i]);
+        netlink.addressReplace(index, ownIpv6.ip, 128);
+        ensureOwnRoute(netlink, {
+          dst: network6.ip,
+          prefixLen: network6.prefixLen,
+          linkIndex: index,
         });
       }
       const buffers = raiseSocketBuffers(this.#udpFd, SOCKET_BUFFER_BYTES);
