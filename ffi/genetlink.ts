@@ -5,15 +5,9 @@
  * the bytes are built by ffi/genetlink_codec.ts.
  */
 import { ENOENT, SystemError } from "./libc.ts";
-import { familyRequest, genlmsghdr, NETLINK_GENERIC, parseFamilyId } from "./genetlink_codec.ts";
+import { familyRequest, NETLINK_GENERIC, parseFamilyId } from "./genetlink_codec.ts";
 import { Netlink } from "./netlink.ts";
-import { type Attr, type Message, NLM_F_ACK, NLM_F_REQUEST } from "./netlink_codec.ts";
-
-/** A generic netlink family's id and the version its requests carry. */
-export interface Family {
-  readonly id: number;
-  readonly version: number;
-}
+import type { Message, Request } from "./netlink_codec.ts";
 
 /** A NETLINK_GENERIC socket. Not thread-safe; synchronous like Netlink. */
 export class GenericNetlink {
@@ -37,21 +31,20 @@ export class GenericNetlink {
     }
   }
 
-  /** Sends command `cmd` of `family` with `attrs` and waits for its acknowledgement. */
-  request(family: Family, cmd: number, attrs: Attr[], what: string): void {
-    this.#netlink.request({
-      type: family.id,
-      flags: NLM_F_REQUEST | NLM_F_ACK,
-      header: genlmsghdr(cmd, family.version),
-      attrs,
-    }, what);
+  /**
+   * Sends a request of a family (type = the family's id, header = its genlmsghdr; as
+   * ffi/wireguard_codec.ts builds them) and waits for its acknowledgement. Throws
+   * SystemError with `what` when the kernel refuses it.
+   */
+  request(request: Request, what: string): void {
+    this.#netlink.request(request, what);
   }
 
   /**
-   * Sends command `cmd` of `family` as a dump and returns every reply (each body starts
-   * with its genlmsghdr; attributes at GENL_HDRLEN). Throws SystemError on failure.
+   * Sends a request as a dump and returns every reply (each body starts with its
+   * genlmsghdr; attributes at GENL_HDRLEN). Throws SystemError on failure.
    */
-  dump(family: Family, cmd: number, attrs: Attr[]): Message[] {
-    return this.#netlink.dump(family.id, genlmsghdr(cmd, family.version), attrs);
+  dump(request: Request): Message[] {
+    return this.#netlink.dump(request.type, request.header, request.attrs);
   }
 }
