@@ -115,6 +115,17 @@ export {
   NUD_PERMANENT,
 } from "./netlink_codec.ts";
 
+/** What `ip link add` makes: a name, a kind ("vxlan", "wireguard", …) and its settings. */
+export interface LinkCreateOptions {
+  readonly name: string;
+  readonly kind: string;
+  readonly mtu?: number;
+  readonly mac?: string;
+  readonly link?: number;
+  /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
+  readonly vxlan?: VxlanOptions;
+}
+
 /** What `ip route get DST` answers: the device, the gateway and the preferred source. */
 export interface RouteLookup<A extends Address = number> {
   readonly linkIndex: number;
@@ -320,19 +331,14 @@ export class Netlink {
 
   /**
    * `ip link add NAME [mtu MTU] [address MAC] type KIND [data…]`. Throws EEXIST when a
-   * link of that name exists.
+   * link of that name exists, EOPNOTSUPP when the kernel has no such kind (no module).
    */
-  linkCreate(
-    options: {
-      name: string;
-      kind: string;
-      mtu?: number;
-      mac?: string;
-      link?: number;
-      /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
-      vxlan?: VxlanOptions;
-    },
-  ): void {
+  linkCreate(options: LinkCreateOptions): void {
+    this.request(this.linkCreateRequest(options), `link add ${options.name} type ${options.kind}`);
+  }
+
+  /** The request of `ip link add NAME [mtu MTU] [address MAC] type KIND [data…]`. */
+  linkCreateRequest(options: LinkCreateOptions): Request {
     const attrs: Attr[] = [stringAttr(IFLA_IFNAME, options.name)];
     if (options.mtu) attrs.push(u32Attr(IFLA_MTU, options.mtu));
     if (options.mac) attrs.push({ type: IFLA_ADDRESS, value: macBytes(options.mac) });
@@ -340,12 +346,12 @@ export class Netlink {
     const info: Attr[] = [stringAttr(IFLA_INFO_KIND, options.kind)];
     if (options.vxlan) info.push({ type: IFLA_INFO_DATA, value: vxlanData(options.vxlan) });
     attrs.push({ type: IFLA_LINKINFO, value: info });
-    this.request({
+    return {
       type: RTM_NEWLINK,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
       header: ifinfomsg(),
       attrs,
-    }, `link add ${options.name} type ${options.kind}`);
+    };
   }
 
   /** `ip link del INDEX` */
