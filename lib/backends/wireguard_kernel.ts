@@ -93,6 +93,11 @@ export class KernelWireguard {
    * mtu MTU type wireguard; wg setconf NAME` with only an [Interface] section), then sets
    * it up. Throws OverlayError NO_KERNEL_MODULE when the kernel has no WireGuard, and
    * when a device of that name is of another kind.
+   *
+   * flanneld (pkg/backend/wireguard/device.go) configures the same (ReplacePeers, key,
+   * port) but deletes and re-creates a device it finds; adopting it instead keeps its
+   * index, addresses and routes across a restart, and replacing the peers makes the
+   * result the same.
    */
   create(mtu: number, privateKey: Uint8Array, listenPort: number): void {
     checkKey(privateKey, "private key");
@@ -136,7 +141,10 @@ export class KernelWireguard {
   /**
    * Adds the peer or updates it to exactly this (`wg set NAME peer KEY preshared-key …
    * endpoint IP:PORT persistent-keepalive N allowed-ips …`): its allowed IPs replace the
-   * old ones, and no psk clears the old one.
+   * old ones, and no psk clears the old one (flanneld leaves it out; on a new peer the
+   * two are the same). flanneld then removes other peers at the same endpoint IP (a
+   * host that came back with a new key): the backend does that with peers() and
+   * removePeer().
    */
   setPeer(peer: KernelPeer): void {
     checkKey(peer.publicKey, "peer public key");
