@@ -118,6 +118,19 @@ export {
   NUD_PERMANENT,
 } from "./netlink_codec.ts";
 
+/** What `ip link add` makes: a name, a kind ("vxlan", "wireguard", …) and its settings. */
+export interface LinkCreateOptions {
+  readonly name: string;
+  readonly kind: string;
+  readonly mtu?: number;
+  readonly mac?: string;
+  readonly link?: number;
+  /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
+  readonly vxlan?: VxlanOptions;
+  /** For kind "ipip": `local IP dev LINK ttl TTL [no]pmtudisc`. */
+  readonly iptun?: IptunOptions;
+}
+
 /** What `ip route get DST` answers: the device, the gateway and the preferred source. */
 export interface RouteLookup<A extends Address = number> {
   readonly linkIndex: number;
@@ -128,15 +141,17 @@ export interface RouteLookup<A extends Address = number> {
 /**
  * An rtnetlink socket. Not thread-safe; the agent keeps one on its main thread.
  * Every call is synchronous: the kernel answers rtnetlink requests immediately.
+ * `protocol` picks another netlink family's socket (ffi/genetlink.ts opens NETLINK_GENERIC
+ * with it); requests, acknowledgements and dumps work alike there.
  */
 export class Netlink {
   readonly #fd: number;
   #seq = 1;
   readonly #receive = new Uint8Array(1 << 16);
 
-  constructor() {
+  constructor(protocol: number = NETLINK_ROUTE) {
     this.#fd = check(
-      libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE),
+      libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol),
       "socket(AF_NETLINK)",
     );
   }
@@ -181,7 +196,36 @@ export class Netlink {
     if (code !== 0 && !ignore.includes(code)) throw new SystemError("netlink", code, what);
   }
 
-  /** Sends a dump request and returns every reply message. */
+  /**
+   * Sends one request that the kernel answers with one message (not a dump) and returns
+   * that message; throws SystemError with `what` when it answers with an error.
+   */
+  query(request: Request, what: string): Message {
+    const seq = this.#seq++;
+    const bytes = encodeRequests([request], seq);
+    check(libc().send(this.#fd, bytes, bytes.length, 0), "netlink send");
+    let found: Message | undefined;
+    while (!found) {
+      const n = this.#recv();
+      this.#forEachMessage(n, (type, view, offset, seqOf, length) => {
+        if (seqOf !== seq || found) return;
+        if (type === NLMSG_ERROR) {
+          const code = -view.getInt32(offset + 16, true);
+          // An acknowledgement (code 0) before the answer is not the answer.
+          if (code !== 0) throw new SystemError("netlink", code, what);
+          return;
+        }
+        const copy = this.#receive.slice(offset + 16, offset + length);
+        found = { type, body: new DataView(copy.buffer) };
+      });
+    }
+    return found;
+  }
+
+  /**
+   * Sends a dump request and returns every reply message. An error the kernel reports in
+   * the closing NLMSG_DONE (a generic netlink dump that failed half way) is thrown.
+   */
   dump(type: number, header: Uint8Array, attrs: Attr[] = []): Message[] {
     const seq = this.#seq++;
     const bytes = encodeRequests([{ type, flags: NLM_F_REQUEST | NLM_F_DUMP, header, attrs }], seq);
@@ -192,8 +236,11 @@ export class Netlink {
       const n = this.#recv();
       this.#forEachMessage(n, (msgType, view, offset, seqOf, length) => {
         if (seqOf !== seq) return;
-        if (msgType === NLMSG_DONE) done = true;
-        else if (msgType === NLMSG_ERROR) {
+        if (msgType === NLMSG_DONE) {
+          const code = length >= 20 ? -view.getInt32(offset + 16, true) : 0;
+          if (code > 0) throw new SystemError("netlink dump", code);
+          done = true;
+        } else if (msgType === NLMSG_ERROR) {
           const code = -view.getInt32(offset + 16, true);
           if (code !== 0) throw new SystemError("netlink dump", code);
           done = true;
@@ -289,21 +336,14 @@ export class Netlink {
 
   /**
    * `ip link add NAME [mtu MTU] [address MAC] type KIND [data…]`. Throws EEXIST when a
-   * link of that name exists.
+   * link of that name exists, EOPNOTSUPP when the kernel has no such kind (no module).
    */
-  linkCreate(
-    options: {
-      name: string;
-      kind: string;
-      mtu?: number;
-      mac?: string;
-      link?: number;
-      /** For kind "vxlan": `id VNI dev LINK local IP dstport PORT [no]learning`. */
-      vxlan?: VxlanOptions;
-      /** For kind "ipip": `local IP dev LINK ttl TTL [no]pmtudisc`. */
-      iptun?: IptunOptions;
-    },
-  ): void {
+  linkCreate(options: LinkCreateOptions): void {
+    this.request(this.linkCreateRequest(options), `link add ${options.name} type ${options.kind}`);
+  }
+
+  /** The request of `ip link add NAME [mtu MTU] [address MAC] type KIND [data…]`. */
+  linkCreateRequest(options: LinkCreateOptions): Request {
     const attrs: Attr[] = [stringAttr(IFLA_IFNAME, options.name)];
     if (options.mtu) attrs.push(u32Attr(IFLA_MTU, options.mtu));
     if (options.mac) attrs.push({ type: IFLA_ADDRESS, value: macBytes(options.mac) });
@@ -312,12 +352,12 @@ export class Netlink {
     if (options.vxlan) info.push({ type: IFLA_INFO_DATA, value: vxlanData(options.vxlan) });
     if (options.iptun) info.push({ type: IFLA_INFO_DATA, value: iptunData(options.iptun) });
     attrs.push({ type: IFLA_LINKINFO, value: info });
-    this.request({
+    return {
       type: RTM_NEWLINK,
       flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
       header: ifinfomsg(),
       attrs,
-    }, `link add ${options.name} type ${options.kind}`);
+    };
   }
 
   /** `ip link del INDEX` */
