@@ -24,6 +24,10 @@ have tcpdump || missing+=(tcpdump)
 have npm || missing+=(npm)
 have cloud-init || missing+=(cloud-init)   # its schema checker validates our user-data
 have openssl || missing+=(openssl)         # the etcd TLS tests make certificates
+have wireguard-go || missing+=(wireguard-go) # the WireGuard interop tests' reference peer
+have wg || missing+=(wireguard-tools)
+# libsodium: the WireGuard data path's crypto (lib/wireguard/crypto.ts falls back without it).
+ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23 ' || missing+=(libsodium23)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
