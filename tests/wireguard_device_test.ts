@@ -12,6 +12,7 @@ import {
 } from "../lib/wireguard/constants.ts";
 import { SEND_QUEUED, SEND_READY } from "../lib/wireguard/device.ts";
 import { INITIAL_CHAIN_KEY, INITIAL_HASH } from "../lib/wireguard/noise.ts";
+import { libsodiumProvider, nodeCryptoProvider } from "../lib/wireguard/crypto.ts";
 import { paddingFor } from "../lib/wireguard/messages.ts";
 import { icmpEcho, newPrivateKey, pair, toHex } from "./wireguard_helpers.ts";
 
@@ -256,4 +257,32 @@ Deno.test("the cookie expires after 2 minutes and is asked for again", () => {
   a.send(AB());
   net.pump();
   assert.equal(b.device.counters.cookie_sent, 2);
+});
+
+Deno.test("a libsodium device and a node:crypto device handshake and exchange data", () => {
+  const { net, a, b } = pair({
+    deviceA: { crypto: libsodiumProvider() },
+    deviceB: { crypto: nodeCryptoProvider() },
+    psk: newPrivateKey(),
+  });
+  a.send(AB());
+  net.pump();
+  b.send(BA());
+  net.pump();
+  assert.deepEqual(b.inbox, [AB()]);
+  assert.deepEqual(a.inbox, [BA()]);
+  net.clock.advance(REKEY_AFTER_TIME + 1);
+  a.send(AB());
+  net.pump();
+  assert.equal(b.device.counters.handshakes_completed, 2);
+});
+
+Deno.test("without libsodium (OVERLAY_CRYPTO=node stands in for it) the node:crypto provider is used", async () => {
+  const module = new URL("../lib/wireguard/crypto.ts", import.meta.url).href;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `import { cryptoProvider } from "${module}"; console.log(cryptoProvider());`],
+    env: { OVERLAY_CRYPTO: "node" },
+    stdout: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(output.stdout).trim(), "node:crypto");
 });

@@ -727,7 +727,6 @@ export class Device {
       this.#deleteKeypair(old);
       peer.current = keypair;
       peer.next = undefined;
-      this.#updateEndpoint(peer, fromIp, fromPort);
       this.#handshakeComplete(peer, now);
       this.#sendStaged(peer, now);
     }
