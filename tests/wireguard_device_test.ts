@@ -20,7 +20,7 @@ const AB = () => icmpEcho("10.10.1.1", "10.10.2.1");
 const BA = () => icmpEcho("10.10.2.1", "10.10.1.1", { reply: true });
 
 Deno.test("the Noise constants are WireGuard's initial chain key and hash", () => {
-  // HASH("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s") and HASH(Ci || "WireGuard v1 zx2c4 Jason@zx2c4.com").
+  // HASH("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"), and HASH(Ci || identifier).
   assert.equal(
     toHex(INITIAL_CHAIN_KEY),
     "60e26daef327efc02ec335e2a025d2d016eb4206f87277f52d38d1988b78cd36",

@@ -89,7 +89,7 @@ export class Node {
     return `${formatIp4(this.ip)}:${this.port}`;
   }
 
-  /** Encrypts an inner IPv4 packet (routed by destination) and posts it; returns encryptPacket's action. */
+  /** Encrypts an inner IPv4 packet (routed by its destination) and posts it; returns the action. */
   send(packet: Uint8Array): number {
     const buffer = new Uint8Array(SLOT_HEADROOM + packet.length + SLOT_TAILROOM);
     buffer.set(packet, SLOT_HEADROOM);

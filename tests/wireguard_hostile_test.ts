@@ -3,7 +3,7 @@
  * throws, and memory stays flat under floods of them.
  */
 import assert from "node:assert/strict";
-import { CookieGenerator } from "../lib/wireguard/cookie.ts";
+import { CookieChecker, CookieGenerator } from "../lib/wireguard/cookie.ts";
 import {
   COUNTER_NAMES,
   type CounterName,
@@ -19,6 +19,7 @@ import {
   MESSAGE_INITIATION,
   MESSAGE_RESPONSE,
   MESSAGE_TRANSPORT,
+  readU32Le,
   RESPONSE_SIZE,
   writeU32Le,
 } from "../lib/wireguard/messages.ts";
@@ -153,7 +154,32 @@ Deno.test("forged mac1 on initiations and responses, and forged cookie replies, 
   body[20] ^= 1;
   assert.equal(deliver(b.device, body), DROP);
   expectOnly(b.device, "bad_mac", 2, before);
-  expectOnly(a.device, "bad_mac", 1, beforeA);
+
+  // A cookie reply to A's handshake in flight, but not sealed with B's cookie key over
+  // the mac1 A sent: random bytes, then a reply B's checker made for another message.
+  net.filter = () => false;
+  net.clock.advance(REKEY_TIMEOUT + 1);
+  a.device.initiateHandshake(a.device.peer(b.device.publicKey)!);
+  const inFlight = net.log[net.log.length - 1].bytes;
+  const forged = crypto.getRandomValues(new Uint8Array(COOKIE_REPLY_SIZE));
+  writeU32Le(forged, 0, MESSAGE_COOKIE_REPLY);
+  forged.set(inFlight.subarray(4, 8), 4); // its sender index
+  assert.equal(deliver(a.device, forged), DROP);
+  const checker = new CookieChecker(defaultCryptoProvider(), parseKey(b.device.publicKey));
+  const other = initiation.slice();
+  checker.createReply(
+    other,
+    0,
+    INITIATION_SIZE,
+    readU32Le(inFlight, 4),
+    new Uint8Array(6),
+    0,
+    other,
+    0,
+  );
+  assert.equal(deliver(a.device, other.subarray(0, COOKIE_REPLY_SIZE)), DROP);
+  expectOnly(a.device, "bad_mac", 3, beforeA);
+  assert.equal(a.device.counters.cookie_replies_received, 0);
 });
 
 Deno.test("unknown receiver indices are dropped as unknown_index for data, responses and cookies", () => {

@@ -513,7 +513,8 @@ export function libsodiumProvider(): CryptoProvider {
   const s = sodium();
   if (!s) {
     throw new Error(
-      `libsodium is not available: ${sodiumLoadError()} (install it with: apt-get install libsodium23)`,
+      `libsodium is not available: ${sodiumLoadError()} ` +
+        "(install it with: apt-get install libsodium23)",
     );
   }
   libsodiumInstance = new SodiumProvider(s);

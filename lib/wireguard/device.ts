@@ -286,7 +286,8 @@ export class Device {
       peer = new Peer(this.crypto, this.identity, publicKey, name);
       if (!peer.handshake.staticStaticValid) {
         throw new Error(
-          `Peer public key ${name} is not usable (its Diffie-Hellman with ours is zero): check the key`,
+          `Peer public key ${name} is not usable (its Diffie-Hellman with ours is zero): ` +
+            "check the key",
         );
       }
       this.#peers.set(name, peer);

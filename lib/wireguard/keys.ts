@@ -12,7 +12,8 @@ export function parseKey(key: string | Uint8Array, what = "key"): Uint8Array {
   const bytes = Buffer.from(key.trim(), "base64");
   if (bytes.length !== 32 || !/^[A-Za-z0-9+/]{43}=$/.test(key.trim())) {
     throw new Error(
-      `WireGuard ${what} "${key}" is not 44 characters of base64 for 32 bytes (make one with: wg genkey)`,
+      `WireGuard ${what} "${key}" is not 44 characters of base64 for 32 bytes ` +
+        "(make one with: wg genkey)",
     );
   }
   return new Uint8Array(bytes);

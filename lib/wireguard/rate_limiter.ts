@@ -1,9 +1,9 @@
 /**
  * Per-source-address token bucket for handshake messages under load (wireguard-go's
  * ratelimiter): 20 a second, bursts of up to 5 (4 at one instant). Applied only after
- * a valid mac2, i.e. to senders that proved they receive at that address. The table is bounded: entries idle
- * for over a second are swept, and when it is full a new address is refused — a flood
- * of spoofed sources cannot grow it.
+ * a valid mac2, i.e. to senders that proved they receive at that address. The table is
+ * bounded: entries idle for over a second are swept, and when it is full a new address
+ * is refused — a flood of spoofed sources cannot grow it.
  */
 
 const PACKETS_PER_SECOND = 20;
