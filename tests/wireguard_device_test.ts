@@ -286,3 +286,11 @@ Deno.test("without libsodium (OVERLAY_CRYPTO=node stands in for it) the node:cry
   }).output();
   assert.equal(new TextDecoder().decode(output.stdout).trim(), "node:crypto");
 });
+
+Deno.test("reconfiguring a peer's allowed IPs replaces them, as wg set does", () => {
+  const { a, b } = pair();
+  const peer = a.device.addPeer({ publicKey: b.device.publicKey, allowedIps: ["10.10.7.0/24"] });
+  assert.equal(a.device.route(0x0a0a0701), peer);
+  assert.equal(a.device.route(0x0a0a0201), undefined);
+  assert.deepEqual(a.device.allowedIps.prefixesOf(peer), ["10.10.7.0/24"]);
+});

@@ -277,7 +277,11 @@ export class Device {
     return encodeKey(this.identity.publicKey);
   }
 
-  /** Adds a peer (or reconfigures the one with that key) and returns it. */
+  /**
+   * Adds a peer, or reconfigures the one with that key (given fields only; a given
+   * allowedIps list replaces the old one), and returns it. Throws on invalid keys,
+   * endpoints or prefixes, naming the value.
+   */
   addPeer(options: PeerOptions): Peer {
     const publicKey = parseKey(options.publicKey, "peer public key");
     const name = encodeKey(publicKey);
@@ -300,10 +304,10 @@ export class Device {
       this.setEndpoint(peer, options.endpoint, options.endpointPort);
     }
     if (options.allowedIps) {
-      for (const text of options.allowedIps) {
-        const net = parsePrefix(text);
-        this.allowedIps.insert(net.ip, net.prefixLen, peer);
-      }
+      // As `wg set … allowed-ips`: the list replaces the peer's previous one.
+      const nets = options.allowedIps.map(parsePrefix);
+      this.allowedIps.removeValue(peer);
+      for (const net of nets) this.allowedIps.insert(net.ip, net.prefixLen, peer);
     }
     if (options.persistentKeepalive !== undefined) {
       peer.persistentKeepalive = Math.max(0, options.persistentKeepalive) * 1000;
