@@ -12,7 +12,7 @@
  * /var/run/wireguard/<dev>.sock, which network namespaces do not separate.
  */
 import assert from "node:assert/strict";
-import { Lab, type LabHost, type LabProcess } from "./lab.ts";
+import { Lab, type LabHost, type LabProcess } from "../lab/lab.ts";
 import { encodeKey } from "../lib/wireguard/keys.ts";
 import { generatePrivateKey } from "../lib/wireguard/noise.ts";
 import { defaultCryptoProvider } from "../lib/wireguard/crypto.ts";
