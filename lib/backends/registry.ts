@@ -10,6 +10,7 @@ import type { BackendType, NetworkConfig } from "../config.ts";
 import { HostGwBackend } from "./host_gw.ts";
 import { UdpBackend } from "./udp.ts";
 import { VxlanBackend } from "./vxlan.ts";
+import { WireguardBackend } from "./wireguard.ts";
 
 export interface BackendKind {
   /** Makes the backend (nothing is changed on the host until start()). */
@@ -30,6 +31,11 @@ export const BACKENDS: Record<BackendType, BackendKind> = {
   "host-gw": {
     create: (context) => new HostGwBackend(context),
     defaultDevice: () => undefined,
+  },
+  "wireguard": {
+    // The kernel path (lib/backends/wireguard_kernel.ts) plugs in through the options.
+    create: (context) => new WireguardBackend(context),
+    defaultDevice: () => "flannel-wg",
   },
 };
 
