@@ -207,5 +207,25 @@ Deno.test({
       assert.notEqual(back, undefined);
       console.log(`  first answer after the restart in ${ms!.toFixed(0)} ms`);
     });
+
+    await t.step("overlay cleanup removes the device and the key file", async () => {
+      const host = hosts[2];
+      assert.equal(await lab.agent(host)!.stop(), 0);
+      // SIGTERM keeps both: a restart keeps the key.
+      await Deno.stat(`${host.stateDir}/wgkey`);
+      assert.equal((await lab.exec(host.ns, ["ip", "link", "show", "flannel-wg"])).code, 0);
+      const result = await lab.overlay(host.ns, [
+        "cleanup",
+        ...lab.hostFlags(host),
+        `--etcd-endpoints=${lab.etcdEndpoint}`,
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.notEqual((await lab.exec(host.ns, ["ip", "link", "show", "flannel-wg"])).code, 0);
+      await assert.rejects(Deno.stat(`${host.stateDir}/wgkey`), Deno.errors.NotFound);
+      assert.equal(
+        (await lab.exec(host.ns, ["ip", "route", "show", "10.10.0.0/16"])).stdout.trim(),
+        "",
+      );
+    });
   },
 });
