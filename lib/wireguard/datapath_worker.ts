@@ -431,7 +431,7 @@ export function runWgDataPath(config: WgDataPathConfig): void {
         continue;
       }
       if (vnet.gsoType !== VNET_GSO_TCPV4 || txPackets[packet] >>> 4 !== 4) {
-        counters[C.drop_malformed]++;
+        deviceCounters.malformed++; // the Device's counter: copied out each tick
         continue;
       }
       const peer = device.route(readU32(txPackets, packet + 16));
@@ -440,7 +440,7 @@ export function runWgDataPath(config: WgDataPathConfig): void {
         continue;
       }
       if (!segmentTcp(txPackets, packet, packetLength, vnet.gsoSize, segmentsAt, segmented)) {
-        counters[C.drop_malformed]++;
+        deviceCounters.malformed++; // the Device's counter: copied out each tick
         continue;
       }
       // Keep order with packets of the same flow already in the batch.
