@@ -2,7 +2,7 @@
  * Benchmarks (deno task bench). Never part of the tests. Figures print to the terminal
  * and to bench/results/latest.json.
  *
- *   deno task bench [--only lease,reconnect,udp,udp6,vxlan6,kernel,ipip,socket]
+ *   deno task bench [--only lease,reconnect,udp,udp6,vxlan6,wireguard,kernel,ipip,socket]
  */
 import { parseArgs } from "node:util";
 import { ipipBench, KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
@@ -12,6 +12,7 @@ import { socketBench } from "./socket_bench.ts";
 import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
 import { UDP6_TARGETS, udp6Bench } from "./udp6_bench.ts";
 import { VXLAN6_TARGETS, vxlan6Bench } from "./vxlan6_bench.ts";
+import { WIREGUARD_PATH_TARGETS, wireguardPathBench } from "./wireguard_path_bench.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { only: { type: "string" } } });
 const want = (name: string) => !values.only || values.only.split(",").includes(name);
@@ -169,6 +170,40 @@ if (want("udp6")) {
   console.log(
     `  IPv6 = ${ratio.toFixed(2)} × IPv4; target ≥ ${UDP6_TARGETS.ratio}: ${
       verdict(ratio >= UDP6_TARGETS.ratio)
+    }; drops ${JSON.stringify(r.drops)}`,
+  );
+}
+
+if (want("wireguard")) {
+  console.log(
+    "\nwireguard backend, userspace path, vs wireguard-go between the same two namespaces (host to host, iperf3 TCP, 3 alternating rounds of 5 s, medians; ping 20 × 0.2 s)",
+  );
+  const r = await wireguardPathBench();
+  results.wireguard = r;
+  const list = (values: number[]) => values.map((v) => v.toFixed(2)).join(", ");
+  const ratio = r.overlayGbps / r.wireguardGoGbps;
+  const pingRatio = r.pingAvgMs.overlay / r.pingAvgMs.wireguardGo;
+  const t = WIREGUARD_PATH_TARGETS;
+  console.log(`  data path: ${r.dataPath}`);
+  console.log(
+    `  overlay wireguard TCP ${r.overlayGbps.toFixed(2)} Gbit/s (${
+      list(r.samples.overlay)
+    }), ping avg ${r.pingAvgMs.overlay.toFixed(3)} ms, receiver CPU ${
+      (r.receiverCpu.overlay * 100).toFixed(0)
+    } %`,
+  );
+  console.log(
+    `  wireguard-go      TCP ${r.wireguardGoGbps.toFixed(2)} Gbit/s (${
+      list(r.samples.wireguardGo)
+    }), ping avg ${r.pingAvgMs.wireguardGo.toFixed(3)} ms, receiver CPU ${
+      (r.receiverCpu.wireguardGo * 100).toFixed(0)
+    } %`,
+  );
+  console.log(
+    `  throughput ${ratio.toFixed(2)} × wireguard-go (target ≥ ${t.ratio}): ${
+      verdict(ratio >= t.ratio)
+    }; ping ${pingRatio.toFixed(2)} × wireguard-go's (target ≤ ${t.pingRatio}): ${
+      verdict(pingRatio <= t.pingRatio)
     }; drops ${JSON.stringify(r.drops)}`,
   );
 }

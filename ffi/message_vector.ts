@@ -209,14 +209,16 @@ export class SegmentSender {
   /**
    * Sends `length` bytes at `offset` to `ip` as segments of `segmentSize`: 0 when sent,
    * SEND_BLOCKED when the socket's queue is full, SEND_FAILED when the kernel refused it.
+   * `port` sends to another port than the constructor's (WireGuard peers each name theirs).
    */
-  send(ip: number, offset: number, length: number, segmentSize: number): number {
+  send(ip: number, offset: number, length: number, segmentSize: number, port?: number): number {
     const address = this.#base + offset;
     this.#iovView.setUint32(0, address % 0x1_0000_0000, true);
     this.#iovView.setUint32(4, Math.floor(address / 0x1_0000_0000), true);
     this.#iovView.setUint32(8, length, true);
     this.#iovView.setUint32(12, 0, true);
     this.#addressView.setUint32(4, ip, false);
+    if (port !== undefined) this.#addressView.setUint16(2, port, false);
     this.#controlView.setUint16(16, segmentSize, true);
     while (true) {
       if (this.#libc.sendmsg(this.#fd, this.#message, 0) >= 0) return 0;

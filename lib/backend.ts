@@ -10,8 +10,11 @@
  *   vxlan over an IPv6 underlay (flannel-v6.<VNI>) 70 = 40 (outer IPv6) + 8 + 8 + 14
  *   host-gw 0 (no encapsulation)
  *   ipip  20 = 20 (outer IPv4; the inner packet follows it as is, protocol 4)
+ *   wireguard 80, flannel's figure for either underlay family: 40 (outer IPv6, or IPv4's 20
+ *     with room to spare) + 8 (UDP) + 16 (type, receiver index, counter) + 16 (tag)
  */
 import type { BackendConfig, BackendType, NetworkConfig } from "./config.ts";
+import type { PeerStatus } from "./health.ts";
 import type { Lease } from "./lease.ts";
 import type { Underlay } from "./underlay.ts";
 
@@ -20,6 +23,7 @@ export const ENCAPSULATION_OVERHEAD: Record<BackendType, number> = {
   "vxlan": 50,
   "host-gw": 0,
   "ipip": 20,
+  "wireguard": 80,
 };
 
 /** vxlan's overhead over an IPv6 underlay: 40 (outer IPv6) + 8 (UDP) + 8 + 14. */
@@ -60,6 +64,8 @@ export interface Backend {
   observe(): BackendObservation;
   /** Epoch ms the data path last heard from a peer: 0 when never, null when it cannot tell. */
   lastHeard(peer: Lease): number | null;
+  /** More of a peer's state for status, where the backend has it (wireguard's handshake). */
+  peerDetails?(peer: Lease): PeerDetails | undefined;
   /** What this backend makes on the host, recorded for `overlay cleanup` (lib/inventory.ts). */
   owned(): BackendOwned;
   /**
@@ -69,6 +75,9 @@ export interface Backend {
    */
   renewIdentity(): boolean;
 }
+
+/** The optional per-peer fields of PeerStatus (lib/health.ts). */
+export type PeerDetails = Pick<PeerStatus, "lastHandshake" | "rxBytes" | "txBytes" | "endpoint">;
 
 export interface BackendOwned {
   /** Its device and the device kind (`ip -d link` shows it): "tun", "vxlan", "ipip". */

@@ -27,7 +27,7 @@ import {
   RESERVED_RANGES6,
 } from "./ip6.ts";
 
-export const BACKEND_TYPES = ["udp", "vxlan", "host-gw", "ipip"] as const;
+export const BACKEND_TYPES = ["udp", "vxlan", "host-gw", "ipip", "wireguard"] as const;
 export type BackendType = typeof BACKEND_TYPES[number];
 
 /** The Backend object of the config, with flannel's defaults applied. */
@@ -41,7 +41,32 @@ export interface BackendConfig {
   readonly directRouting: boolean;
   /** vxlan: device MTU override. */
   readonly mtu?: number;
+  /** wireguard only: flannel's fields with flannel's defaults. */
+  readonly wireguard?: WireguardConfig;
 }
+
+/** The wireguard backend's fields, as flannel's `backend/wireguard` reads them. */
+export interface WireguardConfig {
+  /** `ListenPort`: UDP port of the IPv4 device (default 51820). */
+  readonly listenPort: number;
+  /** `ListenPortV6`: UDP port of flannel's IPv6 device `flannel-wg-v6` (default 51821). */
+  readonly listenPortV6: number;
+  /** `PSK`: a preshared key for every peer, base64 of 32 bytes as `wg genpsk` writes it. */
+  readonly psk?: string;
+  /** `PersistentKeepaliveInterval`, in seconds (flannel multiplies the number by 1 s); 0: off. */
+  readonly persistentKeepalive: number;
+  /** `Mode`: separate (default), auto, ipv4 or ipv6; see WIREGUARD_MODES. */
+  readonly mode: WireguardMode;
+}
+
+/**
+ * flannel's Mode: which device and underlay family carry which inner family. separate:
+ * IPv4 in `flannel-wg` over IPv4, IPv6 in `flannel-wg-v6` over IPv6; auto, ipv4, ipv6: one
+ * device carrying both, to the peer's IPv4 or IPv6 endpoint. In an IPv4-only network all
+ * four carry IPv4 in `flannel-wg` to `PublicIP:ListenPort` (ipv6 needs an IPv6 underlay).
+ */
+export const WIREGUARD_MODES = ["separate", "auto", "ipv4", "ipv6"] as const;
+export type WireguardMode = typeof WIREGUARD_MODES[number];
 
 /** flannel's IPv6 fields: IPv6Network, IPv6SubnetLen, IPv6SubnetMin/Max. */
 export interface Ip6Pool {
@@ -83,6 +108,7 @@ const DEFAULT_PORTS: Record<BackendType, number> = {
   "vxlan": 8472,
   "host-gw": 0,
   "ipip": 0,
+  "wireguard": 51820,
 };
 
 /** Ranges an overlay Network must not touch (0.0.0.0/0 overlaps them all). */
@@ -135,6 +161,10 @@ const BACKEND_FAMILIES: Partial<
   "udp": ({ enableIPv4 }) =>
     enableIPv4 ? undefined : `"Backend.Type" "udp" needs IPv4 ("EnableIPv4":false is an ` +
       `IPv6-only network: use vxlan or host-gw)`,
+  "wireguard": ({ enableIPv4, enableIPv6 }) =>
+    enableIPv4 && !enableIPv6 ? undefined : `"Backend.Type" "wireguard" carries IPv4 only here ` +
+      `(flannel's IPv6 device flannel-wg-v6 is not built): set "EnableIPv6": false, or use ` +
+      `vxlan or host-gw for a network with IPv6`,
   "ipip": ({ enableIPv4, enableIPv6 }) =>
     enableIPv4 && !enableIPv6 ? undefined : `"Backend.Type" "ipip" carries IPv4 only, as ` +
       `flannel's (for a network with IPv6 use vxlan or host-gw)`,
@@ -294,13 +324,65 @@ function parseBackend(value: unknown): BackendConfig {
   if (obj.DirectRouting !== undefined && typeof obj.DirectRouting !== "boolean") {
     throw new ConfigError(`"Backend.DirectRouting" must be true or false`);
   }
+  const wireguard = type === "wireguard" ? parseWireguard(obj) : undefined;
   return {
     type,
-    port: port === 0 ? DEFAULT_PORTS[type] : port,
+    port: wireguard ? wireguard.listenPort : port === 0 ? DEFAULT_PORTS[type] : port,
     vni,
     directRouting: obj.DirectRouting === true,
     ...(mtu ? { mtu } : {}),
+    ...(wireguard ? { wireguard } : {}),
   };
+}
+
+/** flannel's wireguard fields and defaults; PSK must be a key `wg` would accept. */
+function parseWireguard(obj: Record<string, unknown>): WireguardConfig {
+  const port = (field: string, fallback: number) => {
+    const value = optionalInteger(obj, field, "Backend.") ?? 0;
+    if (value < 0 || value > 65535) {
+      throw new ConfigError(`"Backend.${field}" ${value} is not a UDP port (use 1..65535)`);
+    }
+    return value === 0 ? fallback : value;
+  };
+  const listenPort = port("ListenPort", 51820);
+  const listenPortV6 = port("ListenPortV6", 51821);
+  const keepalive = optionalInteger(obj, "PersistentKeepaliveInterval", "Backend.") ?? 0;
+  if (keepalive < 0 || keepalive > 65535) {
+    throw new ConfigError(
+      `"Backend.PersistentKeepaliveInterval" ${keepalive} is out of range ` +
+        `(seconds, 0..65535; 0 turns keepalives off, 25 is usual behind NAT)`,
+    );
+  }
+  let psk: string | undefined;
+  if (obj.PSK !== undefined && obj.PSK !== "") {
+    if (typeof obj.PSK !== "string" || !isWireguardKey(obj.PSK)) {
+      throw new ConfigError(
+        `"Backend.PSK" must be 44 characters of base64 for 32 bytes (make one with: wg genpsk)`,
+      );
+    }
+    psk = obj.PSK;
+  }
+  const modeText = obj.Mode ?? "separate";
+  if (
+    typeof modeText !== "string" || !(WIREGUARD_MODES as readonly string[]).includes(modeText)
+  ) {
+    throw new ConfigError(
+      `"Backend.Mode" ${quote(String(modeText))} is not a wireguard mode ` +
+        `(use one of ${WIREGUARD_MODES.join(", ")})`,
+    );
+  }
+  return {
+    listenPort,
+    listenPortV6,
+    ...(psk ? { psk } : {}),
+    persistentKeepalive: keepalive,
+    mode: modeText as WireguardMode,
+  };
+}
+
+/** True for base64 of exactly 32 bytes, as `wg genkey` and `wg genpsk` print them. */
+export function isWireguardKey(text: string): boolean {
+  return /^[A-Za-z0-9+/]{43}=$/.test(text);
 }
 
 function optionalInteger(

@@ -59,6 +59,13 @@ export interface PeerStatus {
   readonly since: number;
   /** Epoch ms the data path last heard from it; null when it cannot tell, 0 when never. */
   readonly lastHeard: number | null;
+  /** WireGuard peers: epoch ms of the last completed handshake (0: none yet). */
+  readonly lastHandshake?: number;
+  /** WireGuard peers: bytes of WireGuard messages received from and sent to it. */
+  readonly rxBytes?: number;
+  readonly txBytes?: number;
+  /** WireGuard peers: where its messages go now ("192.0.2.1:51820"; it follows roaming). */
+  readonly endpoint?: string;
 }
 
 /** How often the daemon rewrites its state, and when a reader gives up on it. */

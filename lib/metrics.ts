@@ -90,6 +90,15 @@ function dataPathFamilies(counters: Record<string, number>): Family[] {
       })),
     },
     {
+      name: "overlay_wireguard_events_total",
+      type: "counter",
+      help:
+        "WireGuard protocol events of the userspace path (handshakes, keepalives, cookies), by event.",
+      samples: Object.entries(counters).filter(([name]) => name.startsWith("wg_")).map((
+        [name, value],
+      ) => ({ labels: { event: name.slice("wg_".length) }, value })),
+    },
+    {
       name: "overlay_icmp_unreachable_sent_total",
       type: "counter",
       help: "ICMP net-unreachable replies sent for overlay addresses no peer owns.",

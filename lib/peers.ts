@@ -116,6 +116,7 @@ export class PeerTracker {
       backend: lease.attrs.backendType,
       since: this.#since.get(key) ?? 0,
       lastHeard: this.#backend.lastHeard(lease),
+      ...this.#backend.peerDetails?.(lease),
     }));
   }
 

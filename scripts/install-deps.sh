@@ -28,6 +28,10 @@ have lxc-create || missing+=(lxc)          # real LXC containers in the containe
 static_busybox() { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }
 static_busybox || missing+=(busybox-static) # LXC's busybox template and the local Docker image
 have dockerd || missing+=(docker.io)       # real Docker in the container tests
+have wireguard-go || missing+=(wireguard-go) # the WireGuard interop tests' reference peer
+have wg || missing+=(wireguard-tools)
+# libsodium: the WireGuard data path's crypto (lib/wireguard/crypto.ts falls back without it).
+ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23 ' || missing+=(libsodium23)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
   $SUDO apt-get update -qq

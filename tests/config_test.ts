@@ -47,6 +47,37 @@ Deno.test("ipip as flannel's: no port, DirectRouting off unless asked", () => {
   );
 });
 
+Deno.test("wireguard takes flannel's fields and defaults", () => {
+  const plain = parseNetworkConfig(`{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard"}}`);
+  assert.deepEqual(plain.backend.wireguard, {
+    listenPort: 51820,
+    listenPortV6: 51821,
+    persistentKeepalive: 0,
+    mode: "separate",
+  });
+  assert.equal(plain.backend.port, 51820);
+  const psk = "nUlBo5wqHhU+2M5Qs3ZPNIqNuT7RRR5aGz7cXE2n3Ws=";
+  const full = parseNetworkConfig(JSON.stringify({
+    Network: "10.10.0.0/16",
+    Backend: {
+      Type: "wireguard",
+      ListenPort: 51000,
+      ListenPortV6: 51001,
+      PSK: psk,
+      PersistentKeepaliveInterval: 25,
+      Mode: "auto",
+    },
+  }));
+  assert.deepEqual(full.backend.wireguard, {
+    listenPort: 51000,
+    listenPortV6: 51001,
+    psk,
+    persistentKeepalive: 25,
+    mode: "auto",
+  });
+  assert.equal(full.backend.port, 51000);
+});
+
 Deno.test("unknown fields survive in raw", () => {
   const config = parseNetworkConfig(`{"Network":"10.10.0.0/16","Custom":{"a":1}}`);
   assert.deepEqual(config.raw.Custom, { a: 1 });
@@ -87,13 +118,38 @@ const INVALID: [string, string, RegExp][] = [
   ["SubnetMin not an IP", `{"Network":"10.10.0.0/16","SubnetMin":"x"}`, /not an IPv4 address/],
   [
     "unknown backend",
-    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard"}}`,
-    /not supported \(use one of udp, vxlan, host-gw, ipip\)/,
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"geneve"}}`,
+    /not supported \(use one of udp, vxlan, host-gw, ipip, wireguard\)/,
   ],
   [
     "bad port",
     `{"Network":"10.10.0.0/16","Backend":{"Type":"udp","Port":70000}}`,
     /not a UDP port/,
+  ],
+  [
+    "wireguard PSK not a key",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard","PSK":"secret"}}`,
+    /"Backend.PSK" must be 44 characters of base64 for 32 bytes \(make one with: wg genpsk\)/,
+  ],
+  [
+    "wireguard bad Mode",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard","Mode":"both"}}`,
+    /"Backend.Mode" "both" is not a wireguard mode \(use one of separate, auto, ipv4, ipv6\)/,
+  ],
+  [
+    "wireguard bad ListenPort",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard","ListenPort":65536}}`,
+    /"Backend.ListenPort" 65536 is not a UDP port/,
+  ],
+  [
+    "wireguard negative keepalive",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard","PersistentKeepaliveInterval":-1}}`,
+    /"Backend.PersistentKeepaliveInterval" -1 is out of range/,
+  ],
+  [
+    "wireguard keepalive as a duration string",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard","PersistentKeepaliveInterval":"25s"}}`,
+    /must be an integer/,
   ],
   ["bad VNI", `{"Network":"10.10.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}`, /VNI/],
   ["Backend not object", `{"Network":"10.10.0.0/16","Backend":"udp"}`, /must be an object/],
@@ -107,6 +163,11 @@ const INVALID: [string, string, RegExp][] = [
     "udp in an IPv6-only network",
     `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","Backend":{"Type":"udp"}}`,
     /"udp" needs IPv4 .*use vxlan or host-gw/,
+  ],
+  [
+    "wireguard with IPv6",
+    `{"Network":"10.10.0.0/16","EnableIPv6":true,"IPv6Network":"fd10::/48","Backend":{"Type":"wireguard"}}`,
+    /"wireguard" carries IPv4 only here/,
   ],
   [
     "ipip with IPv6",

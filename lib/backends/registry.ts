@@ -11,6 +11,8 @@ import { HostGwBackend } from "./host_gw.ts";
 import { IpipBackend, ipipUnavailable } from "./ipip.ts";
 import { UdpBackend } from "./udp.ts";
 import { VxlanBackend } from "./vxlan.ts";
+import { kernelPath } from "./wireguard_kernel.ts";
+import { WireguardBackend } from "./wireguard.ts";
 
 export interface BackendKind {
   /** Makes the backend (nothing is changed on the host until start()). */
@@ -42,6 +44,11 @@ export const BACKENDS: Record<BackendType, BackendKind> = {
     create: (context) => new IpipBackend(context),
     defaultDevice: () => "flannel.ipip",
     unavailable: () => ipipUnavailable(),
+  },
+  "wireguard": {
+    // The kernel's module where the host has it, else the agent's userspace path.
+    create: (context) => new WireguardBackend(context, { kernel: kernelPath }),
+    defaultDevice: () => "flannel-wg",
   },
 };
 

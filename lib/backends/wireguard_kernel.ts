@@ -12,7 +12,7 @@
 import { SystemError } from "../../ffi/libc.ts";
 import { GenericNetlink } from "../../ffi/genetlink.ts";
 import { type Address, Netlink } from "../../ffi/netlink.ts";
-import type { Request } from "../../ffi/netlink_codec.ts";
+import { formatAddress, type Request } from "../../ffi/netlink_codec.ts";
 import {
   getDeviceRequest,
   parseDevice,
@@ -22,6 +22,17 @@ import {
   WG_KEY_LEN,
 } from "../../ffi/wireguard_codec.ts";
 import { OverlayError } from "../errors.ts";
+import { parseIp4Net } from "../ip.ts";
+import { parseIp6Net } from "../ip6.ts";
+import type {
+  DevicePathObservation,
+  DeviceSetup,
+  KernelPathFactory,
+  PeerConfig,
+  PeerReport,
+  WireguardDevicePath,
+} from "../wireguard/device_path.ts";
+import { encodeKey, parseKey } from "../wireguard/keys.ts";
 
 export type { PeerStatus } from "../../ffi/wireguard_codec.ts";
 
@@ -233,4 +244,75 @@ function checkKey(key: Uint8Array, what: string): void {
 /** A key as `wg` prints it (base64), for messages. */
 function base64(key: Uint8Array): string {
   return btoa(String.fromCharCode(...key));
+}
+
+// The kernel path of the wireguard backend (lib/wireguard/device_path.ts): the module
+// drives the device, so packets never enter the agent. Chosen when the module is present;
+// this development machine's kernel has none, so here the factory answers undefined and
+// the userspace path runs.
+
+/** The kernel path where the module is present, else undefined (see KernelPathFactory). */
+export const kernelPath: KernelPathFactory = () =>
+  kernelWireguardAvailable() ? new KernelPath() : undefined;
+
+class KernelPath implements WireguardDevicePath {
+  readonly description = "kernel wireguard";
+  readonly kind = WIREGUARD_KIND;
+  #device: KernelWireguard | undefined;
+  /** Peers that completed a handshake at some look: firstContacts counts them. */
+  readonly #contacted = new Set<string>();
+
+  start(setup: DeviceSetup): Promise<void> {
+    const device = new KernelWireguard(setup.device);
+    this.#device = device;
+    device.create(setup.mtu, parseKey(setup.privateKey, "private key"), setup.listenPort);
+    return Promise.resolve();
+  }
+
+  setPeer(peer: PeerConfig): void {
+    this.#device?.setPeer({
+      publicKey: parseKey(peer.publicKey, "peer public key"),
+      ...(peer.presharedKey ? { psk: parseKey(peer.presharedKey, "PSK") } : {}),
+      endpoint: { ip: peer.endpointIp, port: peer.endpointPort },
+      keepaliveSeconds: peer.persistentKeepalive,
+      allowedIps: peer.allowedIps.map(parseAllowedIp),
+    });
+  }
+
+  removePeer(publicKey: string): void {
+    this.#device?.removePeer(parseKey(publicKey, "peer public key"));
+  }
+
+  stop(): Promise<void> {
+    // The device stays with its peers for the next run, as flannel's does.
+    this.#device?.close();
+    this.#device = undefined;
+    return Promise.resolve();
+  }
+
+  observe(): DevicePathObservation {
+    const peers: Record<string, PeerReport> = {};
+    for (const status of this.#device?.peers() ?? []) {
+      const key = encodeKey(status.publicKey);
+      if (status.lastHandshakeMs > 0) this.#contacted.add(key);
+      peers[key] = {
+        lastHandshake: status.lastHandshakeMs,
+        // The kernel reports handshakes, not each message: a live session handshakes
+        // at least every 2 minutes.
+        lastHeard: status.lastHandshakeMs,
+        rxBytes: status.rxBytes,
+        txBytes: status.txBytes,
+        ...(status.endpoint
+          ? { endpoint: `${formatAddress(status.endpoint.ip)}:${status.endpoint.port}` }
+          : {}),
+      };
+    }
+    return { healthy: this.#device !== undefined, peers, firstContacts: this.#contacted.size };
+  }
+}
+
+function parseAllowedIp(cidr: string): { ip: number | bigint; prefixLen: number } {
+  const net = parseIp4Net(cidr) ?? parseIp6Net(cidr);
+  if (!net) throw new Error(`allowed IP ${JSON.stringify(cidr)} is not a CIDR`);
+  return net;
 }

@@ -75,6 +75,8 @@ function printSummary(state: DaemonState, paint: Paint): void {
 function printPeerTable(state: DaemonState, paint: Paint): void {
   if (!state.peerList || state.peerList.length === 0) return;
   const now = Date.now();
+  // WireGuard peers: the last handshake, bytes each way and the endpoint, as `wg show`.
+  const withWireguard = state.peerList.some((peer) => peer.lastHandshake !== undefined);
   const rows = state.peerList.map((peer) => {
     const heard = peer.lastHeard === null
       ? "-"
@@ -83,6 +85,11 @@ function printPeerTable(state: DaemonState, paint: Paint): void {
       : `${formatDuration(now - peer.lastHeard)} ago`;
     const recent = peer.lastHeard !== null && peer.lastHeard > 0 &&
       now - peer.lastHeard < RECENT_MS;
+    const wireguard = peer.lastHandshake === undefined ? [] : [
+      peer.lastHandshake === 0 ? "none" : `${formatDuration(now - peer.lastHandshake)} ago`,
+      `${formatBytes(peer.rxBytes ?? 0)}/${formatBytes(peer.txBytes ?? 0)}`,
+      peer.endpoint ?? "-",
+    ];
     return {
       cells: [
         peer.subnet,
@@ -90,12 +97,20 @@ function printPeerTable(state: DaemonState, paint: Paint): void {
         peer.backend,
         `${formatDuration(now - peer.since)} ago`,
         heard,
+        ...(withWireguard ? (wireguard.length > 0 ? wireguard : ["-", "-", "-"]) : []),
       ],
       recent,
       known: peer.lastHeard !== null,
     };
   });
-  const header = ["SUBNET", "PUBLIC-IP", "BACKEND", "SINCE", "HEARD"];
+  const header = [
+    "SUBNET",
+    "PUBLIC-IP",
+    "BACKEND",
+    "SINCE",
+    "HEARD",
+    ...(withWireguard ? ["HANDSHAKE", "RX/TX", "ENDPOINT"] : []),
+  ];
   const widths = header.map((_, i) =>
     Math.max(header[i].length, ...rows.map((r) => r.cells[i].length))
   );
@@ -125,4 +140,16 @@ function printLists(state: DaemonState, paint: Paint): void {
       console.log(`  ${key.padEnd(24)} ${value}`);
     }
   }
+}
+
+/** 1536 → "1.5 KiB", as `wg show` prints transfer. */
+function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
