@@ -16,6 +16,7 @@ import type { DaemonState } from "../lib/health.ts";
 import { parseEnvFile } from "../lib/subnet_file.ts";
 import { formatIp6, parseIp6 } from "../lib/ip6.ts";
 import { overlayArgv } from "./overlay_argv.ts";
+import { waitFor } from "./wait.ts";
 
 export const UNDERLAY_PREFIX = "172.31.254";
 /** The IPv6 underlay of a lab made with `ipv6: true`. */
@@ -398,6 +399,16 @@ export class Lab implements AsyncDisposable {
   /** Starts a long-lived command in a namespace, collecting stderr and stdout. */
   spawn(ns: string, argv: string[], env?: Record<string, string>): LabProcess {
     return this.spawnCommand(["ip", "netns", "exec", ns, ...argv], env);
+  }
+
+  /**
+   * Starts `tcpdump ARGS…` in `ns` and returns once it captures (it says "listening on"),
+   * so no packet sent afterwards is missed however busy the machine is.
+   */
+  async capture(ns: string, args: string[]): Promise<LabProcess> {
+    const process = this.spawn(ns, ["tcpdump", ...args]);
+    await waitFor(() => /listening on/.test(process.log()), { what: "tcpdump to listen" });
+    return process;
   }
 
   /**
