@@ -215,6 +215,38 @@ Deno.test({
           assert.notEqual(await reachableWithin(lab, container, WG_ADDRESS, 10_000), undefined);
         },
       );
+      await t.step(
+        "after rekeys (sessions we initiate renewed every 2 s) both ways still",
+        async () => {
+          assert.equal(await lab.agent(ourHost)!.stop(), 0);
+          lab.startAgent(ourHost, [], { env: { OVERLAY_WG_REKEY_AFTER_MS: "2000" } });
+          await lab.waitReady(ourHost);
+          // We send first, so the session is ours to renew; traffic keeps it in use.
+          assert.notEqual(await reachableWithin(lab, container, WG_ADDRESS, 5_000), undefined);
+          const handshake = async () =>
+            (await lab.status(ourHost)).state?.peerList?.[0]?.lastHandshake ?? 0;
+          const first = await handshake();
+          const pings = await lab.exec(container.ns, [
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "30",
+            "-i",
+            "0.2",
+            WG_ADDRESS,
+          ]);
+          assert.match(pings.stdout, / 0% packet loss/, pings.stdout);
+          await waitFor(async () => (await handshake()) - first >= 3_000, {
+            what: "two or more rekeys with wireguard-go",
+          });
+          const seen = await must(lab, wgHost.ns, ["wg", "show", device, "latest-handshakes"]);
+          const at = Number(seen.trim().split(/\s+/)[1]) * 1000;
+          assert.ok(at >= first + 2_000, `wireguard-go's latest handshake ${at} vs first ${first}`);
+          assert.notEqual(await reachableWithin(lab, wgHost, container.ip, 5_000), undefined);
+          assert.equal((await lab.counters(ourHost)).drop_decrypt_failed ?? 0, 0);
+        },
+      );
     } finally {
       await wireguardGo?.stop("SIGTERM");
       await Deno.remove(`/var/run/wireguard/${device}.sock`).catch(() => {});

@@ -103,6 +103,8 @@ export interface WgDataPathConfig {
   readonly offload: boolean;
   /** Busy-poll window after traffic, ms (0: always sleep in poll). */
   readonly busyPollMs: number;
+  /** Rekey time of sessions we initiate, ms (WireGuard's 120 s unless a test shortens it). */
+  readonly rekeyAfterMs?: number;
   /** Float64 per name in WG_COUNTERS. */
   readonly counters: SharedArrayBuffer;
   /** Int32Array: [0] stop request, [1] state (DATA_PATH_* of lib/udp/datapath_worker.ts). */
@@ -199,6 +201,7 @@ export function runWgDataPath(config: WgDataPathConfig): void {
     transmit,
     mtu,
     crypto: defaultCryptoProvider(),
+    ...(config.rekeyAfterMs ? { rekeyAfterMs: config.rekeyAfterMs } : {}),
   });
   const send = sendResult();
   const receive = receiveResult();

@@ -199,6 +199,11 @@ export interface DeviceOptions {
    * under load and demands cookies (mac2) for the next second. Default 128.
    */
   underLoadThreshold?: number;
+  /**
+   * Milliseconds after which the initiator of a session starts a new handshake; default
+   * WireGuard's REKEY_AFTER_TIME (120 s). Shorter only to exercise rekeying in tests.
+   */
+  rekeyAfterMs?: number;
 }
 
 export interface PeerOptions {
@@ -231,6 +236,7 @@ export class Device {
 
   readonly #transmit: Transmit;
   readonly #clock: () => number;
+  readonly #rekeyAfterMs: number;
   readonly #wallClock: () => number;
   readonly #mtu: number;
   readonly #underLoadThreshold: number;
@@ -260,6 +266,7 @@ export class Device {
     this.identity = new StaticIdentity(this.crypto, parseKey(options.privateKey, "private key"));
     this.#transmit = options.transmit;
     this.#clock = options.clock ?? (() => performance.now());
+    this.#rekeyAfterMs = options.rekeyAfterMs ?? REKEY_AFTER_TIME;
     const wallStart = Date.now();
     const clockStart = this.#clock();
     this.#wallClock = options.wallClock ?? (() => wallStart + (this.#clock() - clockStart));
@@ -507,7 +514,7 @@ export class Device {
   #keepKeyFreshSending(peer: Peer, keypair: Keypair, now: number): void {
     if (
       keypair.sendCounter > REKEY_AFTER_MESSAGES ||
-      (keypair.isInitiator && now - keypair.created > REKEY_AFTER_TIME)
+      (keypair.isInitiator && now - keypair.created > this.#rekeyAfterMs)
     ) {
       this.#sendInitiation(peer, false, now);
     }

@@ -86,6 +86,7 @@ export class UserspaceWireguard implements WireguardDevicePath {
       mtu: setup.mtu,
       offload: this.#offload,
       busyPollMs: busyPollMs(),
+      ...rekeyAfter(),
       counters: this.#counters,
       control: this.#control,
       peers: this.#peersBox.buffer,
@@ -193,6 +194,15 @@ function busyPollMs(): number {
   const text = Deno.env.get("OVERLAY_BUSY_POLL_MS");
   const value = text === undefined ? NaN : Number(text);
   return Number.isFinite(value) && value >= 0 ? value : DEFAULT_BUSY_POLL_MS;
+}
+
+/**
+ * OVERLAY_WG_REKEY_AFTER_MS shortens WireGuard's 120 s rekey time for sessions this host
+ * initiates: a test knob, so interop after a rekey is checked in seconds, not minutes.
+ */
+function rekeyAfter(): { rekeyAfterMs?: number } {
+  const value = Number(Deno.env.get("OVERLAY_WG_REKEY_AFTER_MS"));
+  return Number.isFinite(value) && value >= 1000 ? { rekeyAfterMs: value } : {};
 }
 
 /** The Worker's TUN queue length, which the backend sets with the MTU. */
