@@ -30,6 +30,9 @@ static_busybox || missing+=(busybox-static) # LXC's busybox template and the loc
 have dockerd || missing+=(docker.io)       # real Docker in the container tests
 have wireguard-go || missing+=(wireguard-go) # the WireGuard interop tests' reference peer
 have wg || missing+=(wireguard-tools)
+# gcc and libc headers: the genetlink stand-in that checks our WireGuard messages against wg's.
+have gcc || missing+=(gcc)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 # libsodium: the WireGuard data path's crypto (lib/wireguard/crypto.ts falls back without it).
 ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23 ' || missing+=(libsodium23)
 if [ ${#missing[@]} -gt 0 ]; then
