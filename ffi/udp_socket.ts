@@ -10,6 +10,7 @@ export const SOCK_DGRAM = 2;
 export const SOCK_NONBLOCK = 0x800;
 export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
+export const SO_REUSEPORT = 15;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
@@ -28,12 +29,25 @@ export function writeSockaddrIn(view: DataView, offset: number, ip: number, port
   view.setBigUint64(offset + 8, 0n, true);
 }
 
-/** Opens a non-blocking UDP socket bound to `ip:port` (ip 0 = any). */
-export function openUdpSocket(ip: number, port: number): number {
+/**
+ * Opens a non-blocking UDP socket bound to `ip:port` (ip 0 = any). With `reusePort`
+ * (SO_REUSEPORT) several sockets of this process share the port and the kernel spreads
+ * arriving datagrams over them by a hash of their addresses and ports.
+ */
+export function openUdpSocket(
+  ip: number,
+  port: number,
+  options: { reusePort?: boolean } = {},
+): number {
   const fd = check(
     libc().socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0),
     "socket(AF_INET, SOCK_DGRAM)",
   );
+  if (options.reusePort && !setSocketInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)) {
+    const code = errno();
+    closeFd(fd);
+    throw new SystemError("setsockopt(SO_REUSEPORT)", code, `UDP port ${port}`);
+  }
   const address = new Uint8Array(SOCKADDR_IN_SIZE);
   writeSockaddrIn(new DataView(address.buffer), 0, ip, port);
   if (libc().bind(fd, address, SOCKADDR_IN_SIZE) < 0) {
