@@ -19,7 +19,12 @@ import type { Backend, BackendContext, BackendObservation, BackendOwned } from "
 import { deviceMtu } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
-import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";
+import {
+  openUdpSocket,
+  probeUdpOffloads,
+  raiseSocketBuffers,
+  steerByInnerFlow,
+} from "../../ffi/udp_socket.ts";
 import { disableOffloads, enableTso, openTun } from "../../ffi/tun.ts";
 import { formatIp6, formatIp6Net, type Ip6Net } from "../ip6.ts";
 import type { NetworkConfig } from "../config.ts";
@@ -373,17 +378,18 @@ export class UdpBackend implements Backend {
 const DEFAULT_BUSY_POLL_MS = 1;
 
 /**
- * Data-path queues: one per core the agent may use (navigator.hardwareConcurrency follows
- * the process's CPU affinity), at most MAX_QUEUES; OVERLAY_QUEUES overrides it (1: one
- * Worker on a single-queue TUN, as before).
+ * Data-path queues (OVERLAY_QUEUES): 1 by default, one Worker on a single-queue TUN; a
+ * number, or `auto` for one per core the agent may use (navigator.hardwareConcurrency
+ * follows the process's CPU affinity) up to MAX_QUEUES. On the 2-vCPU machines measured so
+ * far more queues did not pay (README, "Benchmarks"), so they are not the default.
  */
 const MAX_QUEUES = 4;
 
 function queueCount(): number {
   const text = Deno.env.get("OVERLAY_QUEUES");
+  if (text === "auto") return Math.max(1, Math.min(MAX_QUEUES, navigator.hardwareConcurrency || 1));
   const value = text === undefined ? NaN : Number(text);
-  if (Number.isInteger(value) && value >= 1) return Math.min(value, 64);
-  return Math.max(1, Math.min(MAX_QUEUES, navigator.hardwareConcurrency || 1));
+  return Number.isInteger(value) && value >= 1 ? Math.min(value, 64) : 1;
 }
 
 /**
@@ -397,6 +403,11 @@ function openUdpSockets(port: number, queues: number): number[] {
   const fds: number[] = [];
   try {
     for (let i = 0; i < queues; i++) fds.push(openUdpSocket(0, port, { reusePort: true }));
+    if (!steerByInnerFlow(fds[0], queues)) {
+      log.warn(
+        "udp backend: the kernel refused inner-flow steering; one peer's traffic arrives on one queue",
+      );
+    }
   } catch (error) {
     for (const fd of fds) closeFd(fd);
     throw error;
