@@ -9,7 +9,7 @@ import { ipipBench, KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
 import { leaseBench } from "./lease_bench.ts";
 import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
-import { UDP_TARGETS, udpBench } from "./udp_bench.ts";
+import { printCoresRows, UDP_TARGETS, udpBench } from "./udp_bench.ts";
 import { UDP6_TARGETS, udp6Bench } from "./udp6_bench.ts";
 import { VXLAN6_TARGETS, vxlan6Bench } from "./vxlan6_bench.ts";
 import { WIREGUARD_PATH_TARGETS, wireguardPathBench } from "./wireguard_path_bench.ts";
@@ -127,6 +127,7 @@ if (want("udp")) {
       u.joinToReachableMs.toFixed(0)
     } ms; target ≤ ${t.joinToReachableMs}: ${verdict(u.joinToReachableMs <= t.joinToReachableMs)}`,
   );
+  if (r.cores) printCoresRows(r.cores);
 }
 
 if (want("vxlan6")) {

@@ -5,7 +5,7 @@
  * agent RSS, time from `overlay run` to ready, and from a host joining to its first
  * answered ping.
  */
-import { Lab, type LabHost } from "../lab/lab.ts";
+import { Lab, type LabContainer, type LabHost } from "../lab/lab.ts";
 import { statePath } from "../lib/health.ts";
 import { checkCapture, type DatagramCheck } from "../lab/pcap.ts";
 
@@ -29,6 +29,8 @@ export interface UdpBenchResult {
     joinToLearnedMs: number;
     joinToReachableMs: number;
   };
+  /** Issue 19's rows: queues vs one queue vs kernel vxlan (coresBench). */
+  cores?: CoresBenchResult;
   seconds: number;
 }
 
@@ -72,7 +74,9 @@ async function readyAfter(host: LabHost, started: number): Promise<number> {
   throw new Error(`${host.name} not ready in 20 s`);
 }
 
-export async function udpBench(options: { seconds?: number } = {}): Promise<UdpBenchResult> {
+export async function udpBench(
+  options: { seconds?: number; cores?: boolean } = {},
+): Promise<UdpBenchResult> {
   const seconds = options.seconds ?? 10;
   await using lab = await Lab.create({ prefix: "ovbench" });
 
@@ -187,6 +191,7 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
   await lab.iperf(c2.ns, c1.ns, c2.ip, 2);
   await capture.stop("SIGINT");
   const captureCheck = checkCapture(await Deno.readFile(pcap), 8285, 1472);
+  const cores = options.cores === false ? undefined : await coresBench(lab, { h1, h2, c1, c2 });
   // The same with offloads off: what the offloads buy.
   for (const host of [h1, h2]) {
     await lab.agent(host)!.stop();
@@ -237,6 +242,177 @@ export async function udpBench(options: { seconds?: number } = {}): Promise<UdpB
       udpLossPercent,
       capture: captureCheck,
     },
+    cores,
     seconds,
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 19: more than one core, and latency. The udp backend with one queue (one Worker,
+// the default) and with one queue per usable core (at least 2), against kernel
+// vxlan between the same hosts, in alternating rounds of one run.
+
+/** One configuration's figures in one round, with kernel vxlan's of the same round. */
+export interface CoresSample {
+  tcp1Gbps: number;
+  tcp4Gbps: number;
+  retransmits1: number;
+  retransmits4: number;
+  pingAvgMs: number;
+  /** % of one core per Gbit/s during the 1-stream run, from /proc/<pid>/stat deltas. */
+  senderCpuPerGbps: number;
+  receiverCpuPerGbps: number;
+  /** % of one core of each agent over 3 s without traffic (sender's, receiver's). */
+  idleCpuPercent: [number, number];
+}
+
+export interface CoresBenchResult {
+  rounds: number;
+  seconds: number;
+  kernelVxlan: { tcp1Gbps: number; tcp4Gbps: number; pingAvgMs: number }[];
+  /** By configuration name: one sample per round. */
+  udp: Record<string, { env: Record<string, string>; dataPath: string; samples: CoresSample[] }>;
+}
+
+export const CORES_TARGETS = { tcp1VsKernelVxlan: 0.7, tcp4VsKernelVxlan: 0.8, pingVsKernel: 2 };
+
+async function iperfStreams(
+  lab: Lab,
+  server: { ns: string; ip: string },
+  clientNs: string,
+  options: { seconds: number; streams: number },
+): Promise<{ gbps: number; retransmits: number }> {
+  const process = lab.spawn(server.ns, ["iperf3", "-s", "-1"]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const argv = ["iperf3", "-c", server.ip, "-t", String(options.seconds)];
+  const result = await lab.exec(clientNs, [...argv, "-P", String(options.streams), "-J"]);
+  await process.stop("SIGKILL");
+  if (result.code !== 0) throw new Error(`iperf3 to ${server.ip} failed: ${result.stdout}`);
+  const end = JSON.parse(result.stdout).end;
+  return { gbps: end.sum_received.bits_per_second / 1e9, retransmits: end.sum_sent.retransmits };
+}
+
+/**
+ * Runs `rounds` alternating rounds: kernel vxlan (vx0, 10.99.0.x, made by udpBench), then
+ * each udp configuration (agents restarted with its environment), order reversed every
+ * other round. Traffic goes from `c1` (on h1: the sending agent) to `c2` (h2: receiving).
+ */
+export async function coresBench(
+  lab: Lab,
+  hosts: { h1: LabHost; h2: LabHost; c1: LabContainer; c2: LabContainer },
+  options: { seconds?: number; rounds?: number } = {},
+): Promise<CoresBenchResult> {
+  const seconds = options.seconds ?? 5;
+  const rounds = options.rounds ?? 3;
+  const { h1, h2, c1, c2 } = hosts;
+  const queues = Math.max(2, Math.min(4, navigator.hardwareConcurrency));
+  const configs: Record<string, Record<string, string>> = {
+    "1 queue (default)": { OVERLAY_QUEUES: "1" },
+    [`${queues} queues`]: { OVERLAY_QUEUES: String(queues) },
+  };
+  const result: CoresBenchResult = { rounds, seconds, kernelVxlan: [], udp: {} };
+  for (const [name, env] of Object.entries(configs)) {
+    result.udp[name] = { env, dataPath: "", samples: [] };
+  }
+  const pid = (host: LabHost) => lab.agent(host)!.child.pid;
+  for (let round = 0; round < rounds; round++) {
+    const vx = { ns: h2.ns, ip: "10.99.0.2" };
+    const k1 = await iperfStreams(lab, vx, h1.ns, { seconds, streams: 1 });
+    const k4 = await iperfStreams(lab, vx, h1.ns, { seconds, streams: 4 });
+    const kping = await pingAvg(lab, h1.ns, vx.ip);
+    result.kernelVxlan.push({ tcp1Gbps: k1.gbps, tcp4Gbps: k4.gbps, pingAvgMs: kping });
+    const names = Object.keys(configs);
+    for (const name of round % 2 === 0 ? names : names.reverse()) {
+      for (const host of [h1, h2]) {
+        await lab.agent(host)!.stop();
+        lab.startAgent(host, [], { env: configs[name] });
+        await lab.waitReady(host);
+      }
+      await lab.ping(c1, c2.ip, { count: 3 });
+      const idleBefore = [cpuTicks(pid(h1)), cpuTicks(pid(h2))];
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const idle = [cpuTicks(pid(h1)) - idleBefore[0], cpuTicks(pid(h2)) - idleBefore[1]];
+      const before = [cpuTicks(pid(h1)), cpuTicks(pid(h2))];
+      const t0 = performance.now();
+      const s1 = await iperfStreams(lab, c2, c1.ns, { seconds, streams: 1 });
+      const elapsed = (performance.now() - t0) / 1000;
+      const cpu = [cpuTicks(pid(h1)) - before[0], cpuTicks(pid(h2)) - before[1]].map((ticks) =>
+        ticks / elapsed // ticks are 1/100 s: per second of wall time, % of a core
+      );
+      const s4 = await iperfStreams(lab, c2, c1.ns, { seconds, streams: 4 });
+      const state = JSON.parse(await Deno.readTextFile(statePath(h2.stateDir, h2.subnetFile)));
+      result.udp[name].dataPath = state.dataPath;
+      result.udp[name].samples.push({
+        tcp1Gbps: s1.gbps,
+        tcp4Gbps: s4.gbps,
+        retransmits1: s1.retransmits,
+        retransmits4: s4.retransmits,
+        pingAvgMs: await pingAvg(lab, c1.ns, c2.ip),
+        senderCpuPerGbps: cpu[0] / s1.gbps,
+        receiverCpuPerGbps: cpu[1] / s1.gbps,
+        idleCpuPercent: [idle[0] / 3, idle[1] / 3],
+      });
+    }
+  }
+  // Back to the defaults for what follows.
+  for (const host of [h1, h2]) {
+    await lab.agent(host)!.stop();
+    lab.startAgent(host);
+    await lab.waitReady(host);
+  }
+  return result;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** Prints coresBench's rows: per configuration, medians and per-round ratios to kernel vxlan. */
+export function printCoresRows(r: CoresBenchResult): void {
+  const verdict = (ok: boolean) => (ok ? "meets target" : "MISSES target");
+  const fixed = (values: number[], digits = 2) => values.map((v) => v.toFixed(digits)).join(", ");
+  const k = r.kernelVxlan;
+  console.log(
+    `\nudp backend on more than one core, vs kernel vxlan (iperf3 TCP ${r.seconds} s, ${r.rounds} alternating rounds; ratios within each round)`,
+  );
+  console.log(
+    `  kernel vxlan             TCP 1 stream ${fixed(k.map((x) => x.tcp1Gbps))} Gbit/s; ` +
+      `4 streams ${fixed(k.map((x) => x.tcp4Gbps))}; ping ${
+        fixed(k.map((x) => x.pingAvgMs), 3)
+      } ms`,
+  );
+  const t = CORES_TARGETS;
+  for (const [name, { samples, dataPath }] of Object.entries(r.udp)) {
+    const r1 = samples.map((s, i) => s.tcp1Gbps / k[i].tcp1Gbps);
+    const r4 = samples.map((s, i) => s.tcp4Gbps / k[i].tcp4Gbps);
+    const rp = samples.map((s, i) => s.pingAvgMs / k[i].pingAvgMs);
+    console.log(`  udp, ${name}: ${dataPath}`);
+    console.log(
+      `    TCP 1 stream ${fixed(samples.map((s) => s.tcp1Gbps))} Gbit/s = ${fixed(r1)} × ` +
+        `(median ${median(r1).toFixed(2)}, ≥ ${t.tcp1VsKernelVxlan}: ${
+          verdict(median(r1) >= t.tcp1VsKernelVxlan)
+        }); retransmits ${samples.map((s) => s.retransmits1).join(", ")}`,
+    );
+    console.log(
+      `    TCP 4 streams ${fixed(samples.map((s) => s.tcp4Gbps))} Gbit/s = ${fixed(r4)} × ` +
+        `(median ${median(r4).toFixed(2)}, ≥ ${t.tcp4VsKernelVxlan}: ${
+          verdict(median(r4) >= t.tcp4VsKernelVxlan)
+        }); retransmits ${samples.map((s) => s.retransmits4).join(", ")}`,
+    );
+    console.log(
+      `    ping ${fixed(samples.map((s) => s.pingAvgMs), 3)} ms = ${fixed(rp, 1)} × ` +
+        `(median ${median(rp).toFixed(1)}, ≤ ${t.pingVsKernel}: ${
+          verdict(median(rp) <= t.pingVsKernel)
+        })`,
+    );
+    console.log(
+      `    CPU per Gbit/s (1 stream), % of a core: sender ${
+        fixed(samples.map((s) => s.senderCpuPerGbps), 0)
+      }, receiver ${fixed(samples.map((s) => s.receiverCpuPerGbps), 0)}; idle agents ${
+        samples.map((s) => s.idleCpuPercent.map((v) => v.toFixed(1)).join("/")).join(", ")
+      } %`,
+    );
+  }
 }

@@ -63,6 +63,7 @@ export function errno(): number {
 export const EAGAIN = 11;
 export const EINTR = 4;
 export const EBUSY = 16;
+export const EINVAL = 22;
 export const EEXIST = 17;
 export const ENOENT = 2;
 export const ESRCH = 3;

@@ -19,7 +19,12 @@ import type { Backend, BackendContext, BackendObservation, BackendOwned } from "
 import { deviceMtu } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
-import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";
+import {
+  openUdpSocket,
+  probeUdpOffloads,
+  raiseSocketBuffers,
+  steerByInnerFlow,
+} from "../../ffi/udp_socket.ts";
 import { disableOffloads, enableTso, openTun } from "../../ffi/tun.ts";
 import { formatIp6, formatIp6Net, type Ip6Net } from "../ip6.ts";
 import type { NetworkConfig } from "../config.ts";
@@ -62,14 +67,17 @@ export class UdpBackend implements Backend {
   readonly device: string;
   #offload = false;
   readonly #config: NetworkConfig;
-  readonly #counters = createCounterBuffer();
-  readonly #control = new SharedArrayBuffer(8);
+  /** Data-path queues: one TUN queue, one SO_REUSEPORT socket and one Worker each. */
+  readonly #queues = queueCount();
+  /** Per Worker: its counters (summed when read) and its control word pair. */
+  readonly #counters: SharedArrayBuffer[] = [];
+  readonly #controls: SharedArrayBuffer[] = [];
   readonly #peerIps = new Map<number, PeerEntry>(); // IPv4 subnet ip → the peer
   #peers: PeerTable | undefined;
-  #worker: Worker | undefined;
-  #workerDone: Promise<void> | undefined;
-  #tunFd = -1;
-  #udpFd = -1;
+  #workers: Worker[] = [];
+  #workersDone: Promise<void>[] = [];
+  #tunFds: number[] = [];
+  #udpFds: number[] = [];
 
   constructor(context: BackendContext) {
     const config = context.config;
@@ -110,20 +118,21 @@ export class UdpBackend implements Backend {
       // and TSO4 on the TUN, UDP_SEGMENT and UDP_GRO on the socket. Else the batched path.
       const ownIpv6 = this.#ownIpv6(own);
       const wantOffload = Deno.env.get("OVERLAY_OFFLOAD") !== "0";
-      let tun = openTun(this.device, { vnetHdr: wantOffload });
-      this.#tunFd = tun.fd;
-      this.#udpFd = openUdpSocket(0, this.#config.backend.port);
+      const queues = this.#queues;
+      let tun = openTun(this.device, { vnetHdr: wantOffload, queues });
+      this.#tunFds = tun.fds;
+      this.#udpFds = openUdpSockets(this.#config.backend.port, queues);
       this.#offload = wantOffload && enableTso(tun.fd, { ipv6: ownIpv6 !== undefined }) &&
-        probeUdpOffloads(this.#udpFd);
+        this.#udpFds.every(probeUdpOffloads);
       if (!this.#offload) {
         if (wantOffload) {
-          closeFd(tun.fd);
-          tun = openTun(this.device);
-          this.#tunFd = tun.fd;
+          for (const fd of tun.fds) closeFd(fd);
+          tun = openTun(this.device, { queues });
+          this.#tunFds = tun.fds;
         }
         disableOffloads(tun.fd);
       }
-      setNonBlocking(tun.fd);
+      for (const fd of tun.fds) setNonBlocking(fd);
       setIpv6(tun.name, ownIpv6 !== undefined);
       const index = interfaceIndex(tun.name);
       netlink.linkSetMtu(index, this.mtu);
@@ -140,7 +149,8 @@ export class UdpBackend implements Backend {
           linkIndex: index,
         });
       }
-      const buffers = raiseSocketBuffers(this.#udpFd, SOCKET_BUFFER_BYTES);
+      let buffers = { rcvbuf: 0, sndbuf: 0 };
+      for (const fd of this.#udpFds) buffers = raiseSocketBuffers(fd, SOCKET_BUFFER_BYTES);
       log.info("udp backend device up", {
         device: tun.name,
         address: `${formatIp4(own.subnet.ip)}/32`,
@@ -154,6 +164,8 @@ export class UdpBackend implements Backend {
         mtu: this.mtu,
         port: this.#config.backend.port,
         dataPath: this.dataPath,
+        queues: this.#tunFds.length,
+        multiQueue: tun.multiQueue,
         rcvbuf: buffers.rcvbuf,
         sndbuf: buffers.sndbuf,
       });
@@ -163,13 +175,38 @@ export class UdpBackend implements Backend {
     } finally {
       netlink.close();
     }
-    await this.#startWorker(own);
+    await this.#startWorkers(own);
   }
 
-  async #startWorker(own: Lease): Promise<void> {
+  /** One Worker per queue, each on its TUN queue and its socket; all share the peer table. */
+  async #startWorkers(own: Lease): Promise<void> {
+    const queues = this.#tunFds.length;
+    for (let queue = 0; queue < queues; queue++) {
+      this.#counters.push(createCounterBuffer());
+      this.#controls.push(new SharedArrayBuffer(8));
+      this.#startWorker(own, queue, queues);
+    }
+    const deadline = Date.now() + 5000;
+    for (const buffer of this.#controls) {
+      const control = new Int32Array(buffer);
+      while (Atomics.load(control, CONTROL_STATE) !== DATA_PATH_RUNNING) {
+        if (Atomics.load(control, CONTROL_STATE) === DATA_PATH_FAILED || Date.now() > deadline) {
+          await this.stop();
+          throw new OverlayError(
+            "udp backend: the data path worker did not start (see the log above)",
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    }
+  }
+
+  #startWorker(own: Lease, queue: number, queues: number): void {
+    const controlBuffer = this.#controls[queue];
     const config: DataPathConfig = {
-      tunFd: this.#tunFd,
-      udpFd: this.#udpFd,
+      tunFd: this.#tunFds[queue],
+      udpFd: this.#udpFds[queue],
+      queues,
       port: this.#config.backend.port,
       ownSubnetIp: own.subnet.ip,
       ownSubnetPrefixLen: own.subnet.prefixLen,
@@ -183,46 +220,41 @@ export class UdpBackend implements Backend {
       mtu: this.mtu,
       busyPollMs: busyPollMs(),
       peers: this.#peers!.buffers,
-      counters: this.#counters,
-      control: this.#control,
+      counters: this.#counters[queue],
+      control: controlBuffer,
     };
     const worker = new Worker(new URL("../udp/datapath_worker.ts", import.meta.url).href, {
       type: "module",
     });
-    this.#worker = worker;
-    this.#workerDone = new Promise<void>((resolve) => {
-      worker.onmessage = (event) => {
-        if (event.data?.type === "failed") {
-          log.error("udp data path failed", { error: event.data.message });
-        }
-        resolve();
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        log.error("udp data path crashed", { error: event.message });
-        Atomics.store(new Int32Array(this.#control), CONTROL_STATE, DATA_PATH_FAILED);
-        resolve();
-      };
-    });
+    this.#workers.push(worker);
+    this.#workersDone.push(
+      new Promise<void>((resolve) => {
+        worker.onmessage = (event) => {
+          if (event.data?.type === "failed") {
+            log.error("udp data path failed", { error: event.data.message });
+          }
+          resolve();
+        };
+        worker.onerror = (event) => {
+          event.preventDefault();
+          log.error("udp data path crashed", { error: event.message });
+          Atomics.store(new Int32Array(controlBuffer), CONTROL_STATE, DATA_PATH_FAILED);
+          resolve();
+        };
+      }),
+    );
     worker.postMessage(config);
-    const control = new Int32Array(this.#control);
-    const deadline = Date.now() + 5000;
-    while (Atomics.load(control, CONTROL_STATE) !== DATA_PATH_RUNNING) {
-      if (Atomics.load(control, CONTROL_STATE) === DATA_PATH_FAILED || Date.now() > deadline) {
-        await this.stop();
-        throw new OverlayError(
-          "udp backend: the data path worker did not start (see the log above)",
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
   }
 
   /** Which data path runs: said in the log, `overlay status` and /metrics. */
   get dataPath(): string {
+    const queues = this.#tunFds.length || this.#queues;
+    const threads = queues === 1
+      ? "worker thread"
+      : `${queues} worker threads on a ${queues}-queue TUN`;
     return this.#offload
-      ? "udp: worker thread, TUN TSO + UDP GSO/GRO offloads"
-      : "udp: worker thread, batched recvmmsg/sendmmsg";
+      ? `udp: ${threads}, TUN TSO + UDP GSO/GRO offloads`
+      : `udp: ${threads}, batched recvmmsg/sendmmsg`;
   }
 
   /**
@@ -283,7 +315,10 @@ export class UdpBackend implements Backend {
 
   observe(): BackendObservation {
     return {
-      healthy: Atomics.load(new Int32Array(this.#control), CONTROL_STATE) === DATA_PATH_RUNNING,
+      healthy: this.#controls.length > 0 &&
+        this.#controls.every((control) =>
+          Atomics.load(new Int32Array(control), CONTROL_STATE) === DATA_PATH_RUNNING
+        ),
       counters: readCounters(this.#counters),
       conflicts: [],
       firstContacts: this.#peers!.firstContacts,
@@ -303,11 +338,11 @@ export class UdpBackend implements Backend {
    * Worker's next write would land there.
    */
   async stop(): Promise<void> {
-    Atomics.store(new Int32Array(this.#control), CONTROL_STOP, 1);
-    if (this.#workerDone) {
+    for (const control of this.#controls) Atomics.store(new Int32Array(control), CONTROL_STOP, 1);
+    if (this.#workersDone.length > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const stopped = await Promise.race([
-        this.#workerDone.then(() => true),
+        Promise.all(this.#workersDone).then(() => true),
         new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), STOP_WAIT_MS)),
       ]);
       clearTimeout(timer);
@@ -315,22 +350,21 @@ export class UdpBackend implements Backend {
         log.error(
           `udp data path did not stop within ${STOP_WAIT_MS} ms; terminating it and leaving its descriptors open`,
         );
-        this.#worker?.terminate();
-        this.#worker = undefined;
+        for (const worker of this.#workers) worker.terminate();
+        this.#workers = [];
         return;
       }
       log.info("udp data path stopped");
     }
-    this.#worker?.terminate();
-    this.#worker = undefined;
+    for (const worker of this.#workers) worker.terminate();
+    this.#workers = [];
     this.#closeFds();
   }
 
   #closeFds(): void {
-    closeFd(this.#udpFd);
-    closeFd(this.#tunFd);
-    this.#udpFd = -1;
-    this.#tunFd = -1;
+    for (const fd of [...this.#udpFds, ...this.#tunFds]) closeFd(fd);
+    this.#udpFds = [];
+    this.#tunFds = [];
   }
 }
 
@@ -342,6 +376,44 @@ export class UdpBackend implements Backend {
  * OVERLAY_BUSY_POLL_MS overrides it (0 turns it off).
  */
 const DEFAULT_BUSY_POLL_MS = 1;
+
+/**
+ * Data-path queues (OVERLAY_QUEUES): 1 by default, one Worker on a single-queue TUN; a
+ * number, or `auto` for one per core the agent may use (navigator.hardwareConcurrency
+ * follows the process's CPU affinity) up to MAX_QUEUES. On the 2-vCPU machines measured so
+ * far more queues did not pay (README, "Benchmarks"), so they are not the default.
+ */
+const MAX_QUEUES = 4;
+
+function queueCount(): number {
+  const text = Deno.env.get("OVERLAY_QUEUES");
+  if (text === "auto") return Math.max(1, Math.min(MAX_QUEUES, navigator.hardwareConcurrency || 1));
+  const value = text === undefined ? NaN : Number(text);
+  return Number.isInteger(value) && value >= 1 ? Math.min(value, 64) : 1;
+}
+
+/**
+ * The data path's sockets, all bound to `port`: one plain socket for one queue, else one
+ * SO_REUSEPORT socket per queue. A plain bind first checks that no other process holds the
+ * port (with SO_REUSEPORT a second agent of the same user could otherwise share it).
+ */
+function openUdpSockets(port: number, queues: number): number[] {
+  if (queues === 1) return [openUdpSocket(0, port)];
+  closeFd(openUdpSocket(0, port));
+  const fds: number[] = [];
+  try {
+    for (let i = 0; i < queues; i++) fds.push(openUdpSocket(0, port, { reusePort: true }));
+    if (!steerByInnerFlow(fds[0], queues)) {
+      log.warn(
+        "udp backend: the kernel refused inner-flow steering; one peer's traffic arrives on one queue",
+      );
+    }
+  } catch (error) {
+    for (const fd of fds) closeFd(fd);
+    throw error;
+  }
+  return fds;
+}
 
 function busyPollMs(): number {
   const text = Deno.env.get("OVERLAY_BUSY_POLL_MS");

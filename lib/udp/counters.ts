@@ -39,11 +39,15 @@ export function createCounterBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(COUNTERS.length * 8);
 }
 
-/** A snapshot of the counters as a plain object. */
-export function readCounters(buffer: SharedArrayBuffer): Record<CounterName, number> {
-  const values = new Float64Array(buffer);
-  return Object.fromEntries(COUNTERS.map((name, i) => [name, values[i]])) as Record<
-    CounterName,
-    number
-  >;
+/**
+ * A snapshot of the counters as a plain object: with several buffers (one per data-path
+ * Worker, each written by its Worker alone), their sums.
+ */
+export function readCounters(
+  buffers: SharedArrayBuffer | readonly SharedArrayBuffer[],
+): Record<CounterName, number> {
+  const views = (Array.isArray(buffers) ? buffers : [buffers]).map((b) => new Float64Array(b));
+  return Object.fromEntries(
+    COUNTERS.map((name, i) => [name, views.reduce((sum, values) => sum + values[i], 0)]),
+  ) as Record<CounterName, number>;
 }

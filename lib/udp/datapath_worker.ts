@@ -58,8 +58,12 @@ import { PeerTable, type PeerTableBuffers } from "./peer_table.ts";
 
 /** What the agent hands the Worker. */
 export interface DataPathConfig {
+  /** This Worker's TUN queue (one of several on a multi-queue TUN). */
   readonly tunFd: number;
+  /** This Worker's socket (one of several SO_REUSEPORT sockets on the port). */
   readonly udpFd: number;
+  /** How many Workers share the device: the ICMP error budget is split between them. */
+  readonly queues: number;
   readonly port: number;
   readonly ownSubnetIp: number;
   readonly ownSubnetPrefixLen: number;
@@ -151,7 +155,10 @@ export function runDataPath(config: DataPathConfig): void {
   const icmpHeadroom = offload ? VNET_HDR_SIZE : 0;
   const icmp = new Uint8Array(ICMPV6_ERROR_MAX + icmpHeadroom);
   const icmpPointer = Deno.UnsafePointer.of(icmp);
-  let icmpTokens = ICMP_BURST;
+  // The budget is per host: each of the Workers gets its share.
+  const icmpBurst = Math.max(1, Math.floor(ICMP_BURST / config.queues));
+  const icmpPerMs = ICMP_PER_MS / config.queues;
+  let icmpTokens = icmpBurst;
   let icmpRefilledAt = performance.now();
 
   // IPv6 inner packets, in a dual-stack network: the bigints become bytes and words once.
@@ -190,7 +197,7 @@ export function runDataPath(config: DataPathConfig): void {
   /** Whether an ICMP error may go out now (token bucket; counts the ones held back). */
   function icmpAllowed(): boolean {
     const now = performance.now();
-    icmpTokens = Math.min(ICMP_BURST, icmpTokens + (now - icmpRefilledAt) * ICMP_PER_MS);
+    icmpTokens = Math.min(icmpBurst, icmpTokens + (now - icmpRefilledAt) * icmpPerMs);
     icmpRefilledAt = now;
     if (icmpTokens < 1) {
       counters[C.icmp_rate_limited]++;
