@@ -20,7 +20,7 @@ import { deviceMtu } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { openUdpSocket, probeUdpOffloads, raiseSocketBuffers } from "../../ffi/udp_socket.ts";
-import { disableOffloads, enableTso, openTun } from "../../ffi/tun.ts";
+import { disableOffloads, enableTso, enableUso, openTun } from "../../ffi/tun.ts";
 import { formatIp6, formatIp6Net, type Ip6Net } from "../ip6.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
@@ -61,6 +61,8 @@ export class UdpBackend implements Backend {
   readonly hearsPeers = true;
   readonly device: string;
   #offload = false;
+  /** The TUN also hands over UDP super-packets (TUN_F_USO4|USO6). */
+  #uso = false;
   readonly #config: NetworkConfig;
   readonly #counters = createCounterBuffer();
   readonly #control = new SharedArrayBuffer(8);
@@ -113,8 +115,13 @@ export class UdpBackend implements Backend {
       let tun = openTun(this.device, { vnetHdr: wantOffload });
       this.#tunFd = tun.fd;
       this.#udpFd = openUdpSocket(0, this.#config.backend.port);
-      this.#offload = wantOffload && enableTso(tun.fd, { ipv6: ownIpv6 !== undefined }) &&
+      // USO where the kernel has it (6.2+), else TSO alone; OVERLAY_USO=0 keeps to TSO.
+      const tunOffloads = { ipv6: ownIpv6 !== undefined };
+      this.#uso = wantOffload && Deno.env.get("OVERLAY_USO") !== "0" &&
+        enableUso(tun.fd, tunOffloads);
+      this.#offload = wantOffload && (this.#uso || enableTso(tun.fd, tunOffloads)) &&
         probeUdpOffloads(this.#udpFd);
+      this.#uso &&= this.#offload;
       if (!this.#offload) {
         if (wantOffload) {
           closeFd(tun.fd);
@@ -220,9 +227,10 @@ export class UdpBackend implements Backend {
 
   /** Which data path runs: said in the log, `overlay status` and /metrics. */
   get dataPath(): string {
-    return this.#offload
-      ? "udp: worker thread, TUN TSO + UDP GSO/GRO offloads"
-      : "udp: worker thread, batched recvmmsg/sendmmsg";
+    if (!this.#offload) return "udp: worker thread, batched recvmmsg/sendmmsg";
+    return this.#uso
+      ? "udp: worker thread, TUN TSO + USO + UDP GSO/GRO offloads"
+      : "udp: worker thread, TUN TSO + UDP GSO/GRO offloads";
   }
 
   /**

@@ -27,8 +27,12 @@ export const VNET_F_NEEDS_CSUM = 1;
 export const VNET_GSO_NONE = 0;
 export const VNET_GSO_TCPV4 = 1;
 export const VNET_GSO_TCPV6 = 4;
+/** UDP segmentation (TUN_F_USO4|USO6): gso_size is the UDP payload of each segment. */
+export const VNET_GSO_UDP_L4 = 5;
 
 const PROTOCOL_TCP = 6;
+const PROTOCOL_UDP = 17;
+const UDP_HEADER = 8;
 const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
 const TCP_RST = 0x04;
@@ -194,6 +198,76 @@ export function segmentTcp(
       pseudoHeaderSum(out, o, PROTOCOL_TCP, tcpLength + chunk),
     );
     writeU16(out, t + 16, ~sum & 0xffff);
+    o += segmentLength;
+  }
+  result.count = count;
+  result.segmentSize = headers + Math.min(gsoSize, payload);
+  result.total = o - outOffset;
+  return result;
+}
+
+/**
+ * Cuts the UDP super-packet at `packet` (`length` bytes, without vnet header; IPv4, or IPv6
+ * without extension headers; vnet gso_type GSO_UDP_L4) into datagrams of `gsoSize` UDP
+ * payload bytes, the last one shorter when the payload does not divide, written end to end
+ * at `outOffset` of the same buffer as segmentTcp does. Each segment is a complete IP
+ * packet: IPv4 total length, IP id + i and header checksum, or IPv6 payload length; UDP
+ * length; and the UDP checksum over the family's pseudo-header (0 computed is sent as
+ * 0xffff, RFC 768). An IPv4 super-packet whose checksum field is 0 carries no checksum and
+ * its segments neither: with NEEDS_CSUM the kernel leaves the pseudo-header sum there,
+ * which is never 0 (the protocol, 17, is part of it). Returns undefined when the packet is
+ * not UDP, its UDP length disagrees with its IP length, or its segments do not fit.
+ */
+export function segmentUdp(
+  bytes: Uint8Array,
+  packet: number,
+  length: number,
+  gsoSize: number,
+  outOffset: number,
+  result: Segmented,
+): Segmented | undefined {
+  if (length < 28 || gsoSize <= 0) return undefined;
+  const version = bytes[packet] >>> 4;
+  let ipLength = 0;
+  if (version === 4 && bytes[packet + 9] === PROTOCOL_UDP) ipLength = (bytes[packet] & 15) * 4;
+  if (version === 6 && bytes[packet + 6] === PROTOCOL_UDP) ipLength = IPV6_HEADER;
+  if (ipLength < 20 || ipLength + UDP_HEADER > length) return undefined;
+  const v6 = version === 6;
+  const udp = packet + ipLength;
+  const headers = ipLength + UDP_HEADER;
+  const payload = length - headers;
+  if (((bytes[udp + 4] << 8) | bytes[udp + 5]) !== length - ipLength) return undefined;
+  const count = Math.max(1, Math.ceil(payload / gsoSize));
+  if (outOffset + payload + count * headers > bytes.length) return undefined;
+  const checksum = v6 || bytes[udp + 6] !== 0 || bytes[udp + 7] !== 0;
+  const id = (bytes[packet + 4] << 8) | bytes[packet + 5];
+  let o = outOffset;
+  for (let i = 0; i < count; i++) {
+    const chunk = Math.min(gsoSize, payload - i * gsoSize);
+    const segmentLength = headers + chunk;
+    const from = packet + headers + i * gsoSize;
+    bytes.copyWithin(o, packet, packet + headers);
+    bytes.copyWithin(o + headers, from, from + chunk);
+    if (v6) {
+      writeU16(bytes, o + 4, segmentLength - IPV6_HEADER);
+    } else {
+      writeU16(bytes, o + 2, segmentLength);
+      writeU16(bytes, o + 4, (id + i) & 0xffff);
+      ipHeaderChecksum(bytes, o, ipLength);
+    }
+    const u = o + ipLength;
+    writeU16(bytes, u + 4, UDP_HEADER + chunk);
+    bytes[u + 6] = 0;
+    bytes[u + 7] = 0;
+    if (checksum) {
+      const sum = onesComplementSum(
+        bytes,
+        u,
+        UDP_HEADER + chunk,
+        pseudoHeaderSum(bytes, o, PROTOCOL_UDP, UDP_HEADER + chunk),
+      );
+      writeU16(bytes, u + 6, ~sum & 0xffff || 0xffff);
+    }
     o += segmentLength;
   }
   result.count = count;
