@@ -10,6 +10,7 @@ import {
   TcpCoalescer,
   VNET_GSO_TCPV4,
   VNET_GSO_TCPV6,
+  VNET_GSO_UDP_L4,
   VNET_HDR_SIZE,
 } from "../lib/udp/offload.ts";
 import { PACKET_OK, validateIpv4, validateIpv6 } from "../lib/udp/packet.ts";
@@ -552,4 +553,75 @@ Deno.test("USO: not UDP, a UDP length that disagrees, or no room: nothing is cut
   buffer.set(tiny);
   assert.equal(segmentUdp(buffer, 0, tiny.length, 1, 8000, result), undefined, "3000 segments");
   assert.equal(segmentUdp(buffer, 0, tiny.length, 0, 8000, result), undefined);
+});
+
+Deno.test("same-size UDP datagrams of one flow coalesce into one GSO_UDP_L4 super-packet", () => {
+  const original = udpSuperPacket(5000);
+  const datagrams = segmentUdpPacket(original, 1400);
+  const written = coalesce(datagrams);
+  assert.equal(written.length, 1);
+  const frame = written[0];
+  assert.equal(frame[0], 1, "NEEDS_CSUM");
+  assert.equal(frame[1], VNET_GSO_UDP_L4);
+  assert.equal(frame[2] | (frame[3] << 8), 28, "hdr_len");
+  assert.equal(frame[4] | (frame[5] << 8), 1400, "gso_size");
+  assert.equal(frame[6] | (frame[7] << 8), 20, "csum_start");
+  assert.equal(frame[8] | (frame[9] << 8), 6, "csum_offset");
+  const packet = finish(frame);
+  assert.equal(validateIpv4(packet, 0, packet.length), PACKET_OK);
+  assert.equal((packet[24] << 8) | packet[25], packet.length - 20, "UDP length");
+  assert.ok(udpChecksumOk(packet));
+  assert.deepEqual([...packet.subarray(28)], [...original.subarray(28)]);
+  // And cut again as the kernel would: the same datagrams.
+  const again = segmentUdpPacket(packet, 1400);
+  assert.deepEqual(
+    again.map((d) => [...d.subarray(20)]),
+    datagrams.map((d) => [...d.subarray(20)]),
+  );
+});
+
+Deno.test("IPv6 UDP datagrams coalesce too; a short one ends the run", () => {
+  const datagrams = segmentUdpPacket(udpSuperPacket(3000, { v6: true }), 1200);
+  const more = segmentUdpPacket(udpSuperPacket(2400, { v6: true }), 1200);
+  const written = coalesce([...datagrams, ...more]);
+  assert.deepEqual(written.map((f) => f.length - VNET_HDR_SIZE), [40 + 8 + 3000, 40 + 8 + 2400]);
+  for (const frame of written) {
+    assert.equal(frame[1], VNET_GSO_UDP_L4);
+    const packet = finish(frame);
+    assert.equal(validateIpv6(packet, 0, packet.length), PACKET_OK);
+    assert.ok(udpChecksumOk(packet));
+  }
+});
+
+Deno.test("UDP without a checksum, with a wrong one, or of another flow passes alone", () => {
+  const [a, b] = segmentUdpPacket(udpSuperPacket(2800), 1400);
+  const [none1, none2] = segmentUdpPacket(udpSuperPacket(2800, { noChecksum: true }), 1400);
+  const damaged = b.slice();
+  damaged[100] ^= 1;
+  const otherPort = b.slice();
+  otherPort[21] ^= 1; // source port; a valid checksum again
+  otherPort[26] = 0;
+  otherPort[27] = 0;
+  const pseudo = new Uint8Array(12);
+  pseudo.set(otherPort.subarray(12, 20));
+  pseudo[9] = 17;
+  pseudo[10] = (otherPort.length - 20) >> 8;
+  pseudo[11] = (otherPort.length - 20) & 255;
+  const check = reference(pseudo, otherPort.subarray(20)) || 0xffff;
+  otherPort[26] = check >> 8;
+  otherPort[27] = check & 255;
+  assert.ok(udpChecksumOk(otherPort));
+  const written = coalesce([none1, none2, a, damaged, a, otherPort]);
+  assert.equal(written.length, 6);
+  for (const frame of written) assert.equal(frame[1], 0, "no GSO");
+  assert.deepEqual(written[0].subarray(VNET_HDR_SIZE), none1);
+  assert.deepEqual(written[3].subarray(VNET_HDR_SIZE), damaged);
+  assert.deepEqual(written[5].subarray(VNET_HDR_SIZE), otherPort);
+});
+
+Deno.test("a UDP run and TCP segments keep their order and do not mix", () => {
+  const udp = segmentUdpPacket(udpSuperPacket(2800), 1400);
+  const tcp = segment(tcpPacket(2896, { flags: 0x10 }), 1448);
+  const written = coalesce([...udp, ...tcp, ...udp]);
+  assert.deepEqual(written.map((f) => f[1]), [VNET_GSO_UDP_L4, VNET_GSO_TCPV4, VNET_GSO_UDP_L4]);
 });

@@ -190,7 +190,7 @@ export function runDataPath(config: DataPathConfig): void {
   const coalescer = offload
     ? new TcpCoalescer(rxPackets, runAt, (_start, length) => {
       if (!tun.write(runPointer, length)) counters[C.drop_queue_full]++;
-    })
+    }, { udp: Deno.env.get("OVERLAY_UDP_COALESCE") !== "0" })
     : undefined;
 
   const ownMask = (0xffffffff << (32 - config.ownSubnetPrefixLen)) >>> 0;
