@@ -44,12 +44,20 @@ export class MessageVector {
 
   /**
    * `extra` bytes after the last slot are the caller's scratch space in the same buffer;
-   * `controlSize` gives every message room for ancillary data (UDP_GRO's segment size).
+   * `controlSize` gives every message room for ancillary data (UDP_GRO's segment size);
+   * `allocate` makes the packet buffer (e.g. lib/udp/checksum.ts's packetMemory, inside
+   * WebAssembly memory; it must never move or be detached while this vector lives).
    */
-  constructor(count: number, slotSize: number, extra = 0, controlSize = 0) {
+  constructor(
+    count: number,
+    slotSize: number,
+    extra = 0,
+    controlSize = 0,
+    allocate: (size: number) => Uint8Array<ArrayBuffer> = (size) => new Uint8Array(size),
+  ) {
     this.count = count;
     this.slotSize = slotSize;
-    this.packets = new Uint8Array(count * slotSize + extra);
+    this.packets = allocate(count * slotSize + extra);
     this.headers = new Uint8Array(count * MMSGHDR_SIZE);
     this.headerView = new DataView(this.headers.buffer);
     this.addresses = new Uint8Array(count * SOCKADDR_IN_SIZE);

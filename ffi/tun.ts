@@ -30,6 +30,8 @@ const IFF_VNET_HDR = 0x4000;
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
 const TUN_F_TSO6 = 0x04;
+const TUN_F_USO4 = 0x20;
+const TUN_F_USO6 = 0x40;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 const IFF_MULTI_QUEUE = 0x0100;
@@ -164,6 +166,17 @@ function attachQueue(name: string, flags: number): { fd: number; name: string } 
  */
 export function enableTso(fd: number, options: { ipv6?: boolean } = {}): boolean {
   const flags = TUN_F_CSUM | TUN_F_TSO4 | (options.ipv6 ? TUN_F_TSO6 : 0);
+  return libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) === 0;
+}
+
+/**
+ * enableTso's offloads plus UDP segmentation (TUN_F_USO4|USO6, Linux 6.2+): the kernel may
+ * also hand this TUN UDP super-packets (vnet gso_type GSO_UDP_L4). The kernel takes USO4
+ * and USO6 only together. False, changing nothing, when it refuses (then call enableTso).
+ */
+export function enableUso(fd: number, options: { ipv6?: boolean } = {}): boolean {
+  const flags = TUN_F_CSUM | TUN_F_TSO4 | (options.ipv6 ? TUN_F_TSO6 : 0) | TUN_F_USO4 |
+    TUN_F_USO6;
   return libc().ioctl_value(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) === 0;
 }
 

@@ -6,13 +6,16 @@ import assert from "node:assert/strict";
 import {
   type Segmented,
   segmentTcp,
+  segmentUdp,
   TcpCoalescer,
   VNET_GSO_TCPV4,
   VNET_GSO_TCPV6,
+  VNET_GSO_UDP_L4,
   VNET_HDR_SIZE,
 } from "../lib/udp/offload.ts";
 import { PACKET_OK, validateIpv4, validateIpv6 } from "../lib/udp/packet.ts";
 import { ip6Bytes, parseIp6 } from "../lib/ip6.ts";
+import { packetMemory } from "../lib/udp/checksum.ts";
 
 /** RFC 1071 over a list of byte arrays, written plainly. */
 function reference(...parts: Uint8Array[]): number {
@@ -380,4 +383,245 @@ Deno.test("fuzz: TCPv6 segmenting and coalescing never throw and never emit a wr
     }
     assert.equal(next, mangled.length, "every input is written once");
   }
+});
+
+/** The UDP checksum over the family's pseudo-header verifies (RFC 768; RFC 8200 §8.1). */
+function udpChecksumOk(packet: Uint8Array): boolean {
+  const ipLength = packet[0] >> 4 === 6 ? 40 : (packet[0] & 15) * 4;
+  const udpLength = packet.length - ipLength;
+  const pseudo = packet[0] >> 4 === 6 ? new Uint8Array(40) : new Uint8Array(12);
+  if (packet[0] >> 4 === 6) {
+    pseudo.set(packet.subarray(8, 40));
+    new DataView(pseudo.buffer).setUint32(32, udpLength);
+    pseudo[39] = 17;
+  } else {
+    pseudo.set(packet.subarray(12, 20));
+    pseudo[9] = 17;
+    pseudo[10] = udpLength >> 8;
+    pseudo[11] = udpLength & 255;
+  }
+  return reference(pseudo, packet.subarray(ipLength)) === 0;
+}
+
+/**
+ * A UDP super-packet as the TUN hands it over with USO: one IP header and one UDP header
+ * for all the payload, the UDP checksum field holding the pseudo-header sum (NEEDS_CSUM),
+ * or 0 (IPv4 without checksum).
+ */
+function udpSuperPacket(payload: number, options: { v6?: boolean; noChecksum?: boolean } = {}) {
+  const ipLength = options.v6 ? 40 : 20;
+  const bytes = new Uint8Array(ipLength + 8 + payload);
+  const view = new DataView(bytes.buffer);
+  const udpLength = 8 + payload;
+  if (options.v6) {
+    bytes[0] = 0x60;
+    view.setUint16(4, udpLength);
+    bytes[6] = 17;
+    bytes[7] = 63;
+    bytes.set(ip6Bytes(parseIp6("fd10:0:0:1::5")!), 8);
+    bytes.set(ip6Bytes(parseIp6("fd10:0:0:2::7")!), 24);
+  } else {
+    bytes[0] = 0x45;
+    view.setUint16(2, bytes.length);
+    view.setUint16(4, 0xfffe); // id near the wrap
+    bytes[8] = 63;
+    bytes[9] = 17;
+    view.setUint32(12, 0x0a0a0102);
+    view.setUint32(16, 0x0a0a0203);
+    view.setUint16(10, reference(bytes.subarray(0, 20)));
+  }
+  view.setUint16(ipLength, 40000);
+  view.setUint16(ipLength + 2, 5201);
+  view.setUint16(ipLength + 4, udpLength);
+  for (let i = 0; i < payload; i++) bytes[ipLength + 8 + i] = (i * 13 + 5) & 255;
+  if (!options.noChecksum) {
+    // The pseudo-header sum, not inverted: what the kernel leaves for CHECKSUM_PARTIAL.
+    const pseudo = options.v6 ? new Uint8Array(40) : new Uint8Array(12);
+    if (options.v6) {
+      pseudo.set(bytes.subarray(8, 40));
+      new DataView(pseudo.buffer).setUint32(32, udpLength);
+      pseudo[39] = 17;
+    } else {
+      pseudo.set(bytes.subarray(12, 20));
+      pseudo[9] = 17;
+      pseudo[10] = udpLength >> 8;
+      pseudo[11] = udpLength & 255;
+    }
+    view.setUint16(ipLength + 6, ~reference(pseudo) & 0xffff);
+  }
+  return bytes;
+}
+
+/** segmentUdp into `buffer` (a plain or a WebAssembly-memory one); the segments, copied. */
+function segmentUdpPacket(
+  packet: Uint8Array,
+  gsoSize: number,
+  buffer = new Uint8Array(packet.length * 3 + 4096),
+): Uint8Array[] {
+  buffer.set(packet);
+  const result: Segmented = { count: 0, segmentSize: 0, total: 0 };
+  assert.ok(segmentUdp(buffer, 0, packet.length, gsoSize, packet.length, result));
+  const segments: Uint8Array[] = [];
+  let offset = packet.length;
+  for (let i = 0; i < result.count; i++) {
+    const length = buffer[offset] >> 4 === 6
+      ? 40 + ((buffer[offset + 4] << 8) | buffer[offset + 5])
+      : (buffer[offset + 2] << 8) | buffer[offset + 3];
+    assert.ok(i === result.count - 1 || length === result.segmentSize, "equal sizes but the last");
+    segments.push(buffer.slice(offset, offset + length));
+    offset += length;
+  }
+  assert.equal(offset - packet.length, result.total);
+  return segments;
+}
+
+for (const memory of ["a plain buffer", "WebAssembly memory"]) {
+  Deno.test(`a USO super-packet is cut into IPv4/UDP datagrams with ids, lengths and checksums (${memory})`, () => {
+    const packet = udpSuperPacket(5000);
+    const buffer = memory === "a plain buffer" ? undefined : packetMemory(packet.length * 3 + 4096);
+    const segments = segmentUdpPacket(packet, 1400, buffer);
+    assert.deepEqual(segments.map((s) => s.length), [1428, 1428, 1428, 828], "odd last segment");
+    segments.forEach((s, i) => {
+      assert.equal(validateIpv4(s, 0, s.length), PACKET_OK, `segment ${i} IP`);
+      assert.equal((s[4] << 8) | s[5], (0xfffe + i) & 0xffff, "IP id + i, wrapping");
+      assert.equal((s[24] << 8) | s[25], s.length - 20, "UDP length");
+      assert.deepEqual([...s.subarray(20, 24)], [...packet.subarray(20, 24)], "ports");
+      assert.ok(udpChecksumOk(s), `segment ${i} UDP checksum`);
+      assert.notEqual((s[26] << 8) | s[27], 0);
+    });
+    assert.deepEqual(segments.flatMap((s) => [...s.subarray(28)]), [...packet.subarray(28)]);
+  });
+}
+
+Deno.test("USO: a payload that divides gives equal segments; a short one gives one datagram", () => {
+  assert.deepEqual(segmentUdpPacket(udpSuperPacket(2800), 1400).map((s) => s.length), [1428, 1428]);
+  const [single] = segmentUdpPacket(udpSuperPacket(37), 1400);
+  assert.equal(single.length, 65);
+  assert.ok(udpChecksumOk(single));
+  const [empty] = segmentUdpPacket(udpSuperPacket(0), 1400);
+  assert.equal(empty.length, 28);
+  assert.ok(udpChecksumOk(empty));
+});
+
+Deno.test("USO: IPv4 UDP without a checksum (0) stays without one in every segment", () => {
+  const segments = segmentUdpPacket(udpSuperPacket(3001, { noChecksum: true }), 1000);
+  assert.deepEqual(segments.map((s) => s.length), [1028, 1028, 1028, 29]);
+  for (const s of segments) {
+    assert.equal(validateIpv4(s, 0, s.length), PACKET_OK);
+    assert.equal((s[26] << 8) | s[27], 0, "no checksum");
+  }
+});
+
+Deno.test("USO: a UDP checksum that computes to 0 is sent as 0xffff", () => {
+  // Make the last two payload bytes cancel everything else: the sum folds to 0xffff.
+  const packet = udpSuperPacket(100);
+  packet[126] = 0;
+  packet[127] = 0;
+  const [probe] = segmentUdpPacket(packet, 1400);
+  const sum = ~((probe[26] << 8) | probe[27]) & 0xffff;
+  const fill = 0xffff - sum;
+  packet[126] = fill >> 8;
+  packet[127] = fill & 255;
+  const [s] = segmentUdpPacket(packet, 1400);
+  assert.equal((s[26] << 8) | s[27], 0xffff);
+  assert.ok(udpChecksumOk(s));
+});
+
+Deno.test("USO: an IPv6 super-packet is cut into IPv6/UDP datagrams with lengths and checksums", () => {
+  const packet = udpSuperPacket(4000, { v6: true });
+  const segments = segmentUdpPacket(packet, 1232);
+  assert.deepEqual(segments.map((s) => s.length), [1280, 1280, 1280, 352]);
+  segments.forEach((s, i) => {
+    assert.equal(validateIpv6(s, 0, s.length), PACKET_OK, `segment ${i} IPv6`);
+    assert.equal((s[44] << 8) | s[45], s.length - 40, "UDP length");
+    assert.ok(udpChecksumOk(s), `segment ${i} UDP checksum`);
+  });
+  assert.deepEqual(segments.flatMap((s) => [...s.subarray(48)]), [...packet.subarray(48)]);
+});
+
+Deno.test("USO: not UDP, a UDP length that disagrees, or no room: nothing is cut", () => {
+  const result: Segmented = { count: 0, segmentSize: 0, total: 0 };
+  const buffer = new Uint8Array(20_000);
+  const tcp = tcpPacket(3000);
+  buffer.set(tcp);
+  assert.equal(segmentUdp(buffer, 0, tcp.length, 1400, 8000, result), undefined);
+  const wrong = udpSuperPacket(3000);
+  wrong[25] ^= 1;
+  buffer.set(wrong);
+  assert.equal(segmentUdp(buffer, 0, wrong.length, 1400, 8000, result), undefined);
+  const tiny = udpSuperPacket(3000);
+  buffer.set(tiny);
+  assert.equal(segmentUdp(buffer, 0, tiny.length, 1, 8000, result), undefined, "3000 segments");
+  assert.equal(segmentUdp(buffer, 0, tiny.length, 0, 8000, result), undefined);
+});
+
+Deno.test("same-size UDP datagrams of one flow coalesce into one GSO_UDP_L4 super-packet", () => {
+  const original = udpSuperPacket(5000);
+  const datagrams = segmentUdpPacket(original, 1400);
+  const written = coalesce(datagrams);
+  assert.equal(written.length, 1);
+  const frame = written[0];
+  assert.equal(frame[0], 1, "NEEDS_CSUM");
+  assert.equal(frame[1], VNET_GSO_UDP_L4);
+  assert.equal(frame[2] | (frame[3] << 8), 28, "hdr_len");
+  assert.equal(frame[4] | (frame[5] << 8), 1400, "gso_size");
+  assert.equal(frame[6] | (frame[7] << 8), 20, "csum_start");
+  assert.equal(frame[8] | (frame[9] << 8), 6, "csum_offset");
+  const packet = finish(frame);
+  assert.equal(validateIpv4(packet, 0, packet.length), PACKET_OK);
+  assert.equal((packet[24] << 8) | packet[25], packet.length - 20, "UDP length");
+  assert.ok(udpChecksumOk(packet));
+  assert.deepEqual([...packet.subarray(28)], [...original.subarray(28)]);
+  // And cut again as the kernel would: the same datagrams.
+  const again = segmentUdpPacket(packet, 1400);
+  assert.deepEqual(
+    again.map((d) => [...d.subarray(20)]),
+    datagrams.map((d) => [...d.subarray(20)]),
+  );
+});
+
+Deno.test("IPv6 UDP datagrams coalesce too; a short one ends the run", () => {
+  const datagrams = segmentUdpPacket(udpSuperPacket(3000, { v6: true }), 1200);
+  const more = segmentUdpPacket(udpSuperPacket(2400, { v6: true }), 1200);
+  const written = coalesce([...datagrams, ...more]);
+  assert.deepEqual(written.map((f) => f.length - VNET_HDR_SIZE), [40 + 8 + 3000, 40 + 8 + 2400]);
+  for (const frame of written) {
+    assert.equal(frame[1], VNET_GSO_UDP_L4);
+    const packet = finish(frame);
+    assert.equal(validateIpv6(packet, 0, packet.length), PACKET_OK);
+    assert.ok(udpChecksumOk(packet));
+  }
+});
+
+Deno.test("UDP without a checksum, with a wrong one, or of another flow passes alone", () => {
+  const [a, b] = segmentUdpPacket(udpSuperPacket(2800), 1400);
+  const [none1, none2] = segmentUdpPacket(udpSuperPacket(2800, { noChecksum: true }), 1400);
+  const damaged = b.slice();
+  damaged[100] ^= 1;
+  const otherPort = b.slice();
+  otherPort[21] ^= 1; // source port; a valid checksum again
+  otherPort[26] = 0;
+  otherPort[27] = 0;
+  const pseudo = new Uint8Array(12);
+  pseudo.set(otherPort.subarray(12, 20));
+  pseudo[9] = 17;
+  pseudo[10] = (otherPort.length - 20) >> 8;
+  pseudo[11] = (otherPort.length - 20) & 255;
+  const check = reference(pseudo, otherPort.subarray(20)) || 0xffff;
+  otherPort[26] = check >> 8;
+  otherPort[27] = check & 255;
+  assert.ok(udpChecksumOk(otherPort));
+  const written = coalesce([none1, none2, a, damaged, a, otherPort]);
+  assert.equal(written.length, 6);
+  for (const frame of written) assert.equal(frame[1], 0, "no GSO");
+  assert.deepEqual(written[0].subarray(VNET_HDR_SIZE), none1);
+  assert.deepEqual(written[3].subarray(VNET_HDR_SIZE), damaged);
+  assert.deepEqual(written[5].subarray(VNET_HDR_SIZE), otherPort);
+});
+
+Deno.test("a UDP run and TCP segments keep their order and do not mix", () => {
+  const udp = segmentUdpPacket(udpSuperPacket(2800), 1400);
+  const tcp = segment(tcpPacket(2896, { flags: 0x10 }), 1448);
+  const written = coalesce([...udp, ...tcp, ...udp]);
+  assert.deepEqual(written.map((f) => f[1]), [VNET_GSO_UDP_L4, VNET_GSO_TCPV4, VNET_GSO_UDP_L4]);
 });

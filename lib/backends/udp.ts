@@ -25,7 +25,7 @@ import {
   raiseSocketBuffers,
   steerByInnerFlow,
 } from "../../ffi/udp_socket.ts";
-import { disableOffloads, enableTso, openTun } from "../../ffi/tun.ts";
+import { disableOffloads, enableTso, enableUso, openTun } from "../../ffi/tun.ts";
 import { formatIp6, formatIp6Net, type Ip6Net } from "../ip6.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
@@ -66,6 +66,8 @@ export class UdpBackend implements Backend {
   readonly hearsPeers = true;
   readonly device: string;
   #offload = false;
+  /** The TUN also hands over UDP super-packets (TUN_F_USO4|USO6). */
+  #uso = false;
   readonly #config: NetworkConfig;
   /** Data-path queues: one TUN queue, one SO_REUSEPORT socket and one Worker each. */
   readonly #queues = queueCount();
@@ -122,8 +124,13 @@ export class UdpBackend implements Backend {
       let tun = openTun(this.device, { vnetHdr: wantOffload, queues });
       this.#tunFds = tun.fds;
       this.#udpFds = openUdpSockets(this.#config.backend.port, queues);
-      this.#offload = wantOffload && enableTso(tun.fd, { ipv6: ownIpv6 !== undefined }) &&
+      // USO where the kernel has it (6.2+), else TSO alone; OVERLAY_USO=0 keeps to TSO.
+      const tunOffloads = { ipv6: ownIpv6 !== undefined };
+      this.#uso = wantOffload && Deno.env.get("OVERLAY_USO") !== "0" &&
+        enableUso(tun.fd, tunOffloads);
+      this.#offload = wantOffload && (this.#uso || enableTso(tun.fd, tunOffloads)) &&
         this.#udpFds.every(probeUdpOffloads);
+      this.#uso &&= this.#offload;
       if (!this.#offload) {
         if (wantOffload) {
           for (const fd of tun.fds) closeFd(fd);
@@ -252,9 +259,10 @@ export class UdpBackend implements Backend {
     const threads = queues === 1
       ? "worker thread"
       : `${queues} worker threads on a ${queues}-queue TUN`;
-    return this.#offload
-      ? `udp: ${threads}, TUN TSO + UDP GSO/GRO offloads`
-      : `udp: ${threads}, batched recvmmsg/sendmmsg`;
+    if (!this.#offload) return `udp: ${threads}, batched recvmmsg/sendmmsg`;
+    return this.#uso
+      ? `udp: ${threads}, TUN TSO + USO + UDP GSO/GRO offloads`
+      : `udp: ${threads}, TUN TSO + UDP GSO/GRO offloads`;
   }
 
   /**

@@ -8,8 +8,8 @@
  * datagrams come in with one recvmmsg() and are written to the TUN. Buffers, iovecs,
  * message headers and pointers are made once; nothing is allocated per packet.
  *
- * With offloads (probed at start) the TUN hands over TCP super-packets that leave as one
- * UDP_SEGMENT send each, and GRO'd arrivals are coalesced back into super-packets for one
+ * With offloads (probed at start) the TUN hands over TCP super-packets (and UDP ones where
+ * the kernel has USO) that leave as one UDP_SEGMENT send each, and GRO'd arrivals are coalesced back into super-packets for one
  * TUN write (lib/udp/offload.ts). Every datagram on the wire is still one inner packet.
  *
  * Wire format (flannel's udp backend): the UDP payload is the bare inner IPv4 packet. In a
@@ -33,14 +33,17 @@ import {
   readVnetHeader,
   type Segmented,
   segmentTcp,
+  segmentUdp,
   TcpCoalescer,
   VNET_F_NEEDS_CSUM,
   VNET_GSO_NONE,
   VNET_GSO_TCPV4,
   VNET_GSO_TCPV6,
+  VNET_GSO_UDP_L4,
   VNET_HDR_SIZE,
   type VnetHeader,
 } from "./offload.ts";
+import { packetMemory } from "./checksum.ts";
 import { COUNTER_INDEX as C } from "./counters.ts";
 import {
   decrementHopLimit,
@@ -129,12 +132,18 @@ export function runDataPath(config: DataPathConfig): void {
   // datagrams at once; each vector's buffer also holds the scratch regions (segments out,
   // coalesced run) so every copy stays inside one buffer.
   const rxSlot = offload ? GRO_SLOT : config.slotSize;
-  const tx = new MessageVector(BATCH, config.slotSize, offload ? TX_SCRATCH : 0);
+  // Packet buffers inside WebAssembly memory, so checksums over them run in SIMD without a
+  // copy (lib/udp/checksum.ts; plain buffers where the runtime lacks it, or with
+  // OVERLAY_CHECKSUM_WASM=0).
+  const wasm = Deno.env.get("OVERLAY_CHECKSUM_WASM") !== "0";
+  const allocate = (size: number) => packetMemory(size, { wasm });
+  const tx = new MessageVector(BATCH, config.slotSize, offload ? TX_SCRATCH : 0, 0, allocate);
   const rx = new MessageVector(
     BATCH,
     rxSlot,
     offload ? VNET_HDR_SIZE + 65_535 : 0,
     offload ? 32 : 0,
+    allocate,
   );
   const txPackets = tx.packets;
   const rxPackets = rx.packets;
@@ -188,7 +197,7 @@ export function runDataPath(config: DataPathConfig): void {
   const coalescer = offload
     ? new TcpCoalescer(rxPackets, runAt, (_start, length) => {
       if (!tun.write(runPointer, length)) counters[C.drop_queue_full]++;
-    })
+    }, { udp: Deno.env.get("OVERLAY_UDP_COALESCE") !== "0" })
     : undefined;
 
   const ownMask = (0xffffffff << (32 - config.ownSubnetPrefixLen)) >>> 0;
@@ -441,16 +450,19 @@ export function runDataPath(config: DataPathConfig): void {
         continue;
       }
       const gsoSize = vnet.gsoSize;
-      // A TCP super-packet whose IP version matches its GSO type; anything else is not ours.
+      // A TCP super-packet whose IP version matches its GSO type, or a UDP one (USO) of
+      // either version; anything else is not ours.
       const version = txPackets[packet] >>> 4;
       const tcpGso = (gsoType === VNET_GSO_TCPV4 && version === 4) ||
         (gsoType === VNET_GSO_TCPV6 && version === 6);
-      const owner = tcpGso ? routeFromTun(txPackets, packet, packetLength) : 0;
+      const udpGso = gsoType === VNET_GSO_UDP_L4 && (version === 4 || version === 6);
+      const owner = tcpGso || udpGso ? routeFromTun(txPackets, packet, packetLength) : 0;
       if (owner === 0) {
-        if (!tcpGso) counters[version === 6 ? C.drop_malformed_v6 : C.drop_malformed]++;
+        if (!tcpGso && !udpGso) counters[version === 6 ? C.drop_malformed_v6 : C.drop_malformed]++;
         continue;
       }
-      if (!segmentTcp(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
+      const segment = udpGso ? segmentUdp : segmentTcp;
+      if (!segment(txPackets, packet, packetLength, gsoSize, segmentsAt, segmented)) {
         counters[version === 6 ? C.drop_malformed_v6 : C.drop_malformed]++;
         continue;
       }

@@ -8,6 +8,10 @@
  *   10 header checksum, 12 source address, 16 destination address
  */
 
+import { onesComplementSum } from "./checksum.ts";
+
+export { onesComplementSum };
+
 export const IPV4_MIN_HEADER = 20;
 export const PROTOCOL_ICMP = 1;
 
@@ -42,30 +46,6 @@ export function writeU32(bytes: Uint8Array, offset: number, value: number): void
   bytes[offset + 1] = (value >>> 16) & 255;
   bytes[offset + 2] = (value >>> 8) & 255;
   bytes[offset + 3] = value & 255;
-}
-
-/**
- * The ones'-complement sum of 16-bit words, folded (not yet inverted). Eight bytes per
- * turn of the loop: the transmit path checksums every byte it segments.
- */
-export function onesComplementSum(
-  bytes: Uint8Array,
-  offset: number,
-  length: number,
-  initial = 0,
-): number {
-  let sum = initial;
-  let i = offset;
-  const end8 = offset + (length & ~7);
-  for (; i < end8; i += 8) {
-    sum += ((bytes[i] << 8) | bytes[i + 1]) + ((bytes[i + 2] << 8) | bytes[i + 3]) +
-      ((bytes[i + 4] << 8) | bytes[i + 5]) + ((bytes[i + 6] << 8) | bytes[i + 7]);
-  }
-  const end2 = offset + (length & ~1);
-  for (; i < end2; i += 2) sum += (bytes[i] << 8) | bytes[i + 1];
-  if (length & 1) sum += bytes[offset + length - 1] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 65536);
-  return sum;
 }
 
 /** The internet checksum of a range (RFC 1071). */
