@@ -18,6 +18,7 @@
  * public IP. Every check on IPv4 packets has its IPv6 twin: owner table, anti-spoofing,
  * destination in our subnet, hop limit, ICMPv6 no-route for an unowned overlay address.
  */
+import { CONTROL_STATE, CONTROL_STOP, DATA_PATH_RUNNING, serveWorker } from "./worker_control.ts";
 import { pointerInto } from "../../ffi/memory.ts";
 import { ip6Bytes, type Ip6Net } from "../ip6.ts";
 import {
@@ -98,12 +99,14 @@ export interface DataPathConfig {
   readonly control: SharedArrayBuffer;
 }
 
-export const CONTROL_STOP = 0;
-export const CONTROL_STATE = 1;
-export const DATA_PATH_STARTING = 0;
-export const DATA_PATH_RUNNING = 1;
-export const DATA_PATH_STOPPED = 2;
-export const DATA_PATH_FAILED = 3;
+export {
+  CONTROL_STATE,
+  CONTROL_STOP,
+  DATA_PATH_FAILED,
+  DATA_PATH_RUNNING,
+  DATA_PATH_STARTING,
+  DATA_PATH_STOPPED,
+} from "./worker_control.ts";
 
 const BATCH = 64;
 const POLL_TIMEOUT_MS = 200;
@@ -552,22 +555,4 @@ export function runDataPath(config: DataPathConfig): void {
 }
 
 // Worker entry point.
-const scope = globalThis as unknown as {
-  onmessage: ((event: MessageEvent<DataPathConfig>) => void) | null;
-  postMessage: (message: unknown) => void;
-  close: () => void;
-};
-if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {
-  scope.onmessage = (event) => {
-    const control = new Int32Array(event.data.control);
-    try {
-      runDataPath(event.data);
-      Atomics.store(control, CONTROL_STATE, DATA_PATH_STOPPED);
-      scope.postMessage({ type: "stopped" });
-    } catch (error) {
-      Atomics.store(control, CONTROL_STATE, DATA_PATH_FAILED);
-      scope.postMessage({ type: "failed", message: (error as Error).message });
-    }
-    scope.close();
-  };
-}
+serveWorker(runDataPath);

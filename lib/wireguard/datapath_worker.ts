@@ -26,6 +26,12 @@
  * The agent talks to the loop through shared memory only (the loop never yields to the
  * event loop): the peer set arrives in a Mailbox, counters and per-peer status go back.
  */
+import {
+  CONTROL_STATE,
+  CONTROL_STOP,
+  DATA_PATH_RUNNING,
+  serveWorker,
+} from "../udp/worker_control.ts";
 import { pointerInto } from "../../ffi/memory.ts";
 import {
   MessageVector,
@@ -143,11 +149,14 @@ export const WG_COUNTERS = [
 
 const C = Object.fromEntries(WG_COUNTERS.map((name, i) => [name, i])) as Record<string, number>;
 
-export const CONTROL_STOP = 0;
-export const CONTROL_STATE = 1;
-export const DATA_PATH_RUNNING = 1;
-export const DATA_PATH_STOPPED = 2;
-export const DATA_PATH_FAILED = 3;
+export {
+  CONTROL_STATE,
+  CONTROL_STOP,
+  DATA_PATH_FAILED,
+  DATA_PATH_RUNNING,
+  DATA_PATH_STARTING,
+  DATA_PATH_STOPPED,
+} from "../udp/worker_control.ts";
 
 const BATCH = 64;
 const POLL_TIMEOUT_MS = 100;
@@ -597,22 +606,4 @@ function wholeIpv4(bytes: Uint8Array, offset: number, length: number): boolean {
 }
 
 // Worker entry point.
-const scope = globalThis as unknown as {
-  onmessage: ((event: MessageEvent<WgDataPathConfig>) => void) | null;
-  postMessage: (message: unknown) => void;
-  close: () => void;
-};
-if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {
-  scope.onmessage = (event) => {
-    const control = new Int32Array(event.data.control);
-    try {
-      runWgDataPath(event.data);
-      Atomics.store(control, CONTROL_STATE, DATA_PATH_STOPPED);
-      scope.postMessage({ type: "stopped" });
-    } catch (error) {
-      Atomics.store(control, CONTROL_STATE, DATA_PATH_FAILED);
-      scope.postMessage({ type: "failed", message: (error as Error).message });
-    }
-    scope.close();
-  };
-}
+serveWorker(runWgDataPath);
