@@ -35,11 +35,11 @@ import { log } from "../log.ts";
 import { createCounterBuffer, readCounters } from "../udp/counters.ts";
 import {
   CONTROL_STATE,
-  CONTROL_STOP,
   DATA_PATH_FAILED,
   DATA_PATH_RUNNING,
   type DataPathConfig,
 } from "../udp/datapath_worker.ts";
+import { stopWorkers } from "../udp/worker_control.ts";
 import { PeerTable } from "../udp/peer_table.ts";
 import { ensureOwnRoute } from "./kernel_state.ts";
 
@@ -346,27 +346,13 @@ export class UdpBackend implements Backend {
    * Worker's next write would land there.
    */
   async stop(): Promise<void> {
-    for (const control of this.#controls) Atomics.store(new Int32Array(control), CONTROL_STOP, 1);
-    if (this.#workersDone.length > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stopped = await Promise.race([
-        Promise.all(this.#workersDone).then(() => true),
-        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), STOP_WAIT_MS)),
-      ]);
-      clearTimeout(timer);
-      if (!stopped) {
-        log.error(
-          `udp data path did not stop within ${STOP_WAIT_MS} ms; terminating it and leaving its descriptors open`,
-        );
-        for (const worker of this.#workers) worker.terminate();
-        this.#workers = [];
-        return;
-      }
-      log.info("udp data path stopped");
-    }
-    for (const worker of this.#workers) worker.terminate();
+    const stopped = await stopWorkers("udp", {
+      controls: this.#controls,
+      workers: this.#workers,
+      running: this.#workersDone,
+    }, STOP_WAIT_MS);
     this.#workers = [];
-    this.#closeFds();
+    if (stopped) this.#closeFds();
   }
 
   #closeFds(): void {

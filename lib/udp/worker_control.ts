@@ -5,6 +5,8 @@
  * data path on the config the agent posts, then says how it ended.
  */
 
+import { log } from "../log.ts";
+
 export const CONTROL_STOP = 0;
 export const CONTROL_STATE = 1;
 export const DATA_PATH_STARTING = 0;
@@ -39,4 +41,41 @@ export function serveWorker<C extends { readonly control: SharedArrayBuffer }>(
     }
     scope.close();
   };
+}
+
+/**
+ * Asks data-path Workers to stop and waits up to `waitMs` for them to finish. True when
+ * they stopped (their descriptors may be closed now); false when they did not, and were
+ * terminated: their descriptors must stay open, a Worker may still be inside a system
+ * call on them. Either way the Workers are gone afterwards.
+ */
+export async function stopWorkers(
+  what: string,
+  data: {
+    readonly controls: readonly SharedArrayBuffer[];
+    readonly workers: readonly Worker[];
+    /** Settles when each Worker says it ended. */
+    readonly running: readonly Promise<unknown>[];
+  },
+  waitMs: number,
+): Promise<boolean> {
+  for (const control of data.controls) Atomics.store(new Int32Array(control), CONTROL_STOP, 1);
+  const running = data.running;
+  let stopped = true;
+  if (running.length > 0) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    stopped = await Promise.race([
+      Promise.all(running).then(() => true),
+      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), waitMs)),
+    ]);
+    clearTimeout(timer);
+    if (stopped) log.info(`${what} data path stopped`);
+    else {
+      log.error(
+        `${what} data path did not stop within ${waitMs} ms; terminating it and leaving its descriptors open`,
+      );
+    }
+  }
+  for (const worker of data.workers) worker.terminate();
+  return stopped;
 }

@@ -11,7 +11,6 @@ import { log } from "../log.ts";
 import { OverlayError } from "../errors.ts";
 import {
   CONTROL_STATE,
-  CONTROL_STOP,
   DATA_PATH_FAILED,
   DATA_PATH_RUNNING,
   type PeerConfig,
@@ -19,6 +18,7 @@ import {
   WG_COUNTERS,
   type WgDataPathConfig,
 } from "./datapath_worker.ts";
+import { stopWorkers } from "../udp/worker_control.ts";
 import type { DevicePathObservation, DeviceSetup, WireguardDevicePath } from "./device_path.ts";
 import { Mailbox } from "./mailbox.ts";
 
@@ -158,27 +158,13 @@ export class UserspaceWireguard implements WireguardDevicePath {
 
   /** Stops the Worker, then closes the descriptors (never under a running Worker). */
   async stop(): Promise<void> {
-    Atomics.store(new Int32Array(this.#control), CONTROL_STOP, 1);
-    if (this.#workerDone) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stopped = await Promise.race([
-        this.#workerDone.then(() => true),
-        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), STOP_WAIT_MS)),
-      ]);
-      clearTimeout(timer);
-      if (!stopped) {
-        log.error(
-          `wireguard data path did not stop within ${STOP_WAIT_MS} ms; terminating it and leaving its descriptors open`,
-        );
-        this.#worker?.terminate();
-        this.#worker = undefined;
-        return;
-      }
-      log.info("wireguard data path stopped");
-    }
-    this.#worker?.terminate();
+    const stopped = await stopWorkers("wireguard", {
+      controls: [this.#control],
+      workers: this.#worker ? [this.#worker] : [],
+      running: this.#workerDone ? [this.#workerDone] : [],
+    }, STOP_WAIT_MS);
     this.#worker = undefined;
-    this.#closeFds();
+    if (stopped) this.#closeFds();
   }
 
   #closeFds(): void {
