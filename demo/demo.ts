@@ -5,7 +5,7 @@
  * a container-to-container reachability matrix with round-trip times, and one host's
  * `overlay status`. Everything it made is removed at the end, also on Ctrl-C.
  *
- *   deno task demo [--hosts 3] [--backend udp|vxlan|host-gw]
+ *   deno task demo [--hosts 3] [--backend udp|vxlan|host-gw|wireguard|ipip]
  */
 import { parseArgs } from "node:util";
 import { Lab, type LabContainer } from "../lab/lab.ts";
