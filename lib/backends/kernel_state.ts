@@ -37,11 +37,15 @@ export interface KernelEntry {
   readonly key: string;
   /** What the kernel must hold, compared with a dumped entry's fingerprint. */
   readonly fingerprint: string;
-  /** Creates the entry: exclusive for routes (EEXIST when anyone's route is there). */
-  readonly add: Request;
-  /** Rewrites an entry this agent owns. */
-  readonly replace: Request;
-  readonly remove: Request;
+  /**
+   * Builds the request that creates the entry: exclusive for routes (EEXIST when anyone's
+   * route is there). Requests are built when sent, not kept: with 5,000 peers the bytes
+   * of every peer's three requests per entry would be ~25 MB of the agent's heap.
+   */
+  readonly add: () => Request;
+  /** Builds the request that rewrites an entry this agent owns. */
+  readonly replace: () => Request;
+  readonly remove: () => Request;
 }
 
 /** An entry found in the kernel that this agent owns. */
@@ -130,8 +134,8 @@ export class KernelState {
     for (const entry of stale) this.#resolve(entry.key);
     const writes = entries.filter((e) => !this.#conflicts.has(e.key));
     const requests = [
-      ...stale.map((e) => e.remove),
-      ...writes.map((e) => (made.has(e.key) ? e.replace : e.add)),
+      ...stale.map((e) => e.remove()),
+      ...writes.map((e) => (made.has(e.key) ? e.replace() : e.add())),
     ];
     const codes = this.#send(requests, "program peer", [ENOENT, ESRCH, EEXIST]);
     if (codes.slice(stale.length).includes(EEXIST)) this.#reconcileSoon();
@@ -144,7 +148,7 @@ export class KernelState {
     this.#peers.delete(peer);
     const ours = entries.filter((e) => !this.#conflicts.has(e.key));
     for (const entry of entries) this.#resolve(entry.key);
-    this.#send(ours.slice().reverse().map((e) => e.remove), "remove peer", [ENOENT, ESRCH]);
+    this.#send(ours.slice().reverse().map((e) => e.remove()), "remove peer", [ENOENT, ESRCH]);
   }
 
   /** Number of entries desired. */
@@ -180,7 +184,7 @@ export class KernelState {
         this.#resolve(entry.key);
         const found = actual.ours.get(entry.key);
         if (found?.fingerprint === entry.fingerprint && found.marked) continue;
-        requests.push(found ? entry.replace : entry.add);
+        requests.push(found ? entry.replace() : entry.add());
         keys.push(entry.key);
       }
     }
@@ -259,9 +263,9 @@ export function routeEntry(netlink: Netlink, route: Route<Address>): KernelEntry
   return {
     key: routeKey(route),
     fingerprint: routeFingerprint(route),
-    add: netlink.routeAddRequest(ours),
-    replace: netlink.routeReplaceRequest(ours),
-    remove: netlink.routeDeleteRequest(ours),
+    add: () => netlink.routeAddRequest(ours),
+    replace: () => netlink.routeReplaceRequest(ours),
+    remove: () => netlink.routeDeleteRequest(ours),
   };
 }
 
