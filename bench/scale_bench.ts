@@ -28,7 +28,16 @@ export const SCALE_TARGETS = {
   churnApplyMs: 1000,
 };
 
+/**
+ * V8 settings for a small heap, for the agent's second pass: semi-spaces of 1 MB (V8's
+ * young generation otherwise grows to tens of MB under the reconcile's allocations) and
+ * V8's memory-over-speed mode (a smaller old generation between full collections).
+ */
+export const LEAN_V8_FLAGS = "--max-semi-space-size=1,--optimize-for-size";
+
 export interface ScaleBenchResult {
+  /** DENO_V8_FLAGS the agent ran with ("" for V8's defaults). */
+  v8Flags: string;
   peers: number;
   /** Agent started with every lease in etcd → every route programmed. */
   startToProgrammedMs: number;
@@ -123,8 +132,9 @@ function subnetOf(base: number, peer: number): string {
 }
 
 export async function scaleBench(
-  options: { peers?: number; rate?: number; seconds?: number } = {},
+  options: { peers?: number; rate?: number; seconds?: number; v8Flags?: string } = {},
 ): Promise<ScaleBenchResult> {
+  const v8Flags = options.v8Flags ?? "";
   const peers = options.peers ?? SCALE_TARGETS.peers;
   const rate = options.rate ?? SCALE_TARGETS.churnRate;
   const seconds = options.seconds ?? SCALE_TARGETS.churnSeconds;
@@ -160,7 +170,7 @@ export async function scaleBench(
   // 1. Every lease in etcd, then the agent starts.
   await writeLeases();
   const started = Date.now();
-  const agent = lab.startAgent(host);
+  const agent = lab.startAgent(host, [], v8Flags ? { env: { DENO_V8_FLAGS: v8Flags } } : {});
   const pid = agent.child.pid;
   const programmed = await routes.until((set) => peerRoutes(set) === peers);
   const startToProgrammedMs = programmed - started;
@@ -214,6 +224,7 @@ export async function scaleBench(
   const mismatches = await kernelMismatches(lab, host.ns, want);
   if (settled === undefined) console.error("  (the routes never settled to the leases)");
   return {
+    v8Flags,
     peers,
     startToProgrammedMs,
     removeMs,

@@ -341,6 +341,11 @@ export class VxlanBackend implements Backend {
     this.#state?.removePeer(peerKey(peer));
   }
 
+  batchPeers(work: () => void): void {
+    if (this.#state) this.#state.batch(work);
+    else work();
+  }
+
   #entries4(peer: Lease): KernelEntry[] {
     const device = this.#v4;
     const subnet = peer.subnet;
