@@ -2,11 +2,12 @@
  * Benchmarks (deno task bench). Never part of the tests. Figures print to the terminal
  * and to bench/results/latest.json.
  *
- *   deno task bench [--only lease,reconnect,udp,udp-inner,checksum,udp6,vxlan6,wireguard,kernel,ipip,socket]
+ *   deno task bench [--only lease,reconnect,udp,udp-inner,checksum,udp6,vxlan6,wireguard,kernel,scale,ipip,socket]
  */
 import { parseArgs } from "node:util";
 import { ipipBench, KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
 import { leaseBench } from "./lease_bench.ts";
+import { LEAN_V8_FLAGS, SCALE_TARGETS, scaleBench } from "./scale_bench.ts";
 import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
 import { printCoresRows, UDP_TARGETS, udpBench } from "./udp_bench.ts";
@@ -279,6 +280,50 @@ if (want("kernel")) {
         `removed in ${f.removeMs} ms (${verdict(f.removeMs <= t.removeMs)}), agent RSS ${
           f.rssMb.toFixed(1)
         } MB (≤ ${t.rssMb}: ${verdict(f.rssMb <= t.rssMb)})`,
+    );
+  }
+}
+
+if (want("scale")) {
+  const t = SCALE_TARGETS;
+  console.log(
+    `\ncontrol plane at ${t.peers} hosts (vxlan; the other hosts are leases in etcd), then churn of ${t.churnRate} joins and ${t.churnRate} leaves per second for ${t.churnSeconds} s; the agent with V8's defaults, then with ${LEAN_V8_FLAGS}`,
+  );
+  const runs = [await scaleBench(), await scaleBench({ v8Flags: LEAN_V8_FLAGS })];
+  results.scale = runs;
+  for (const r of runs) {
+    console.log(`  agent V8 flags: ${r.v8Flags || "none (V8's defaults)"}`);
+    console.log(
+      `    ${r.peers} peers: agent start → all programmed ${r.startToProgrammedMs} ms (target ≤ ${t.programMs}: ${
+        verdict(r.startToProgrammedMs <= t.programMs)
+      }); all removed ${r.removeMs} ms (≤ ${t.removeMs}: ${
+        verdict(r.removeMs <= t.removeMs)
+      }); written with the agent running → all programmed ${r.writeToProgrammedMs} ms (≤ ${t.programMs}: ${
+        verdict(r.writeToProgrammedMs <= t.programMs)
+      })`,
+    );
+    const rss = Math.max(r.rssMb.afterStart, r.rssMb.afterRewrite, r.churn.rssMb.max);
+    console.log(
+      `    agent RSS with ${r.peers} peers ${r.rssMb.afterStart.toFixed(1)} MB after start, ${
+        r.rssMb.afterRewrite.toFixed(1)
+      } MB after the rewrite, at most ${
+        r.churn.rssMb.max.toFixed(1)
+      } MB in the churn (≤ ${t.rssMb}: ${verdict(rss <= t.rssMb)})`,
+    );
+    const c = r.churn;
+    const exact = c.lost === 0 &&
+      c.mismatches.routes + c.mismatches.neighbours + c.mismatches.fdb === 0;
+    console.log(
+      `    churn: ${c.changes} changes; etcd write sent → kernel route median ${c.applyMs.median} ms, p99 ${c.applyMs.p99} ms, max ${c.applyMs.max} ms (≤ ${t.churnApplyMs}: ${
+        verdict(c.applyMs.max <= t.churnApplyMs)
+      }); ${c.lost} never applied; kernel vs leases at the end: ${c.mismatches.routes} routes, ${c.mismatches.neighbours} neighbours, ${c.mismatches.fdb} FDB entries differ (${
+        verdict(exact)
+      }); ${c.writeFailures} writes failed, ${c.monitorOverflows} monitor overflows`,
+    );
+    console.log(
+      `    churn RSS start ${c.rssMb.start.toFixed(1)} MB, end ${c.rssMb.end.toFixed(1)} MB, min ${
+        c.rssMb.min.toFixed(1)
+      }, max ${c.rssMb.max.toFixed(1)} MB`,
     );
   }
 }

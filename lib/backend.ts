@@ -58,6 +58,11 @@ export interface Backend {
   addPeer(peer: Lease): void;
   /** A peer's lease was deleted, expired or is no longer usable. */
   removePeer(peer: Lease): void;
+  /**
+   * Runs `work` (addPeer and removePeer calls) with what it changes sent to the data path
+   * together: the kernel backends make one netlink batch of it, not one per peer.
+   */
+  batchPeers?(work: () => void): void;
   /** Stops forwarding. */
   stop(): Promise<void>;
   /** The data path's condition, read on every heartbeat. */

@@ -99,6 +99,13 @@ const FAMILY_NAMES: Record<IpFamily, string> = { ipv4: "IPv4", ipv6: "IPv6" };
 
 /** A burst of lease events (1,000 hosts at once) makes one state write, not 1,000. */
 const PEERS_PUBLISH_DELAY_MS = 20;
+/**
+ * Under steady churn the peer list is written again no sooner than this per peer after
+ * the last time (20 ms up to 100 peers, 1 s from 5,000): building and writing the list of
+ * 5,000 peers (~1 MB of JSON) takes ~15 ms, so writing it every 20 ms took most of a core.
+ */
+const PEERS_PUBLISH_GAP_MS_PER_PEER = 0.2;
+const PEERS_PUBLISH_MAX_GAP_MS = 1_000;
 /** Skipped leases shown in status (all of them are counted in /metrics). */
 const SKIPPED_SHOWN = 20;
 /** How soon status shows a peer as heard after the first datagram from it. */
@@ -130,6 +137,8 @@ class Agent {
   #masq: { stop(): void } | undefined;
   #healthServer: Deno.HttpServer | undefined;
   #peersTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the peer list was last written to the state (performance.now()). */
+  #peersPublishedAt = -Infinity;
   #contactTimer: ReturnType<typeof setInterval> | undefined;
   #etcdReachable = true;
   /** Per family the network has: whether it forwarded at the last look. */
@@ -585,10 +594,15 @@ class Agent {
   }
 
   #publishPeersSoon(): void {
-    this.#peersTimer ??= setTimeout(() => {
+    if (this.#peersTimer !== undefined) return;
+    const peers = this.#tracker?.size ?? 0;
+    const gap = Math.min(PEERS_PUBLISH_MAX_GAP_MS, peers * PEERS_PUBLISH_GAP_MS_PER_PEER);
+    const due = this.#peersPublishedAt + gap - performance.now();
+    this.#peersTimer = setTimeout(() => {
       this.#peersTimer = undefined;
+      this.#peersPublishedAt = performance.now();
       this.#state.publish(this.#peerFields());
-    }, PEERS_PUBLISH_DELAY_MS);
+    }, Math.max(PEERS_PUBLISH_DELAY_MS, due));
   }
 
   #peerFields() {

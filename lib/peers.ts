@@ -158,8 +158,16 @@ export class PeerTracker {
     }
   }
 
-  /** Decides again for every affected key: admit, update or withdraw. */
+  /**
+   * Decides again for every affected key: admit, update or withdraw. What changes goes
+   * to the backend as one batch (a listing of 5,000 leases: one run of netlink batches).
+   */
   #settle(affected: Set<string>): void {
+    if (this.#backend.batchPeers) this.#backend.batchPeers(() => this.#decide(affected));
+    else this.#decide(affected);
+  }
+
+  #decide(affected: Set<string>): void {
     // Withdrawals first, so a claim is free before its new holder is programmed.
     const admit: [string, Lease][] = [];
     for (const key of affected) {

@@ -1,6 +1,8 @@
 /**
- * The daemon's side of the state file that `--health`, `wait` and `status` read: every
- * change is written in order (the file always ends with the latest state), a heartbeat
+ * The daemon's side of the state file that `--health`, `wait` and `status` read: changes
+ * are written in order and the file always ends with the latest state; changes made while
+ * a write is under way go out together in the one write after it (with 5,000 peers the
+ * state is ~1 MB of JSON, and a queue of one write per change grew without bound), a heartbeat
  * rewrites it every HEARTBEAT_MS so readers can tell a live daemon from a dead one, and
  * a start that fails takes the file back (and its folder, if the start made it).
  */
@@ -18,7 +20,10 @@ export class StateFile {
   readonly #dir: string;
   readonly #dirExisted: boolean;
   #state: DaemonState;
+  /** Settles when the last write queued is done. */
   #writing = Promise.resolve();
+  /** The write queued behind the one under way; it writes the state as it is when it starts. */
+  #queued: Promise<void> | undefined;
   #wrote = false;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
@@ -46,17 +51,20 @@ export class StateFile {
     return this.#state;
   }
 
-  /** Merges `change` into the state and queues a write; resolves when it is written. */
+  /**
+   * Merges `change` into the state and queues a write, unless one that has not started yet
+   * is queued already (it will write this change too); resolves once it is written.
+   */
   publish(change: Partial<DaemonState>): Promise<void> {
     this.#state = { ...this.#state, ...change, heartbeatAt: Date.now() };
-    const snapshot = this.#state;
     this.#wrote = true;
-    this.#writing = this.#writing.then(() =>
-      writeState(this.path, snapshot).catch((error) =>
+    this.#queued ??= this.#writing = this.#writing.then(() => {
+      this.#queued = undefined; // a change from now on needs a write of its own
+      return writeState(this.path, this.#state).catch((error) =>
         log.error("cannot write state file", { path: this.path, error: error.message })
-      )
-    );
-    return this.#writing;
+      );
+    });
+    return this.#queued;
   }
 
   /** Publishes what `collect` returns every HEARTBEAT_MS until stopHeartbeat(). */

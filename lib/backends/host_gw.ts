@@ -201,6 +201,11 @@ export class HostGwBackend implements Backend {
     this.#state?.removePeer(key);
   }
 
+  batchPeers(work: () => void): void {
+    if (this.#state) this.#state.batch(work);
+    else work();
+  }
+
   /** host-gw leases carry no BackendData. */
   checkPeer(_peer: Lease): string | undefined {
     return undefined;

@@ -185,6 +185,11 @@ export class IpipBackend implements Backend {
     this.#state?.removePeer(formatIp4Net(peer.subnet));
   }
 
+  batchPeers(work: () => void): void {
+    if (this.#state) this.#state.batch(work);
+    else work();
+  }
+
   /** A peer's route: through the tunnel, or with DirectRouting on our segment, straight. */
   #route(peer: Lease): Route {
     const publicIp = peer.attrs.publicIp;

@@ -37,11 +37,15 @@ export interface KernelEntry {
   readonly key: string;
   /** What the kernel must hold, compared with a dumped entry's fingerprint. */
   readonly fingerprint: string;
-  /** Creates the entry: exclusive for routes (EEXIST when anyone's route is there). */
-  readonly add: Request;
-  /** Rewrites an entry this agent owns. */
-  readonly replace: Request;
-  readonly remove: Request;
+  /**
+   * Builds the request that creates the entry: exclusive for routes (EEXIST when anyone's
+   * route is there). Requests are built when sent, not kept: with 5,000 peers the bytes
+   * of every peer's three requests per entry would be ~25 MB of the agent's heap.
+   */
+  readonly add: () => Request;
+  /** Builds the request that rewrites an entry this agent owns. */
+  readonly replace: () => Request;
+  readonly remove: () => Request;
 }
 
 /** An entry found in the kernel that this agent owns. */
@@ -79,6 +83,8 @@ export class KernelState {
   readonly #conflicts = new Map<string, string>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #soon: ReturnType<typeof setTimeout> | undefined;
+  /** Changes held back inside batch(), and the failures of those already sent. */
+  #held: Held | undefined;
 
   /**
    * `dump` reads what the backend owns in the kernel now (and what others hold in its
@@ -130,11 +136,15 @@ export class KernelState {
     for (const entry of stale) this.#resolve(entry.key);
     const writes = entries.filter((e) => !this.#conflicts.has(e.key));
     const requests = [
-      ...stale.map((e) => e.remove),
-      ...writes.map((e) => (made.has(e.key) ? e.replace : e.add)),
+      ...stale.map((e) => e.remove()),
+      ...writes.map((e) => (made.has(e.key) ? e.replace() : e.add())),
     ];
-    const codes = this.#send(requests, "program peer", [ENOENT, ESRCH, EEXIST]);
-    if (codes.slice(stale.length).includes(EEXIST)) this.#reconcileSoon();
+    this.#submit({
+      requests,
+      action: "program peer",
+      expected: PROGRAM_EXPECTED,
+      writesFrom: stale.length,
+    });
   }
 
   /** Removes a peer's entries, in the reverse of the order they were added. */
@@ -144,7 +154,77 @@ export class KernelState {
     this.#peers.delete(peer);
     const ours = entries.filter((e) => !this.#conflicts.has(e.key));
     for (const entry of entries) this.#resolve(entry.key);
-    this.#send(ours.slice().reverse().map((e) => e.remove), "remove peer", [ENOENT, ESRCH]);
+    const requests = ours.slice().reverse().map((e) => e.remove());
+    this.#submit({ requests, action: "remove peer", expected: REMOVE_EXPECTED });
+  }
+
+  /**
+   * Runs `work` (setPeer and removePeer calls) and sends what it changes to the kernel in
+   * order, BATCH_REQUESTS at a time: 5,000 peers at start go out in 60 netlink batches, not
+   * 5,000 (requests are built as they go, so no more than a batch of them is alive).
+   */
+  batch(work: () => void): void {
+    if (this.#held) return work();
+    this.#held = { changes: [], requests: 0, failures: new Map() };
+    try {
+      work();
+      this.#flushHeld();
+    } finally {
+      // Anything not sent when work() threw is still desired: the next reconcile adds it.
+      const { failures } = this.#held;
+      this.#held = undefined;
+      // One warning per action and error for the whole batch, as for one peer.
+      for (const [action, group] of failures) {
+        this.#logFailures(group.codes, group.total, action, group.expected);
+      }
+    }
+  }
+
+  #submit(change: Change): void {
+    if (change.requests.length === 0) return;
+    const held = this.#held;
+    if (!held) return this.#settleChange(change, this.#netlink.batch(change.requests));
+    held.changes.push(change);
+    held.requests += change.requests.length;
+    if (held.requests >= BATCH_REQUESTS) this.#flushHeld();
+  }
+
+  #flushHeld(): void {
+    const held = this.#held!;
+    if (held.changes.length === 0) return;
+    const codes = this.#netlink.batch(held.changes.flatMap((change) => change.requests));
+    let at = 0;
+    for (const change of held.changes) {
+      const own = codes.slice(at, at + change.requests.length);
+      at += change.requests.length;
+      let group = held.failures.get(change.action);
+      if (!group) {
+        held.failures.set(
+          change.action,
+          group = { codes: [], total: 0, expected: change.expected },
+        );
+      }
+      group.total += own.length;
+      for (const code of own) {
+        if (code !== 0 && !change.expected.includes(code)) group.codes.push(code);
+      }
+      this.#askReconcileOnEexist(change, own);
+    }
+    held.changes = [];
+    held.requests = 0;
+  }
+
+  /** Logs a change's unexpected failures and asks for a reconcile on EEXIST. */
+  #settleChange(change: Change, codes: number[]): void {
+    this.#logFailures(codes, change.requests.length, change.action, change.expected);
+    this.#askReconcileOnEexist(change, codes);
+  }
+
+  /** An EEXIST among a change's writes: someone's entry is there; a reconcile sorts it out. */
+  #askReconcileOnEexist(change: Change, codes: number[]): void {
+    if (change.writesFrom !== undefined && codes.slice(change.writesFrom).includes(EEXIST)) {
+      this.#reconcileSoon();
+    }
   }
 
   /** Number of entries desired. */
@@ -180,7 +260,7 @@ export class KernelState {
         this.#resolve(entry.key);
         const found = actual.ours.get(entry.key);
         if (found?.fingerprint === entry.fingerprint && found.marked) continue;
-        requests.push(found ? entry.replace : entry.add);
+        requests.push(found ? entry.replace() : entry.add());
         keys.push(entry.key);
       }
     }
@@ -219,18 +299,44 @@ export class KernelState {
   #send(requests: Request[], action: string, expected: number[]): number[] {
     if (requests.length === 0) return [];
     const codes = this.#netlink.batch(requests);
+    this.#logFailures(codes, requests.length, action, expected);
+    return codes;
+  }
+
+  #logFailures(codes: number[], total: number, action: string, expected: number[]): void {
     const failures = new Map<number, number>();
     for (const code of codes) {
       if (code === 0 || expected.includes(code)) continue;
       failures.set(code, (failures.get(code) ?? 0) + 1);
     }
     for (const [code, count] of failures) {
-      log.warn(`${this.#what}: ${action} failed for ${count} of ${requests.length} entries`, {
+      log.warn(`${this.#what}: ${action} failed for ${count} of ${total} entries`, {
         error: describeErrno(code),
       });
     }
-    return codes;
   }
+}
+
+/** Requests sent together inside batch() (the netlink socket's own batches are 256). */
+const BATCH_REQUESTS = 256;
+const PROGRAM_EXPECTED = [ENOENT, ESRCH, EEXIST];
+const REMOVE_EXPECTED = [ENOENT, ESRCH];
+
+/** What batch() holds: changes not sent yet, and the failures so far by action. */
+interface Held {
+  changes: Change[];
+  requests: number;
+  readonly failures: Map<string, { codes: number[]; total: number; expected: number[] }>;
+}
+
+/** Requests from one setPeer or removePeer, and how to read their results. */
+interface Change {
+  readonly requests: Request[];
+  readonly action: string;
+  /** Error codes that are no failure. */
+  readonly expected: number[];
+  /** Where the writes begin (after the removals of stale entries): EEXIST there matters. */
+  readonly writesFrom?: number;
 }
 
 /**
@@ -259,9 +365,9 @@ export function routeEntry(netlink: Netlink, route: Route<Address>): KernelEntry
   return {
     key: routeKey(route),
     fingerprint: routeFingerprint(route),
-    add: netlink.routeAddRequest(ours),
-    replace: netlink.routeReplaceRequest(ours),
-    remove: netlink.routeDeleteRequest(ours),
+    add: () => netlink.routeAddRequest(ours),
+    replace: () => netlink.routeReplaceRequest(ours),
+    remove: () => netlink.routeDeleteRequest(ours),
   };
 }
 

@@ -341,6 +341,11 @@ export class VxlanBackend implements Backend {
     this.#state?.removePeer(peerKey(peer));
   }
 
+  batchPeers(work: () => void): void {
+    if (this.#state) this.#state.batch(work);
+    else work();
+  }
+
   #entries4(peer: Lease): KernelEntry[] {
     const device = this.#v4;
     const subnet = peer.subnet;
@@ -405,27 +410,24 @@ export class VxlanBackend implements Backend {
     }
     const vtep = peer.subnet; // the peer's subnet base address stands for its VTEP
     // Neighbour and FDB entries live on our own device: writing them is always a replace.
-    const neighbour = netlink.neighbourReplaceRequest(
-      device.index,
-      vtep,
-      peer.mac,
-      OVERLAY_PROTOCOL,
-    );
-    const fdb = netlink.fdbReplaceRequest(device.index, peer.mac, peer.publicIp);
+    const { index } = device;
+    const { mac, publicIp } = peer;
+    const neighbour = () => netlink.neighbourReplaceRequest(index, vtep, mac, OVERLAY_PROTOCOL);
+    const fdb = () => netlink.fdbReplaceRequest(index, mac, publicIp);
     return [
       {
         key: `neigh ${formatAddress(vtep)}`,
-        fingerprint: peer.mac,
+        fingerprint: mac,
         add: neighbour,
         replace: neighbour,
-        remove: netlink.neighbourDeleteRequest(device.index, vtep),
+        remove: () => netlink.neighbourDeleteRequest(index, vtep),
       },
       {
         key: peer.fdbKey,
-        fingerprint: formatAddress(peer.publicIp),
+        fingerprint: formatAddress(publicIp),
         add: fdb,
         replace: fdb,
-        remove: netlink.fdbDeleteRequest(device.index, peer.mac, peer.publicIp),
+        remove: () => netlink.fdbDeleteRequest(index, mac, publicIp),
       },
       routeEntry(netlink, {
         dst: peer.subnet,
