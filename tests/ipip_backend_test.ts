@@ -31,6 +31,7 @@
 import assert from "node:assert/strict";
 import { Netlink } from "../ffi/netlink.ts";
 import {
+  AF_INET,
   encodeRequests,
   ifinfomsg,
   IFLA_IFNAME,
@@ -43,6 +44,7 @@ import {
   NLM_F_REQUEST,
   parseLink,
   type Request,
+  type Route,
   RTM_GETLINK,
   RTM_GETROUTE,
   RTM_NEWLINK,
@@ -222,7 +224,7 @@ class RecordingNetlink extends Netlink {
   sent: Request[] = [];
   answer: (request: Request) => number = () => 0;
   linkReplies: Message[] = [];
-  routeReplies: Message[] = [];
+  routeList: Route[] = [];
 
   override batch(requests: Request[]): number[] {
     this.sent.push(...requests);
@@ -231,7 +233,15 @@ class RecordingNetlink extends Netlink {
 
   override dump(type: number, header: Uint8Array, attrs: Request["attrs"] = []): Message[] {
     this.sent.push({ type, flags: NLM_F_REQUEST | NLM_F_DUMP, header, attrs });
-    return type === RTM_GETLINK ? this.linkReplies : type === RTM_GETROUTE ? this.routeReplies : [];
+    return type === RTM_GETLINK ? this.linkReplies : [];
+  }
+
+  /** The route dump reads the kernel's replies in place: here it records the request alone. */
+  override routes(): Route[] {
+    const header = new Uint8Array(12);
+    header[0] = AF_INET;
+    this.sent.push({ type: RTM_GETROUTE, flags: NLM_F_REQUEST | NLM_F_DUMP, header, attrs: [] });
+    return this.routeList;
   }
 
   /** What was sent since the last call, each message encoded alone (sequence number 1). */
@@ -328,15 +338,14 @@ Deno.test("a route already there sends the reconciler to dump the routes, and so
   await backend.start(OWN);
   netlink.take();
   // Someone's route to peer A's subnet via another gateway (proto boot), as a dump has it.
-  const someones = encodeRequests([
-    netlink.routeReplaceRequest({
-      dst: ip("10.10.6.0"),
-      prefixLen: 24,
-      linkIndex: 3,
-      gateway: ip("172.31.254.99"),
-    }),
-  ], 1);
-  netlink.routeReplies = [{ type: 24, body: new DataView(someones.slice(16).buffer) }];
+  netlink.routeList = [{
+    dst: ip("10.10.6.0"),
+    prefixLen: 24,
+    linkIndex: 3,
+    gateway: ip("172.31.254.99"),
+    onlink: false,
+    protocol: 3,
+  }];
   netlink.answer = () => EEXIST;
   backend.addPeer(PEER_A);
   await new Promise((resolve) => setTimeout(resolve, 20));

@@ -15,9 +15,9 @@
 import { CHECKSUM_WASM_BASE64 } from "./checksum_wasm.ts";
 
 /**
- * Below this many bytes the call into WebAssembly costs more than it saves (measured with
- * bench/checksum_bench.ts: JS 11–13, wasm 5–11 Gbit/s at 16–32 bytes; even near 40; wasm
- * 2× at 64 and 10× at 1,448). An IPv4 header (20 bytes) stays in JS.
+ * Below this many bytes the call into WebAssembly costs more than it saves: where the two
+ * break even was measured with bench/checksum_bench.ts (the README keeps its figures). An
+ * IPv4 header (20 bytes) stays in JS.
  */
 export const WASM_MIN_LENGTH = 40;
 
