@@ -39,6 +39,7 @@ import {
   DATA_PATH_RUNNING,
   type DataPathConfig,
 } from "../udp/datapath_worker.ts";
+import { busyPollWindowMs } from "../udp/busy_poll.ts";
 import { stopWorkers } from "../udp/worker_control.ts";
 import { PeerTable } from "../udp/peer_table.ts";
 import { ensureOwnRoute } from "./kernel_state.ts";
@@ -225,7 +226,7 @@ export class UdpBackend implements Backend {
       slotSize: Math.ceil(Math.max(this.mtu, 1500) / 64) * 64,
       offload: this.#offload,
       mtu: this.mtu,
-      busyPollMs: busyPollMs(),
+      busyPollMs: busyPollWindowMs(),
       peers: this.#peers!.buffers,
       counters: this.#counters[queue],
       control: controlBuffer,
@@ -363,15 +364,6 @@ export class UdpBackend implements Backend {
 }
 
 /**
- * After traffic the data path keeps checking for packets this long before it sleeps:
- * a reply usually comes back within a few hundred microseconds, and catching it awake
- * saves a scheduler wake-up per hop (README, "Benchmarks", has the ping figures).
- * Bounded, and it yields the CPU between checks, so an idle agent uses none.
- * OVERLAY_BUSY_POLL_MS overrides it (0 turns it off).
- */
-const DEFAULT_BUSY_POLL_MS = 1;
-
-/**
  * Data-path queues (OVERLAY_QUEUES): 1 by default, one Worker on a single-queue TUN; a
  * number, or `auto` for one per core the agent may use (navigator.hardwareConcurrency
  * follows the process's CPU affinity) up to MAX_QUEUES. On the 2-vCPU machines measured so
@@ -407,12 +399,6 @@ function openUdpSockets(port: number, queues: number): number[] {
     throw error;
   }
   return fds;
-}
-
-function busyPollMs(): number {
-  const text = Deno.env.get("OVERLAY_BUSY_POLL_MS");
-  const value = text === undefined ? NaN : Number(text);
-  return Number.isFinite(value) && value >= 0 ? value : DEFAULT_BUSY_POLL_MS;
 }
 
 /**

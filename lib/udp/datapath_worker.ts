@@ -44,6 +44,7 @@ import {
   VNET_HDR_SIZE,
   type VnetHeader,
 } from "./offload.ts";
+import { BusyPoll } from "./busy_poll.ts";
 import { packetMemory } from "./checksum.ts";
 import { COUNTER_INDEX as C } from "./counters.ts";
 import {
@@ -536,18 +537,19 @@ export function runDataPath(config: DataPathConfig): void {
   const fromTun = offload ? drainTunOffload : drainTun;
   const poller = new Poller([config.tunFd, config.udpFd]);
   Atomics.store(control, CONTROL_STATE, DATA_PATH_RUNNING);
-  let lastActivity = -Infinity;
+  const busyPoll = new BusyPoll(config.busyPollMs);
   while (Atomics.load(control, CONTROL_STOP) === 0) {
-    const spinning = performance.now() - lastActivity < config.busyPollMs;
+    const spinning = busyPoll.spinning(performance.now());
     const ready = poller.wait(spinning ? 0 : POLL_TIMEOUT_MS);
     if (ready === 0) {
       if (spinning) poller.pause();
       continue;
     }
+    const bytesBefore = counters[C.tx_bytes] + counters[C.rx_bytes];
     // Under steady traffic this loop may never run dry: it looks at the stop flag each turn.
     let moved = 1;
     while (moved > 0 && Atomics.load(control, CONTROL_STOP) === 0) moved = fromTun() + drainUdp();
-    lastActivity = performance.now();
+    busyPoll.burst(counters[C.tx_bytes] + counters[C.rx_bytes] - bytesBefore, performance.now());
   }
   // Keep the buffers the kernel wrote into alive until the very end.
   void tx.headers;

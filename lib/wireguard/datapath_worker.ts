@@ -65,6 +65,7 @@ import {
   SLOT_HEADROOM,
   SLOT_TAILROOM,
 } from "./device.ts";
+import { BusyPoll } from "../udp/busy_poll.ts";
 import { Mailbox } from "./mailbox.ts";
 import { defaultCryptoProvider } from "./crypto.ts";
 
@@ -565,7 +566,7 @@ export function runWgDataPath(config: WgDataPathConfig): void {
   applyPeers(peerBox.read<PeerConfig[]>() ?? []);
   publishStatus();
   Atomics.store(control, CONTROL_STATE, DATA_PATH_RUNNING);
-  let lastActivity = -Infinity;
+  const busyPoll = new BusyPoll(config.busyPollMs);
   while (Atomics.load(control, CONTROL_STOP) === 0) {
     const now = performance.now();
     if (now >= nextTick) {
@@ -579,18 +580,19 @@ export function runWgDataPath(config: WgDataPathConfig): void {
         publishStatus();
       }
     }
-    const spinning = now - lastActivity < config.busyPollMs;
+    const spinning = busyPoll.spinning(now);
     const ready = poller.wait(spinning ? 0 : POLL_TIMEOUT_MS);
     if (ready === 0) {
       if (spinning) poller.pause();
       continue;
     }
+    const bytesBefore = counters[C.tx_bytes] + counters[C.rx_bytes];
     let moved = 1;
     while (moved > 0 && Atomics.load(control, CONTROL_STOP) === 0) {
       moved = fromTun() + drainUdp();
       if (performance.now() >= nextTick) break; // timers and the peer set wait no longer
     }
-    lastActivity = performance.now();
+    busyPoll.burst(counters[C.tx_bytes] + counters[C.rx_bytes] - bytesBefore, performance.now());
   }
   copyDeviceCounters();
   publishStatus();

@@ -18,6 +18,7 @@ import {
   WG_COUNTERS,
   type WgDataPathConfig,
 } from "./datapath_worker.ts";
+import { busyPollWindowMs } from "../udp/busy_poll.ts";
 import { stopWorkers } from "../udp/worker_control.ts";
 import type { DevicePathObservation, DeviceSetup, WireguardDevicePath } from "./device_path.ts";
 import { Mailbox } from "./mailbox.ts";
@@ -28,7 +29,6 @@ const TUN_TX_QUEUE_LENGTH = 10_000;
 /** Room for the peer set: about 250 bytes a peer, so some 4,000 peers. */
 const PEERS_MAILBOX_BYTES = 1 << 20;
 const STATUS_MAILBOX_BYTES = 1 << 20;
-const DEFAULT_BUSY_POLL_MS = 1;
 
 export class UserspaceWireguard implements WireguardDevicePath {
   readonly kind = "tun";
@@ -85,7 +85,7 @@ export class UserspaceWireguard implements WireguardDevicePath {
       privateKey: setup.privateKey,
       mtu: setup.mtu,
       offload: this.#offload,
-      busyPollMs: busyPollMs(),
+      busyPollMs: busyPollWindowMs(),
       ...rekeyAfter(),
       counters: this.#counters,
       control: this.#control,
@@ -173,13 +173,6 @@ export class UserspaceWireguard implements WireguardDevicePath {
     this.#udpFd = -1;
     this.#tunFd = -1;
   }
-}
-
-/** As the udp backend's: OVERLAY_BUSY_POLL_MS overrides the 1 ms window (0 turns it off). */
-function busyPollMs(): number {
-  const text = Deno.env.get("OVERLAY_BUSY_POLL_MS");
-  const value = text === undefined ? NaN : Number(text);
-  return Number.isFinite(value) && value >= 0 ? value : DEFAULT_BUSY_POLL_MS;
 }
 
 /**
