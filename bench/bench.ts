@@ -7,7 +7,8 @@
 import { parseArgs } from "node:util";
 import { ipipBench, KERNEL_TARGETS, kernelBench } from "./kernel_bench.ts";
 import { leaseBench } from "./lease_bench.ts";
-import { LEAN_V8_FLAGS, SCALE_TARGETS, scaleBench } from "./scale_bench.ts";
+import { SCALE_TARGETS, scaleBench } from "./scale_bench.ts";
+import { agentV8Flags } from "../lab/overlay_argv.ts";
 import { RECONNECT_TARGETS, reconnectBench } from "./reconnect_bench.ts";
 import { socketBench } from "./socket_bench.ts";
 import { printCoresRows, UDP_TARGETS, udpBench } from "./udp_bench.ts";
@@ -287,9 +288,9 @@ if (want("kernel")) {
 if (want("scale")) {
   const t = SCALE_TARGETS;
   console.log(
-    `\ncontrol plane at ${t.peers} hosts (vxlan; the other hosts are leases in etcd), then churn of ${t.churnRate} joins and ${t.churnRate} leaves per second for ${t.churnSeconds} s; the agent with V8's defaults, then with ${LEAN_V8_FLAGS}`,
+    `\ncontrol plane at ${t.peers} hosts (vxlan; the other hosts are leases in etcd), then churn of ${t.churnRate} joins and ${t.churnRate} leaves per second for ${t.churnSeconds} s; the agent as shipped (V8 flags ${agentV8Flags()}), then with V8's defaults`,
   );
-  const runs = [await scaleBench(), await scaleBench({ v8Flags: LEAN_V8_FLAGS })];
+  const runs = [await scaleBench(), await scaleBench({ v8Defaults: true })];
   results.scale = runs;
   for (const r of runs) {
     console.log(`  agent V8 flags: ${r.v8Flags || "none (V8's defaults)"}`);

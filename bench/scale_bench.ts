@@ -11,6 +11,7 @@
  *   route appears or disappears; at the end the kernel's routes, neighbours and FDB entries
  *   are compared with the leases; the agent's RSS is sampled every second.
  */
+import { agentV8Flags } from "../lab/overlay_argv.ts";
 import { Lab, UNDERLAY_PREFIX } from "../lab/lab.ts";
 import type { ChurnChange } from "./churn_leases.ts";
 
@@ -28,15 +29,8 @@ export const SCALE_TARGETS = {
   churnApplyMs: 1000,
 };
 
-/**
- * V8 settings for a small heap, for the agent's second pass: semi-spaces of 1 MB (V8's
- * young generation otherwise grows to tens of MB under the reconcile's allocations) and
- * V8's memory-over-speed mode (a smaller old generation between full collections).
- */
-export const LEAN_V8_FLAGS = "--max-semi-space-size=1,--optimize-for-size";
-
 export interface ScaleBenchResult {
-  /** DENO_V8_FLAGS the agent ran with ("" for V8's defaults). */
+  /** The V8 flags the agent ran with: the overlay task's, or "" for V8's defaults. */
   v8Flags: string;
   peers: number;
   /** Agent started with every lease in etcd → every route programmed. */
@@ -132,9 +126,9 @@ function subnetOf(base: number, peer: number): string {
 }
 
 export async function scaleBench(
-  options: { peers?: number; rate?: number; seconds?: number; v8Flags?: string } = {},
+  options: { peers?: number; rate?: number; seconds?: number; v8Defaults?: boolean } = {},
 ): Promise<ScaleBenchResult> {
-  const v8Flags = options.v8Flags ?? "";
+  const v8Flags = options.v8Defaults ? "" : agentV8Flags();
   const peers = options.peers ?? SCALE_TARGETS.peers;
   const rate = options.rate ?? SCALE_TARGETS.churnRate;
   const seconds = options.seconds ?? SCALE_TARGETS.churnSeconds;
@@ -170,7 +164,7 @@ export async function scaleBench(
   // 1. Every lease in etcd, then the agent starts.
   await writeLeases();
   const started = Date.now();
-  const agent = lab.startAgent(host, [], v8Flags ? { env: { DENO_V8_FLAGS: v8Flags } } : {});
+  const agent = lab.startAgent(host, [], { v8Defaults: options.v8Defaults });
   const pid = agent.child.pid;
   const programmed = await routes.until((set) => peerRoutes(set) === peers);
   const startToProgrammedMs = programmed - started;

@@ -185,9 +185,14 @@ export class Lab implements AsyncDisposable {
   startAgent(
     host: LabHost,
     extra: string[] = [],
-    options: { env?: Record<string, string>; name?: string } = {},
+    options: { env?: Record<string, string>; name?: string; v8Defaults?: boolean } = {},
   ): LabProcess {
-    const argv = [...overlayArgv(), "run", ...this.agentFlags(host), ...extra];
+    const argv = [
+      ...overlayArgv({ v8Defaults: options.v8Defaults }),
+      "run",
+      ...this.agentFlags(host),
+      ...extra,
+    ];
     const agent = this.spawn(host.ns, argv, options.env);
     this.#agents.set(options.name ?? host.name, agent);
     return agent;

@@ -23,11 +23,25 @@ export function compileArgs(root: string, output: string): string[] {
     "--exclude-unused-npm",
     "--output",
     output,
-    // The udp data path runs on a Worker loaded by URL at run time: compile it in.
+    // The data paths run on Workers loaded by URL at run time: compile them in.
     "--include",
     `${root}lib/udp/datapath_worker.ts`,
+    "--include",
+    `${root}lib/wireguard/datapath_worker.ts`,
+    ...v8FlagsOfTask(root),
     `${root}main.ts`,
   ];
+}
+
+/**
+ * The binary runs with the V8 flags of deno.json's overlay task, so that what the tests
+ * and benches run is what ships. They keep V8's heap near the agent's live data: with
+ * V8's defaults the young generation and the old generation between full collections
+ * grow to several times it at 5,000 peers (README, "Benchmarks", has the figures).
+ */
+function v8FlagsOfTask(root: string): string[] {
+  const task: string = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)).tasks.overlay;
+  return task.split(/\s+/).filter((part) => part.startsWith("--v8-flags="));
 }
 
 if (import.meta.main) {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { tempDir } from "./helpers.ts";
 import { compileArgs } from "../scripts/compile.ts";
+import { agentV8Flags } from "../lab/overlay_argv.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const denort = Deno.env.get("DENORT_BIN");
@@ -42,6 +43,17 @@ Deno.test({
   },
 });
 
+Deno.test("the binary runs with the V8 flags the tests and benches run the agent with", () => {
+  const args = compileArgs(ROOT, "/tmp/x");
+  const flags = args.filter((arg) => arg.startsWith("--v8-flags="));
+  assert.deepEqual(flags, [`--v8-flags=${agentV8Flags()}`]);
+  assert.match(agentV8Flags(), /--max-semi-space-size=\d+/);
+  assert.ok(
+    args.indexOf(flags[0]) < args.indexOf(`${ROOT}main.ts`),
+    "a flag, not a script argument",
+  );
+});
+
 Deno.test("DENORT_BIN naming no file stops the compile task with a clear reason", async () => {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["task", "compile"],
@@ -60,9 +72,12 @@ Deno.test("DENORT_BIN naming no file stops the compile task with a clear reason"
 Deno.test("the binary carries only what the agent imports: no npm package", async () => {
   const args = compileArgs(ROOT, "/tmp/x");
   assert.ok(args.includes("--exclude-unused-npm"), args.join(" "));
-  assert.ok(args.includes(`${ROOT}lib/udp/datapath_worker.ts`), "the Worker is compiled in");
+  const workers = ["lib/udp/datapath_worker.ts", "lib/wireguard/datapath_worker.ts"];
+  for (const worker of workers) {
+    assert.ok(args.includes(`${ROOT}${worker}`), `${worker}: the Worker is compiled in`);
+  }
   // What --exclude-unused-npm keeps: the npm packages reachable from the module graph.
-  for (const entry of ["main.ts", "lib/udp/datapath_worker.ts"]) {
+  for (const entry of ["main.ts", ...workers]) {
     const info = await new Deno.Command(Deno.execPath(), {
       args: ["info", "--json", `${ROOT}${entry}`],
       stdout: "piped",
