@@ -14,6 +14,7 @@
  * setsockopt), which is native code with every power of the process, and Deno asks
  * for --allow-all before it lets a program read /proc, /sys or /dev at all.
  */
+import { agentV8Flags } from "../lab/overlay_argv.ts";
 
 /** The `deno compile` arguments that build the binary at `output` from the repository at `root`. */
 export function compileArgs(root: string, output: string): string[] {
@@ -28,20 +29,11 @@ export function compileArgs(root: string, output: string): string[] {
     `${root}lib/udp/datapath_worker.ts`,
     "--include",
     `${root}lib/wireguard/datapath_worker.ts`,
-    ...v8FlagsOfTask(root),
+    // The V8 flags of deno.json's overlay task, so that what the tests and benches run is
+    // what ships: they keep V8's heap near the agent's live data (README, "Benchmarks").
+    `--v8-flags=${agentV8Flags()}`,
     `${root}main.ts`,
   ];
-}
-
-/**
- * The binary runs with the V8 flags of deno.json's overlay task, so that what the tests
- * and benches run is what ships. They keep V8's heap near the agent's live data: with
- * V8's defaults the young generation and the old generation between full collections
- * grow to several times it at 5,000 peers (README, "Benchmarks", has the figures).
- */
-function v8FlagsOfTask(root: string): string[] {
-  const task: string = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)).tasks.overlay;
-  return task.split(/\s+/).filter((part) => part.startsWith("--v8-flags="));
 }
 
 if (import.meta.main) {
