@@ -29,13 +29,24 @@ function rssMb(pid: number): number {
 function keepPinging(lab: Lab, from: LabContainer, to: string, intervalS = 0.2) {
   const ping = lab.spawn(from.ns, ["ping", "-n", "-i", String(intervalS), "-W", "1", to]);
   return {
-    async stop(): Promise<[number, number]> {
+    /**
+     * Stops the ping and returns [sent, received, lost sequence numbers]. The last probe may
+     * still be on its way when SIGINT lands (ping then counts it transmitted, not received):
+     * it is not counted as sent, so a loss is a probe whose later neighbour was answered.
+     */
+    async stop(): Promise<[number, number, number[]]> {
       await ping.stop("SIGINT");
-      const match = /(\d+) packets transmitted, (\d+) received/.exec(ping.log());
-      assert.ok(match, `ping printed no summary:\n${ping.log()}`);
-      const [sent, received] = [Number(match[1]), Number(match[2])];
+      const log = ping.log();
+      const match = /(\d+) packets transmitted, (\d+) received/.exec(log);
+      assert.ok(match, `ping printed no summary:\n${log}`);
+      const transmitted = Number(match[1]);
+      const answered = new Set([...log.matchAll(/icmp_seq=(\d+) /g)].map((m) => Number(m[1])));
+      const sent = answered.has(transmitted) ? transmitted : transmitted - 1;
+      const lost = Array.from({ length: sent }, (_, i) => i + 1).filter((seq) =>
+        !answered.has(seq)
+      );
       assert.ok(sent > 0, "ping sent nothing");
-      return [sent, received];
+      return [sent, sent - lost.length, lost];
     },
   };
 }
@@ -157,8 +168,12 @@ Deno.test({
       timeoutMs: 5000,
       what: "h1 learns h3",
     });
-    const [sent, received] = await pinging.stop();
-    assert.equal(received, sent, `lost ${sent - received} of ${sent} pings during the outage`);
+    const [sent, received, lost] = await pinging.stop();
+    assert.equal(
+      received,
+      sent,
+      `lost ${sent - received} of ${sent} during the outage: icmp_seq ${lost}`,
+    );
     assert.match(lab.agent(h1)!.log(), /etcd reachable again; renewing the lease now/);
     const c3 = await lab.addContainer(h3);
     assert.notEqual(await lab.ping(c1, c3.ip, { count: 2 }), undefined);
@@ -191,8 +206,8 @@ Deno.test({
         what: "h1 learns h3 through another member",
       });
       const failoverMs = performance.now() - killed;
-      const [sent, received] = await pinging.stop();
-      assert.equal(received, sent);
+      const [sent, received, lost] = await pinging.stop();
+      assert.equal(received, sent, `lost ${sent - received} of ${sent}: icmp_seq ${lost}`);
       console.log(
         `failover: h1 saw a host that joined through another member ${
           failoverMs.toFixed(0)
@@ -218,8 +233,8 @@ Deno.test({
           timeoutMs: 20_000,
           what: "recovered",
         });
-        const [sent, received] = await pinging.stop();
-        assert.equal(received, sent, `lost ${sent - received} of ${sent}`);
+        const [sent, received, lost] = await pinging.stop();
+        assert.equal(received, sent, `lost ${sent - received} of ${sent}: icmp_seq ${lost}`);
       },
     );
   },
@@ -359,8 +374,8 @@ Deno.test({
       `learned the host that joined through another member ${learned - cut} ms after the cut`,
     );
     assert.ok(learned - cut <= WATCH_MOVE_BOUND_MS, `${learned - cut} ms`);
-    const [sent, received] = await pinging.stop();
-    assert.equal(received, sent, `lost ${sent - received} of ${sent}`);
+    const [sent, received, lost] = await pinging.stop();
+    assert.equal(received, sent, `lost ${sent - received} of ${sent}: icmp_seq ${lost}`);
     await lab.partitionEtcdMember(0, false);
   },
 });
