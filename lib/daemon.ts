@@ -465,6 +465,7 @@ class Agent {
       mtu: backend.mtu,
       backend: backend.type,
       device: backend.device,
+      moreDevices: backend.owned().moreDevices?.map((device) => device.name),
       bridge: this.#options.bridge,
       dataPath: backend.dataPath,
       leaseExpiresAt: Number.isFinite(expiresAt) ? expiresAt : null,

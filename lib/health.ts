@@ -29,6 +29,8 @@ export interface DaemonState {
   readonly backend?: string;
   readonly peers?: number;
   readonly device?: string;
+  /** Further devices that carry traffic (vxlan's `flannel-v6.<VNI>`), checked as `device` is. */
+  readonly moreDevices?: string[];
   readonly bridge?: string;
   /** Epoch ms; null for a reservation, which never expires. */
   readonly leaseExpiresAt?: number | null;
@@ -157,7 +159,7 @@ export async function evaluateHealth(path: string, now = Date.now()): Promise<He
     };
   }
   if (state.ready) {
-    for (const device of [state.device, state.bridge]) {
+    for (const device of [state.device, ...(state.moreDevices ?? []), state.bridge]) {
       if (device && !interfaceExists(device)) {
         return { ready: false, line: `not-ready device ${device} missing` };
       }

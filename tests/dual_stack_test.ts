@@ -183,6 +183,24 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const satisfies BackendName
           );
           await lab.etcdctl("del", bad);
         });
+
+        if (backend === "vxlan" && family === "dual-stack") {
+          await t.step("health is not-ready when the IPv6 vxlan device is gone", async () => {
+            const h2 = hosts[1];
+            await lab.exec(h2.ns, ["ip", "link", "del", "flannel-v6.1"]);
+            const health = await lab.health(h2);
+            assert.equal(health.code, 1);
+            assert.equal(health.stdout, "not-ready device flannel-v6.1 missing\n");
+            // A restart makes it again.
+            assert.equal(await lab.agent(h2)!.stop(), 0);
+            lab.startAgent(h2);
+            await lab.waitReady(h2);
+            assert.deepEqual(
+              await unreachablePairs(lab, [containers[0], containers[1]], (c) => c.ip6!),
+              [],
+            );
+          });
+        }
       },
     });
   }
