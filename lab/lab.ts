@@ -321,7 +321,13 @@ export class Lab implements AsyncDisposable {
   async ping(
     from: LabContainer | LabHost,
     to: string,
-    options: { count?: number; size?: number; dontFragment?: boolean; timeoutS?: number } = {},
+    options: {
+      count?: number;
+      size?: number;
+      dontFragment?: boolean;
+      timeoutS?: number;
+      intervalS?: number;
+    } = {},
   ): Promise<number | undefined> {
     const args = [
       "ping",
@@ -332,7 +338,7 @@ export class Lab implements AsyncDisposable {
       "-W",
       String(options.timeoutS ?? 1),
       "-i",
-      "0.2",
+      String(options.intervalS ?? 0.2),
     ];
     if (options.size !== undefined) args.push("-s", String(options.size));
     if (options.dontFragment) args.push("-M", "do");
