@@ -42,6 +42,8 @@ export class KeyedRateLimit {
     for (const [key, last] of this.#last) {
       if (now - last.at >= this.#windowMs && (flood || last.held === 0)) this.#last.delete(key);
     }
-    this.#sweepAbove = Math.max(MANY_KEYS, 2 * this.#last.size);
+    // Only a flood sweep moves the threshold: raised by the periodic one (which keeps keys
+    // with lines held back), it would let those pile up past any bound.
+    if (flood) this.#sweepAbove = Math.max(MANY_KEYS, 2 * this.#last.size);
   }
 }

@@ -25,11 +25,33 @@ Deno.test("keys whose window is over are forgotten, though fewer than 10,000 wer
   assert.deepEqual(limit.allow("peer joined\0flapping", 190_000), { allowed: true, held: 1 });
 });
 
-Deno.test("a flood of distinct keys within one window stays bounded", () => {
+Deno.test("distinct keys over many windows: about one window's worth is kept", () => {
   const limit = new KeyedRateLimit(1_000);
   const started = performance.now();
   for (let i = 0; i < 100_000; i++) limit.allow(`k${i}`, i / 10);
   // 10,000 keys a window: about the last window's worth is kept, twice that at most.
   assert.ok(limit.size <= 20_001, `${limit.size} keys kept`);
   assert.ok(performance.now() - started < 1_000, "sweeps are amortized, not one per key");
+});
+
+Deno.test("flapping keys (lines held back) over many windows stay bounded", () => {
+  const limit = new KeyedRateLimit(1_000);
+  let most = 0;
+  // 100 new keys a second, each logged twice within its window, for an hour.
+  for (let second = 0; second < 3_600; second++) {
+    for (let i = 0; i < 100; i++) {
+      const key = `k${second}-${i}`;
+      limit.allow(key, second * 1_000 + i);
+      limit.allow(key, second * 1_000 + i + 1);
+    }
+    most = Math.max(most, limit.size);
+  }
+  assert.ok(most <= 10_001, `at most ${most} keys kept`);
+});
+
+Deno.test("a flood within one window keeps every key: forgetting one would lift its limit", () => {
+  const limit = new KeyedRateLimit(60_000);
+  for (let i = 0; i < 30_000; i++) limit.allow(`k${i}`, i);
+  assert.equal(limit.size, 30_000);
+  assert.deepEqual(limit.allow("k0", 30_000), { allowed: false, held: 1 });
 });
