@@ -18,6 +18,7 @@ import { agentV8Flags } from "../lab/overlay_argv.ts";
 
 /** The `deno compile` arguments that build the binary at `output` from the repository at `root`. */
 export function compileArgs(root: string, output: string): string[] {
+  const v8Flags = agentV8Flags();
   return [
     "compile",
     "--allow-all",
@@ -31,7 +32,7 @@ export function compileArgs(root: string, output: string): string[] {
     `${root}lib/wireguard/datapath_worker.ts`,
     // The V8 flags of deno.json's overlay task, so that what the tests and benches run is
     // what ships: they keep V8's heap near the agent's live data (README, "Benchmarks").
-    `--v8-flags=${agentV8Flags()}`,
+    ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
     `${root}main.ts`,
   ];
 }

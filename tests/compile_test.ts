@@ -47,11 +47,22 @@ Deno.test("the binary runs with the V8 flags the tests and benches run the agent
   const args = compileArgs(ROOT, "/tmp/x");
   const flags = args.filter((arg) => arg.startsWith("--v8-flags="));
   assert.deepEqual(flags, [`--v8-flags=${agentV8Flags()}`]);
-  assert.match(agentV8Flags(), /--max-semi-space-size=\d+/);
+  assert.match(agentV8Flags(), /--optimize-for-size/);
   assert.ok(
     args.indexOf(flags[0]) < args.indexOf(`${ROOT}main.ts`),
     "a flag, not a script argument",
   );
+});
+
+Deno.test("the agent's V8 flags take effect: V8 sizes for memory, semi-spaces of 1 MB", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `--v8-flags=${agentV8Flags()},--print-flag-values`, "0"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const flags = new TextDecoder().decode(output.stdout);
+  assert.match(flags, /^--optimize-for-size$/m);
+  assert.match(flags, /^--max-semi-space-size=1$/m);
 });
 
 Deno.test("DENORT_BIN naming no file stops the compile task with a clear reason", async () => {
