@@ -106,7 +106,8 @@ export interface HealthVerdict {
  * The health line for a state as seen by the daemon itself (no file, no process checks).
  * It starts as the flannel charm's does, `ready lxcbr:10.10.16.1 subnet:10.10.16.1/24
  * mtu:1472` (`lxcbr:` whatever the bridge is called), and the agent's own fields follow.
- * Forwarding of each family the network has is read now (`off` overrides it for tests).
+ * The devices and the forwarding of each family the network has are looked at now (`off`
+ * overrides forwarding for tests), so `/readyz` and `--health` judge them alike.
  */
 export function describeState(
   state: DaemonState,
@@ -116,6 +117,11 @@ export function describeState(
   if (!state.ready) return { ready: false, line: `not-ready ${state.reason ?? "starting"}` };
   if (state.leaseExpiresAt != null && state.leaseExpiresAt <= now) {
     return { ready: false, line: "not-ready lease expired" };
+  }
+  for (const device of [state.device, ...(state.moreDevices ?? []), state.bridge]) {
+    if (device && !interfaceExists(device)) {
+      return { ready: false, line: `not-ready device ${device} missing` };
+    }
   }
   if (off) {
     const sysctl = forwardingSysctl(off);
@@ -159,11 +165,6 @@ export async function evaluateHealth(path: string, now = Date.now()): Promise<He
     };
   }
   if (state.ready) {
-    for (const device of [state.device, ...(state.moreDevices ?? []), state.bridge]) {
-      if (device && !interfaceExists(device)) {
-        return { ready: false, line: `not-ready device ${device} missing` };
-      }
-    }
     try {
       await Deno.stat(state.subnetFile);
     } catch {

@@ -11,7 +11,7 @@
  * global IPv6 addresses (not link-local; flanneld takes the first) are listed too, for the
  * IPv6 side of a dual-stack or IPv6-only network.
  */
-import { interfaceName } from "../ffi/libc.ts";
+import { interfaceIndex, interfaceName } from "../ffi/libc.ts";
 import { routeToward } from "../ffi/netlink.ts";
 import { UsageError } from "./errors.ts";
 import { formatIp4, formatIp4Net, netContains, parseIp4 } from "./ip.ts";
@@ -359,14 +359,13 @@ export function interfaceMtu(name: string): number {
   }
 }
 
-/** True when a network device exists. */
+/**
+ * Whether this network namespace has a device `name`. Asked of the kernel (SIOCGIFINDEX),
+ * not of /sys/class/net, which shows the namespace sysfs was mounted in: under
+ * `nsenter --net=…` that is another one.
+ */
 export function interfaceExists(name: string): boolean {
-  try {
-    Deno.statSync(`/sys/class/net/${name}`);
-    return true;
-  } catch {
-    return false;
-  }
+  return interfaceIndex(name) !== 0;
 }
 
 export function describeUnderlay(underlay: Underlay): string {

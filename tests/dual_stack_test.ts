@@ -185,21 +185,33 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const satisfies BackendName
         });
 
         if (backend === "vxlan" && family === "dual-stack") {
-          await t.step("health is not-ready when the IPv6 vxlan device is gone", async () => {
-            const h2 = hosts[1];
-            await lab.exec(h2.ns, ["ip", "link", "del", "flannel-v6.1"]);
-            const health = await lab.health(h2);
-            assert.equal(health.code, 1);
-            assert.equal(health.stdout, "not-ready device flannel-v6.1 missing\n");
-            // A restart makes it again.
-            assert.equal(await lab.agent(h2)!.stop(), 0);
-            lab.startAgent(h2);
-            await lab.waitReady(h2);
-            assert.deepEqual(
-              await unreachablePairs(lab, [containers[0], containers[1]], (c) => c.ip6!),
-              [],
-            );
-          });
+          await t.step(
+            "--health and /readyz are not-ready when the IPv6 vxlan device is gone",
+            async () => {
+              const h2 = hosts[1];
+              assert.equal(await lab.agent(h2)!.stop(), 0);
+              lab.startAgent(h2, ["--healthz-ip=127.0.0.1", "--healthz-port=9912"]);
+              await lab.waitReady(h2);
+              await lab.exec(h2.ns, ["ip", "link", "del", "flannel-v6.1"]);
+              const health = await lab.health(h2);
+              assert.equal(health.code, 1);
+              assert.equal(health.stdout, "not-ready device flannel-v6.1 missing\n");
+              const readyz = await lab.exec(h2.ns, [
+                "deno",
+                "eval",
+                `const r = await fetch("http://127.0.0.1:9912/readyz"); console.log(r.status, (await r.text()).trim());`,
+              ]);
+              assert.equal(readyz.stdout, "503 not-ready device flannel-v6.1 missing\n");
+              // A restart makes it again.
+              assert.equal(await lab.agent(h2)!.stop(), 0);
+              lab.startAgent(h2);
+              await lab.waitReady(h2);
+              assert.deepEqual(
+                await unreachablePairs(lab, [containers[0], containers[1]], (c) => c.ip6!),
+                [],
+              );
+            },
+          );
         }
       },
     });
