@@ -10,6 +10,9 @@
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** open with O_CREAT, which takes the new file's mode as a third argument. */
+  open_create: { name: "open", parameters: ["buffer", "i32", "u32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "u32"], result: "i32" },

@@ -4,8 +4,11 @@
  * a write is under way go out together in the one write after it (with 5,000 peers the
  * state is ~1 MB of JSON, and a queue of one write per change grew without bound), a heartbeat
  * rewrites it every HEARTBEAT_MS so readers can tell a live daemon from a dead one, and
- * a start that fails takes the file back (and its folder, if the start made it).
+ * a start that fails takes the file back (and its folder, if the start made it). Opening it
+ * takes a lock beside it, held until the process exits: a second agent for the same
+ * subnet file and state folder is refused before it touches anything.
  */
+import { FileLock } from "../ffi/file_lock.ts";
 import {
   type DaemonState,
   HEARTBEAT_MS,
@@ -13,6 +16,7 @@ import {
   statePath,
   writeState,
 } from "./health.ts";
+import { UsageError } from "./errors.ts";
 import { log } from "./log.ts";
 
 export class StateFile {
@@ -26,11 +30,13 @@ export class StateFile {
   #queued: Promise<void> | undefined;
   #wrote = false;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  readonly #lock: FileLock;
 
-  private constructor(dir: string, subnetFile: string, dirExisted: boolean) {
+  private constructor(dir: string, subnetFile: string, dirExisted: boolean, lock: FileLock) {
     this.path = statePath(dir, subnetFile);
     this.#dir = dir;
     this.#dirExisted = dirExisted;
+    this.#lock = lock;
     this.#state = {
       pid: Deno.pid,
       pidStart: processStartTime(Deno.pid) ?? "",
@@ -44,7 +50,25 @@ export class StateFile {
   /** The state file of the daemon that writes `subnetFile`, kept in `dir`. */
   static async open(dir: string, subnetFile: string): Promise<StateFile> {
     const existed = await Deno.stat(dir).then(() => true, () => false);
-    return new StateFile(dir, subnetFile, existed);
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+    } catch (error) {
+      throw new UsageError(
+        `--state-dir ${JSON.stringify(dir)}: cannot make it a folder (${(error as Error).message})`,
+      );
+    }
+    const lockPath = statePath(dir, subnetFile).replace(/\.json$/, ".lock");
+    const lock = FileLock.tryAcquire(lockPath);
+    if (!lock) {
+      const pid = (await Deno.readTextFile(lockPath).catch(() => "")).trim();
+      throw new Error(
+        `another overlay agent${/^\d+$/.test(pid) ? ` (pid ${pid})` : ""} runs for ` +
+          `--subnet-file=${subnetFile} with --state-dir=${dir}: stop it first, or give this ` +
+          `one a --subnet-file and --state-dir of its own`,
+      );
+    }
+    await Deno.writeTextFile(lockPath, `${Deno.pid}\n`);
+    return new StateFile(dir, subnetFile, existed, lock);
   }
 
   get state(): DaemonState {
@@ -85,8 +109,10 @@ export class StateFile {
 
   /** Takes back what a failed start wrote: the file, and the folder if it made it. */
   async discard(): Promise<void> {
-    if (!this.#wrote) return;
-    await this.remove();
-    if (!this.#dirExisted) await Deno.remove(this.#dir).catch(() => {});
+    if (this.#wrote) await this.remove();
+    if (this.#dirExisted) return;
+    await Deno.remove(this.#lock.path).catch(() => {});
+    this.#lock.release();
+    await Deno.remove(this.#dir).catch(() => {});
   }
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab, type LabContainer, type LabHost } from "../lab/lab.ts";
+import { overlayArgv } from "../lab/overlay_argv.ts";
 import { WATCH_RETRY } from "../lib/registry.ts";
 
 /**
@@ -368,6 +369,57 @@ for (const backend of ["udp", "vxlan"] as const) {
   });
 }
 
+for (const backend of ["udp", "vxlan"] as const) {
+  Deno.test({
+    name:
+      `${backend}: a second agent for the same subnet file is refused in one line; the first's state, record, rules and traffic are untouched`,
+    ...INTEGRATION,
+    async fn() {
+      await using lab = await Lab.create();
+      await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: backend } });
+      const { h1, c1, c2 } = await twoHosts(lab, ["--ip-masq"]);
+      const files = async () => {
+        const names = [...Deno.readDirSync(h1.stateDir)].map((e) => e.name).sort();
+        const made = names.filter((name) => name.endsWith(".made.json"));
+        return {
+          names,
+          made: await Promise.all(made.map((n) => Deno.readTextFile(`${h1.stateDir}/${n}`))),
+        };
+      };
+      const rules = async () =>
+        (await lab.exec(h1.ns, ["iptables-save"])).stdout.replace(/^[#:].*\n/gm, "");
+      const [filesBefore, rulesBefore] = [await files(), await rules()];
+      for (const extra of [["--ip-masq"], []]) {
+        const second = await lab.exec(h1.ns, [
+          "timeout",
+          "20",
+          ...overlayArgv(),
+          "run",
+          ...lab.agentFlags(h1),
+          ...extra,
+        ]);
+        assert.equal(second.code, 1, second.stderr);
+        assert.match(
+          second.stderr,
+          new RegExp(
+            `^overlay: another overlay agent \\(pid ${lab.agent(h1)!.child.pid}\\) runs for ` +
+              `--subnet-file=${h1.subnetFile} with --state-dir=${h1.stateDir}: stop it first`,
+          ),
+        );
+        assert.equal(second.stderr.trim().split("\n").length, 1, second.stderr);
+      }
+      assert.equal((await lab.health(h1)).code, 0);
+      assert.deepEqual(await files(), filesBefore);
+      assert.equal(await rules(), rulesBefore);
+      assert.notEqual(await lab.ping(c1, c2.ip, { count: 2 }), undefined);
+      // Once the first has stopped, the lock is free again.
+      assert.equal(await lab.agent(h1)!.stop(), 0);
+      lab.startAgent(h1, ["--ip-masq"]);
+      await lab.waitReady(h1);
+    },
+  });
+}
+
 Deno.test({
   name:
     "the member the agent watches is cut off from its peers: the watch moves to another member and learns hosts that joined meanwhile, within the bound",
@@ -453,6 +505,17 @@ Deno.test({
         "bad public IP",
         ["--public-ip=300.1.1.1"],
         /--public-ip "300.1.1.1" is not an IPv4 address/,
+      ],
+      [
+        "loopback public IP",
+        ["--public-ip=127.0.0.1"],
+        /--public-ip 127\.0\.0\.1 is a loopback address: other hosts cannot reach this one/,
+      ],
+      ["loopback iface", ["--iface=lo"], /lo's address 127\.0\.0\.1 is a loopback address/],
+      [
+        "state dir is a file",
+        ["--state-dir=/etc/hostname"],
+        /--state-dir "\/etc\/hostname": cannot make it a folder/,
       ],
     ];
     const before = await look();
