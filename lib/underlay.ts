@@ -14,7 +14,7 @@
 import { interfaceIndex, interfaceName } from "../ffi/libc.ts";
 import { routeToward } from "../ffi/netlink.ts";
 import { UsageError } from "./errors.ts";
-import { formatIp4, formatIp4Net, netContains, parseIp4 } from "./ip.ts";
+import { formatIp4, formatIp4Net, ip4AddressProblem, netContains, parseIp4 } from "./ip.ts";
 import { formatIp6, formatIp6Net, ip6AddressProblem, net6Contains, parseIp6 } from "./ip6.ts";
 import type { NetworkConfig } from "./config.ts";
 import { log } from "./log.ts";
@@ -109,12 +109,23 @@ function detectUnderlay4(choice: UnderlayChoice): Underlay {
   const own = addresses.filter((i) => i.name === found!.name);
   const primary = own.find((i) => parseIp4(i.address) === found!.ip) ?? own[0];
   const prefixLen = Number(primary?.cidr?.split("/")[1] ?? 32);
+  const publicIp = choice.publicIp ?? found.ip;
+  // Peers refuse such a lease (lib/peer_policy.ts): a host that published one would call
+  // itself ready and be reached by nobody.
+  const problem = ip4AddressProblem(publicIp);
+  if (problem) {
+    const what = choice.publicIp !== undefined ? "--public-ip" : `${found.name}'s address`;
+    throw new UsageError(
+      `${what} ${formatIp4(publicIp)} ${problem}: other hosts cannot reach this one there ` +
+        `(pick the underlay interface with --iface, or give its address with --public-ip)`,
+    );
+  }
   return {
     name: found.name,
     ip: found.ip,
     prefixLen,
     addresses: own.map((i) => parseIp4(i.address)!).filter((a) => a !== undefined),
-    publicIp: choice.publicIp ?? found.ip,
+    publicIp,
     mtu: interfaceMtu(found.name),
   };
 }

@@ -107,7 +107,15 @@ Deno.test({
     assert.match(leases.stderr, new RegExp(`^overlay: ${refused}\n$`));
 
     const locate = [`--subnet-file=${dir}/subnet.env`, `--state-dir=${dir}/state`];
-    const agent = spawnOverlay(["run", `--etcd-endpoints=${endpoint}`, "--iface=lo", ...locate]);
+    // lo, and an address from TEST-NET-1 to publish (a loopback one is refused): it never
+    // gets as far as sending anything.
+    const agent = spawnOverlay([
+      "run",
+      `--etcd-endpoints=${endpoint}`,
+      "--iface=lo",
+      "--public-ip=192.0.2.1",
+      ...locate,
+    ]);
     try {
       const health = await waitFor(async () => {
         const result = await overlay(["--health", ...locate]);
@@ -190,7 +198,13 @@ Deno.test({
         await using dir = await tempDir();
         const p = prefix();
         const locate = [`--subnet-file=${dir}/s.env`, `--state-dir=${dir}/state`];
-        const agent = spawnOverlay(["run", ...etcdFlags(p), "--iface=lo", ...locate]);
+        const agent = spawnOverlay([
+          "run",
+          ...etcdFlags(p),
+          "--iface=lo",
+          "--public-ip=192.0.2.1",
+          ...locate,
+        ]);
         const healthSays = (pattern: RegExp) =>
           waitFor(async () => {
             const { stdout } = await overlay(["--health", ...locate]);
