@@ -2,8 +2,10 @@
  * The network config, in flannel's JSON at `<prefix>/config`:
  * `{"Network":"10.10.0.0/16","SubnetLen":24,"Backend":{"Type":"udp","Port":8285}}`.
  * Parsing validates everything and fills flannel's defaults; the original JSON object
- * is kept so fields we do not know survive a read-modify-write.
+ * is kept so fields we do not know survive a read-modify-write. Fields are looked up as
+ * flanneld's Go decoder matches keys, in any case (goField): `{"network":…}` is a Network.
  */
+import { goField } from "./go_json.ts";
 import {
   formatIp4,
   formatIp4Net,
@@ -145,7 +147,7 @@ export function validateNetworkConfig(raw: unknown): NetworkConfig {
   }
   const ipv4 = enableIPv4 ? parseIp4Pool(obj) : EMPTY_IP4_POOL;
   const ipv6 = enableIPv6 ? parseIp6Pool(obj) : undefined;
-  const backend = parseBackend(obj.Backend);
+  const backend = parseBackend(goField(obj, "Backend"));
   const familyProblem = BACKEND_FAMILIES[backend.type]?.({ enableIPv4, enableIPv6 });
   if (familyProblem) throw new ConfigError(familyProblem);
   return { enableIPv4, ...ipv4, ...(ipv6 ? { ipv6 } : {}), backend, raw: obj };
@@ -186,33 +188,32 @@ const EMPTY_IP4_POOL: Ip4Pool = {
 };
 
 function parseIp4Pool(obj: Record<string, unknown>): Ip4Pool {
-  if (obj.Network === undefined) {
+  const text = goField(obj, "Network");
+  if (text === undefined) {
     throw new ConfigError(
       `"Network" is missing (add e.g. "Network":"10.10.0.0/16", or "EnableIPv4":false ` +
         `for an IPv6-only network)`,
     );
   }
-  if (typeof obj.Network !== "string") throw new ConfigError(`"Network" must be a string CIDR`);
-  const network = parseIp4Net(obj.Network, { strict: true });
+  if (typeof text !== "string") throw new ConfigError(`"Network" must be a string CIDR`);
+  const network = parseIp4Net(text, { strict: true });
   if (!network) {
-    const loose = parseIp4Net(obj.Network);
+    const loose = parseIp4Net(text);
     throw new ConfigError(
       loose
-        ? `"Network" ${quote(obj.Network)} has host bits set (use ${quote(formatIp4Net(loose))})`
-        : `"Network" ${quote(obj.Network)} is not an IPv4 CIDR (use e.g. "10.10.0.0/16")`,
+        ? `"Network" ${quote(text)} has host bits set (use ${quote(formatIp4Net(loose))})`
+        : `"Network" ${quote(text)} is not an IPv4 CIDR (use e.g. "10.10.0.0/16")`,
     );
   }
   const reserved = RESERVED_RANGES.find((range) => netsOverlap(range.net, network));
   if (reserved) {
     throw new ConfigError(
-      `"Network" ${quote(obj.Network)} overlaps ${
-        formatIp4Net(reserved.net)
-      } (${reserved.what}), ` +
+      `"Network" ${quote(text)} overlaps ${formatIp4Net(reserved.net)} (${reserved.what}), ` +
         `which no overlay may take (use a private range such as "10.10.0.0/16")`,
     );
   }
   if (network.prefixLen > 28) {
-    throw new ConfigError(`"Network" ${quote(obj.Network)} is too small (use a /28 or larger)`);
+    throw new ConfigError(`"Network" ${quote(text)} is too small (use a /28 or larger)`);
   }
 
   const defaultSubnetLen = network.prefixLen <= 22 ? 24 : network.prefixLen + 2;
@@ -243,7 +244,7 @@ function parseIp4Pool(obj: Record<string, unknown>): Ip4Pool {
  * subnet is skipped by default, as for IPv4.
  */
 function parseIp6Pool(obj: Record<string, unknown>): Ip6Pool {
-  const text = obj.IPv6Network;
+  const text = goField(obj, "IPv6Network");
   if (text === undefined) {
     throw new ConfigError(
       `"EnableIPv6" is true but "IPv6Network" is missing (add e.g. "IPv6Network":"fd10::/48")`,
@@ -300,7 +301,7 @@ function parseBackend(value: unknown): BackendConfig {
     throw new ConfigError(`"Backend" must be an object like {"Type":"udp"}`);
   }
   const obj = value as Record<string, unknown>;
-  const typeText = obj.Type ?? "udp";
+  const typeText = goField(obj, "Type") ?? "udp";
   if (typeof typeText !== "string" || !(BACKEND_TYPES as readonly string[]).includes(typeText)) {
     throw new ConfigError(
       `"Backend.Type" ${quote(String(typeText))} is not supported (use one of ${
@@ -321,7 +322,8 @@ function parseBackend(value: unknown): BackendConfig {
   if (mtu !== undefined && mtu !== 0 && (mtu < 576 || mtu > 65535)) {
     throw new ConfigError(`"Backend.MTU" ${mtu} is out of range (use 576..65535, or leave it out)`);
   }
-  if (obj.DirectRouting !== undefined && typeof obj.DirectRouting !== "boolean") {
+  const directRouting = goField(obj, "DirectRouting");
+  if (directRouting !== undefined && typeof directRouting !== "boolean") {
     throw new ConfigError(`"Backend.DirectRouting" must be true or false`);
   }
   const wireguard = type === "wireguard" ? parseWireguard(obj) : undefined;
@@ -329,7 +331,7 @@ function parseBackend(value: unknown): BackendConfig {
     type,
     port: wireguard ? wireguard.listenPort : port === 0 ? DEFAULT_PORTS[type] : port,
     vni,
-    directRouting: obj.DirectRouting === true,
+    directRouting: directRouting === true,
     ...(mtu ? { mtu } : {}),
     ...(wireguard ? { wireguard } : {}),
   };
@@ -354,15 +356,16 @@ function parseWireguard(obj: Record<string, unknown>): WireguardConfig {
     );
   }
   let psk: string | undefined;
-  if (obj.PSK !== undefined && obj.PSK !== "") {
-    if (typeof obj.PSK !== "string" || !isWireguardKey(obj.PSK)) {
+  const pskText = goField(obj, "PSK");
+  if (pskText !== undefined && pskText !== "") {
+    if (typeof pskText !== "string" || !isWireguardKey(pskText)) {
       throw new ConfigError(
         `"Backend.PSK" must be 44 characters of base64 for 32 bytes (make one with: wg genpsk)`,
       );
     }
-    psk = obj.PSK;
+    psk = pskText;
   }
-  const modeText = obj.Mode ?? "separate";
+  const modeText = goField(obj, "Mode") ?? "separate";
   if (
     typeof modeText !== "string" || !(WIREGUARD_MODES as readonly string[]).includes(modeText)
   ) {
@@ -390,7 +393,7 @@ function optionalInteger(
   field: string,
   path = "",
 ): number | undefined {
-  const value = obj[field];
+  const value = goField(obj, field);
   if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isInteger(value)) {
     throw new ConfigError(`"${path}${field}" must be an integer, not ${JSON.stringify(value)}`);
@@ -399,7 +402,7 @@ function optionalInteger(
 }
 
 function optionalBoolean(obj: Record<string, unknown>, field: string): boolean | undefined {
-  const value = obj[field];
+  const value = goField(obj, field);
   if (value === undefined) return undefined;
   if (typeof value !== "boolean") {
     throw new ConfigError(`"${field}" must be true or false, not ${JSON.stringify(value)}`);
@@ -413,7 +416,7 @@ function optionalSubnetBound6(
   network: Ip6Net,
   subnetLen: number,
 ): bigint | undefined {
-  const value = obj[field];
+  const value = goField(obj, field);
   if (value === undefined || value === "" || value === null) return undefined;
   const ip = typeof value === "string" ? parseIp6(value) : undefined;
   if (ip === undefined) {
@@ -440,7 +443,7 @@ function optionalSubnetBound(
   network: Ip4Net,
   subnetLen: number,
 ): number | undefined {
-  const value = obj[field];
+  const value = goField(obj, field);
   if (value === undefined || value === "") return undefined;
   const ip = typeof value === "string" ? parseIp4(value) : undefined;
   if (ip === undefined) {

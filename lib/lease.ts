@@ -4,8 +4,10 @@
  *   value `{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{…}}`
  *         (with IPv6: `"PublicIPv6":"2001:db8::1"` and `"BackendV6Data":{…}`)
  * udp leases carry no BackendType (absent means udp). Values written by other hosts
- * are untrusted input: decoding never throws, it reports why a value was skipped.
+ * are untrusted input: decoding never throws, it reports why a value was skipped. Keys
+ * match in any case, as flanneld's Go decoder reads them (goField).
  */
+import { goField } from "./go_json.ts";
 import { formatIp4, formatIp4Net, type Ip4Net, parseIp4, parseIp4Net } from "./ip.ts";
 import { formatIp6, formatIp6Net, type Ip6Net, parseIp6, parseIp6Net } from "./ip6.ts";
 
@@ -121,24 +123,26 @@ export function decodeLeaseValue(bytes: Uint8Array | string): LeaseAttrs | strin
     return "value is not a JSON object";
   }
   const obj = value as Record<string, unknown>;
-  const publicIp = typeof obj.PublicIP === "string" ? parseIp4(obj.PublicIP) : undefined;
+  const ip = goField(obj, "PublicIP");
+  const publicIp = typeof ip === "string" ? parseIp4(ip) : undefined;
   if (publicIp === undefined) {
-    return `PublicIP ${JSON.stringify(obj.PublicIP)} is not an IPv4 address`;
+    return `PublicIP ${JSON.stringify(ip)} is not an IPv4 address`;
   }
+  const ipv6 = goField(obj, "PublicIPv6");
   let publicIpv6: bigint | undefined;
-  if (obj.PublicIPv6 !== undefined && obj.PublicIPv6 !== null) {
-    publicIpv6 = typeof obj.PublicIPv6 === "string" ? parseIp6(obj.PublicIPv6) : undefined;
+  if (ipv6 !== undefined && ipv6 !== null) {
+    publicIpv6 = typeof ipv6 === "string" ? parseIp6(ipv6) : undefined;
     if (publicIpv6 === undefined) {
-      return `PublicIPv6 ${JSON.stringify(obj.PublicIPv6)} is not an IPv6 address`;
+      return `PublicIPv6 ${JSON.stringify(ipv6)} is not an IPv6 address`;
     }
   }
-  const backendType = obj.BackendType ?? "udp";
+  const backendType = goField(obj, "BackendType") ?? "udp";
   if (typeof backendType !== "string") return "BackendType is not a string";
-  const data = obj.BackendData;
+  const data = goField(obj, "BackendData");
   if (data !== undefined && data !== null && (typeof data !== "object" || Array.isArray(data))) {
     return "BackendData is not an object";
   }
-  const v6Data = obj.BackendV6Data;
+  const v6Data = goField(obj, "BackendV6Data");
   if (
     v6Data !== undefined && v6Data !== null && (typeof v6Data !== "object" || Array.isArray(v6Data))
   ) {

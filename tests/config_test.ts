@@ -83,6 +83,116 @@ Deno.test("unknown fields survive in raw", () => {
   assert.deepEqual(config.raw.Custom, { a: 1 });
 });
 
+Deno.test("keys match fields in any case, as flanneld's Go decoder matches them", () => {
+  // The operator review's case: flanneld runs host-gw with /26 subnets from this.
+  const mixed = parseNetworkConfig(
+    `{"Network":"10.30.0.0/16","subnetLen":26,"backend":{"type":"host-gw"}}`,
+  );
+  assert.equal(mixed.subnetLen, 26);
+  assert.equal(mixed.backend.type, "host-gw");
+  assert.equal(
+    formatIp4Net(parseNetworkConfig(`{"network":"10.1.0.0/16"}`).network),
+    "10.1.0.0/16",
+  );
+  const bounded = parseNetworkConfig(
+    `{"NETWORK":"10.10.0.0/16","subnetmin":"10.10.4.0","SubnetMAX":"10.10.9.0"}`,
+  );
+  assert.deepEqual([formatIp4(bounded.subnetMin), formatIp4(bounded.subnetMax)], [
+    "10.10.4.0",
+    "10.10.9.0",
+  ]);
+  const dual = parseNetworkConfig(
+    `{"enableipv4":true,"network":"10.10.0.0/16","enableIPV6":true,"ipv6network":"fd10::/48",` +
+      `"ipv6subnetlen":80,"IPv6subnetMin":"fd10:0:0:1::","ipv6SubnetMax":"fd10:0:0:2::",` +
+      `"Backend":{"Type":"vxlan"}}`,
+  );
+  assert.equal(formatIp6Net(dual.ipv6!.network), "fd10::/48");
+  assert.equal(dual.ipv6!.subnetLen, 80);
+  assert.equal(formatIp6(dual.ipv6!.subnetMax), "fd10:0:0:2::");
+  assert.equal(
+    parseNetworkConfig(
+      `{"ENABLEIPV4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","Backend":{"Type":"vxlan"}}`,
+    ).enableIPv4,
+    false,
+  );
+});
+
+Deno.test("Backend's keys match in any case too, wireguard's included", () => {
+  const vxlan = parseNetworkConfig(
+    `{"Network":"10.10.0.0/16","backend":{"TYPE":"vxlan","vni":7,"port":7890,` +
+      `"directrouting":true,"Mtu":1400}}`,
+  );
+  assert.deepEqual(vxlan.backend, {
+    type: "vxlan",
+    port: 7890,
+    vni: 7,
+    directRouting: true,
+    mtu: 1400,
+  });
+  const psk = "nUlBo5wqHhU+2M5Qs3ZPNIqNuT7RRR5aGz7cXE2n3Ws=";
+  const wireguard = parseNetworkConfig(JSON.stringify({
+    Network: "10.10.0.0/16",
+    BACKEND: {
+      type: "wireguard",
+      listenport: 51000,
+      LISTENPORTV6: 51001,
+      psk,
+      persistentKeepaliveInterval: 25,
+      mode: "auto",
+    },
+  }));
+  assert.deepEqual(wireguard.backend.wireguard, {
+    listenPort: 51000,
+    listenPortV6: 51001,
+    psk,
+    persistentKeepalive: 25,
+    mode: "auto",
+  });
+  // The values are not folded: flannel has no backend "VXLAN".
+  assert.throws(
+    () => parseNetworkConfig(`{"Network":"10.10.0.0/16","Backend":{"Type":"VXLAN"}}`),
+    /"Backend.Type" "VXLAN" is not supported/,
+  );
+});
+
+Deno.test("of two keys for one field the later wins, even over an exact one, as in Go", () => {
+  // Go's decoder fills the field once per matching key, in order ({"Bar":"1","bar":"2"}
+  // gives "2", golang/go#28190): "preferring an exact match" picks a field, not a key.
+  const later = parseNetworkConfig(`{"Network":"10.1.0.0/16","network":"10.2.0.0/16"}`);
+  assert.equal(formatIp4Net(later.network), "10.2.0.0/16");
+  const exactLast = parseNetworkConfig(`{"network":"10.2.0.0/16","Network":"10.1.0.0/16"}`);
+  assert.equal(formatIp4Net(exactLast.network), "10.1.0.0/16");
+  const backend = parseNetworkConfig(
+    `{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":3},"backend":{"Type":"host-gw"}}`,
+  );
+  assert.deepEqual(backend.backend, { type: "host-gw", port: 0, vni: 1, directRouting: false });
+  // What `config set` writes back (the parsed object) reads the same again.
+  const again = parseNetworkConfig(JSON.stringify(later.raw));
+  assert.equal(formatIp4Net(again.network), "10.2.0.0/16");
+  assert.deepEqual(Object.keys(later.raw), ["Network", "network"]);
+});
+
+Deno.test("keys fold as Go's do: the Kelvin sign and the long s, no other letters", () => {
+  const folded = parseNetworkConfig(`{"Networ\u212a":"10.1.0.0/16","\u017fubnetLen":26}`);
+  assert.equal(formatIp4Net(folded.network), "10.1.0.0/16");
+  assert.equal(folded.subnetLen, 26);
+  // The dotless i folds only to itself in Go: this is no EnableIPv4, and is ignored.
+  assert.equal(
+    parseNetworkConfig(`{"Network":"10.1.0.0/16","Enable\u0131Pv4":false}`).enableIPv4,
+    true,
+  );
+});
+
+Deno.test("keys that are no field in any case are ignored, as flanneld ignores them", () => {
+  const config = parseNetworkConfig(
+    `{"Network":"10.10.0.0/16","Networks":["10.20.0.0/16"],"Sub_netLen":8,"SubnetLength":8,` +
+      `"EnableNFTables":true,"Backend":{"Type":"vxlan","GBP":true,"Learning":true,"MacPrefix":"0E:2A"}}`,
+  );
+  assert.equal(config.subnetLen, 24);
+  assert.equal(config.backend.type, "vxlan");
+  assert.throws(() => parseNetworkConfig(`{" Network":"10.10.0.0/16"}`), /"Network" is missing/);
+});
+
 const INVALID: [string, string, RegExp][] = [
   ["not JSON", `{"Network":`, /not valid JSON/],
   ["an array", `[]`, /JSON object/],
@@ -209,6 +319,62 @@ const INVALID: [string, string, RegExp][] = [
     "IPv6SubnetMin misaligned",
     `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/48","IPv6SubnetMin":"fd10:0:0:1::1"}`,
     /not on a \/64 boundary \(use "fd10:0:0:1::"\)/,
+  ],
+  [
+    "a lowercase Network with host bits",
+    `{"network":"10.10.1.0/16"}`,
+    /^"Network" "10.10.1.0\/16" has host bits set/,
+  ],
+  ["a lowercase Network not a string", `{"network":16}`, /^"Network" must be a string CIDR/],
+  [
+    "a lowercase SubnetLen out of range",
+    `{"Network":"10.10.0.0/16","subnetlen":31}`,
+    /^"SubnetLen" 31 is out of range/,
+  ],
+  [
+    "an uppercase SubnetMin misaligned",
+    `{"Network":"10.10.0.0/16","SUBNETMIN":"10.10.1.5"}`,
+    /^"SubnetMin" "10.10.1.5" is not on a \/24 boundary/,
+  ],
+  [
+    "a lowercase EnableIPv6 not a boolean",
+    `{"Network":"10.10.0.0/16","enableipv6":"yes"}`,
+    /^"EnableIPv6" must be true or false/,
+  ],
+  [
+    "a lowercase IPv6Network with host bits",
+    `{"EnableIPv4":false,"enableipv6":true,"ipv6network":"fd10::1/48"}`,
+    /^"IPv6Network" "fd10::1\/48" has host bits set/,
+  ],
+  [
+    "a lowercase backend type unknown",
+    `{"Network":"10.10.0.0/16","backend":{"type":"geneve"}}`,
+    /^"Backend.Type" "geneve" is not supported/,
+  ],
+  [
+    "a lowercase backend not an object",
+    `{"Network":"10.10.0.0/16","backend":"udp"}`,
+    /^"Backend" must be an object/,
+  ],
+  [
+    "a lowercase VNI out of range",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"vxlan","vni":16777216}}`,
+    /^"Backend.VNI" 16777216 is out of range/,
+  ],
+  [
+    "a lowercase DirectRouting not a boolean",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"vxlan","directRouting":1}}`,
+    /^"Backend.DirectRouting" must be true or false/,
+  ],
+  [
+    "a lowercase wireguard psk not a key",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"wireguard","psk":"secret"}}`,
+    /^"Backend.PSK" must be 44 characters/,
+  ],
+  [
+    "a later lowercase Port that is no port",
+    `{"Network":"10.10.0.0/16","Backend":{"Type":"udp","Port":8285,"port":70000}}`,
+    /^"Backend.Port" 70000 is not a UDP port/,
   ],
   [
     "IPv6SubnetMax outside",

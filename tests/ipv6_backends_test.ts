@@ -388,6 +388,21 @@ Deno.test("vxlan asks each peer for what its families need: BackendV6Data and Pu
     "VtepMAC 02:00:00:00:00:01",
     "IPv6 VtepMAC 02:00:00:00:00:02",
   ]);
+  // Keys in another case, as a hand-written lease may have them: flanneld's decoder folds them.
+  const lower = { vni: 7, vtepmac: "02:00:00:00:00:03" };
+  const upper6 = { VNI: 7, VTEPMAC: "02:00:00:00:00:04" };
+  assert.equal(
+    dual.checkPeer(peer({ backendData: lower, backendV6Data: upper6, publicIpv6: 2n })),
+    undefined,
+  );
+  assert.deepEqual(dual.claims(peer({ backendData: lower, backendV6Data: upper6 })), [
+    "VtepMAC 02:00:00:00:00:03",
+    "IPv6 VtepMAC 02:00:00:00:00:04",
+  ]);
+  assert.equal(
+    dual.checkPeer(peer({ backendData: { vtepMac: "01:00:5e:00:00:01" } })),
+    `BackendData.VtepMAC "01:00:5e:00:00:01" is a multicast or broadcast MAC`,
+  );
   assert.deepEqual(Object.keys(dual.backendV6Data!), ["VNI", "VtepMAC"]);
   const only6 = make(false);
   assert.equal(only6.device, "flannel-v6.7");

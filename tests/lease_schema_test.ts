@@ -118,6 +118,30 @@ Deno.test("flannel's lease values decode, with a missing BackendType meaning udp
   );
 });
 
+Deno.test("lease value keys match in any case, the later of two winning, as flanneld reads them", () => {
+  // A lease written by hand or by another tool: flanneld's Go decoder folds the keys.
+  assert.deepEqual(
+    decodeLeaseValue(
+      `{"publicip":"192.0.2.1","PUBLICIPV6":"2001:db8::1","backendType":"vxlan",` +
+        `"backenddata":{"VNI":1},"BackendV6data":{"VNI":1}}`,
+    ),
+    {
+      publicIp: parseIp4("192.0.2.1"),
+      publicIpv6: parseIp6("2001:db8::1"),
+      backendType: "vxlan",
+      backendData: { VNI: 1 },
+      backendV6Data: { VNI: 1 },
+    },
+  );
+  const later = decodeLeaseValue(`{"PublicIP":"192.0.2.1","publicIP":"192.0.2.9"}`);
+  assert.equal(typeof later === "object" && later.publicIp, parseIp4("192.0.2.9"));
+  assert.equal(decodeLeaseValue(`{"publicip":"1.2.3"}`), `PublicIP "1.2.3" is not an IPv4 address`);
+  assert.equal(
+    decodeLeaseValue(`{"PublicIP":"1.2.3.4","backendtype":7}`),
+    "BackendType is not a string",
+  );
+});
+
 Deno.test("malformed lease values give a reason instead of throwing", () => {
   const cases = [
     "",

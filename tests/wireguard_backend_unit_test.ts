@@ -83,6 +83,20 @@ Deno.test("peers' BackendData is checked; one PublicKey is one claim", async () 
   });
 });
 
+Deno.test("peers' BackendData keys match in any case, as flanneld's decoder reads them", async () => {
+  await withBackend(WG, (backend) => {
+    const lower = peerLease(
+      `{"PublicIP":"172.31.254.12","BackendType":"wireguard","BackendData":{"publickey":"${KEY}","PORT":51000}}`,
+    );
+    assert.equal(backend.checkPeer(lower), undefined);
+    assert.deepEqual(backend.claims(lower), [`PublicKey ${KEY}`]);
+    const badPort = peerLease(
+      `{"PublicIP":"172.31.254.12","BackendType":"wireguard","BackendData":{"PublicKey":"${KEY}","port":70000}}`,
+    );
+    assert.match(backend.checkPeer(badPort) ?? "", /BackendData.Port is not a UDP port/);
+  });
+});
+
 Deno.test("networks the wireguard backend does not carry are refused with the reason", async () => {
   await assert.rejects(
     () =>

@@ -44,6 +44,7 @@ import {
 } from "../../ffi/netlink.ts";
 import type { NetworkConfig } from "../config.ts";
 import { OverlayError, UsageError } from "../errors.ts";
+import { goField } from "../go_json.ts";
 import { netContains, prefixMask } from "../ip.ts";
 import { net6Contains, prefixMask6 } from "../ip6.ts";
 import type { Lease } from "../lease.ts";
@@ -299,8 +300,8 @@ export class VxlanBackend implements Backend {
 
   /** Every host's VTEP MAC must be its own, per device: FDB entries are keyed by MAC. */
   claims(peer: Lease): string[] {
-    const mac = this.#v4 ? peer.attrs.backendData?.VtepMAC : undefined;
-    const mac6 = this.#v6 ? peer.attrs.backendV6Data?.VtepMAC : undefined;
+    const mac = this.#v4 ? vtepMac(peer.attrs.backendData) : undefined;
+    const mac6 = this.#v6 ? vtepMac(peer.attrs.backendV6Data) : undefined;
     return [
       ...(typeof mac === "string" ? [`VtepMAC ${mac.toLowerCase()}`] : []),
       ...(typeof mac6 === "string" ? [`IPv6 VtepMAC ${mac6.toLowerCase()}`] : []),
@@ -351,7 +352,7 @@ export class VxlanBackend implements Backend {
     const subnet = peer.subnet;
     if (!device || subnet.prefixLen === 0) return [];
     const publicIp = peer.attrs.publicIp;
-    const mac = (peer.attrs.backendData!.VtepMAC as string).toLowerCase();
+    const mac = (vtepMac(peer.attrs.backendData) as string).toLowerCase();
     const mask = prefixMask(this.#underlay.prefixLen);
     const onSegment = ((publicIp & mask) >>> 0) === ((this.#underlay.ip & mask) >>> 0);
     return this.#peerEntries(device, {
@@ -369,7 +370,7 @@ export class VxlanBackend implements Backend {
     const subnet = peer.ipv6Subnet;
     const publicIp = peer.attrs.publicIpv6;
     if (!device || !subnet || publicIp === undefined) return [];
-    const mac = (peer.attrs.backendV6Data!.VtepMAC as string).toLowerCase();
+    const mac = (vtepMac(peer.attrs.backendV6Data) as string).toLowerCase();
     const own = this.#underlay.ipv6Addresses?.[0];
     const mask = prefixMask6(this.#underlay.ipv6PrefixLen ?? 128);
     const onSegment = own !== undefined && (publicIp & mask) === (own & mask);
@@ -581,15 +582,20 @@ function ipv6Local(underlay: Underlay): bigint {
 
 /** Why a lease's BackendData (or BackendV6Data) cannot name a VTEP, or undefined. */
 function vtepProblem(data: Record<string, unknown> | undefined, field: string): string | undefined {
-  const mac = data?.VtepMAC;
+  const mac = vtepMac(data);
   if (typeof mac !== "string") return `${field}.VtepMAC is missing`;
   const problem = macProblem(mac);
   if (problem) return `${field}.VtepMAC ${JSON.stringify(mac)} ${problem}`;
-  const vni = data?.VNI;
+  const vni = data && goField(data, "VNI");
   if (vni !== undefined && (typeof vni !== "number" || !Number.isInteger(vni))) {
     return `${field}.VNI ${JSON.stringify(vni)} is not a number`;
   }
   return undefined;
+}
+
+/** The VtepMAC of a BackendData, with its key in any case, as flanneld's decoder reads it. */
+function vtepMac(data: Record<string, unknown> | undefined): unknown {
+  return data && goField(data, "VtepMAC");
 }
 
 /** Why a MAC cannot be a VTEP's, or undefined: it must be a unicast, non-zero MAC. */

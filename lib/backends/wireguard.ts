@@ -30,6 +30,7 @@ import { interfaceIndex } from "../../ffi/libc.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { isWireguardKey, type NetworkConfig, type WireguardConfig } from "../config.ts";
 import { OverlayError } from "../errors.ts";
+import { goField } from "../go_json.ts";
 import { formatIp4, formatIp4Net } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import { log } from "../log.ts";
@@ -155,12 +156,10 @@ export class WireguardBackend implements Backend {
 
   /** A peer's PublicKey must be a WireGuard key, its Port (when given) a UDP port. */
   checkPeer(peer: Lease): string | undefined {
-    const data = peer.attrs.backendData;
-    const key = data?.PublicKey;
+    const { key, port } = peerData(peer);
     if (typeof key !== "string" || !isWireguardKey(key)) {
       return "BackendData.PublicKey is not a WireGuard public key (44 characters of base64)";
     }
-    const port = data?.Port;
     if (
       port !== undefined && port !== null &&
       !(typeof port === "number" && Number.isInteger(port) && port >= 0 && port <= 65535)
@@ -173,16 +172,16 @@ export class WireguardBackend implements Backend {
 
   /** A public key names one host: of two leases with one key, the older is used. */
   claims(peer: Lease): string[] {
-    const key = peer.attrs.backendData?.PublicKey;
+    const { key } = peerData(peer);
     return typeof key === "string" ? [`PublicKey ${key}`] : [];
   }
 
   addPeer(peer: Lease): void {
     const subnet = formatIp4Net(peer.subnet);
-    const data = peer.attrs.backendData!;
-    const port = typeof data.Port === "number" && data.Port > 0 ? data.Port : this.#wg.listenPort;
+    const data = peerData(peer);
+    const port = typeof data.port === "number" && data.port > 0 ? data.port : this.#wg.listenPort;
     const config: PeerConfig = {
-      publicKey: data.PublicKey as string,
+      publicKey: data.key as string,
       endpointIp: peer.attrs.publicIp,
       endpointPort: port,
       allowedIps: [subnet],
@@ -285,4 +284,13 @@ function disableIpv6(device: string): void {
   } catch {
     // IPv6 disabled or absent on this host.
   }
+}
+
+/** A peer's BackendData PublicKey and Port, keys in any case, as flanneld's decoder reads them. */
+function peerData(peer: Lease): { key: unknown; port: unknown } {
+  const data = peer.attrs.backendData;
+  return {
+    key: data && goField(data, "PublicKey"),
+    port: data && goField(data, "Port"),
+  };
 }
