@@ -15,6 +15,7 @@ import { ensureBridge } from "./bridge.ts";
 import { DropReporter } from "./drop_reporter.ts";
 import { describeEtcdError, etcdFailure, type EtcdOptions, EtcdUnavailableError } from "./etcd.ts";
 import { EtcdClient } from "./etcd_client.ts";
+import { UsageError } from "./errors.ts";
 import { configChangeReporter } from "./config_change.ts";
 import { flanneldChains, refuseBesideFlanneld, removeFlanneldChains } from "./flanneld.ts";
 import {
@@ -175,6 +176,7 @@ class Agent {
         throw error;
       }
     }
+    this.#serveHealth();
     if (options.flagSources && Object.keys(options.flagSources).length > 0) {
       log.info("configuration", options.flagSources);
     }
@@ -474,14 +476,6 @@ class Agent {
     this.#claimed = undefined; // started: the lease is ours to keep
     this.#newInventory = undefined; // and what was made is cleanup's to remove
     this.#notifyWhenReady();
-    const healthz = this.#options.healthz;
-    if (healthz && healthz.port > 0) {
-      this.#healthServer = serveHealth(
-        { ...healthz, signal: this.#stop.signal },
-        () => describeState(this.#state.state),
-        () => renderMetrics({ ...this.#state.state, ...this.#liveFields() }),
-      );
-    }
     this.#state.startHeartbeat(() => this.#heartbeat());
     if (backend.hearsPeers) this.#watchFirstContacts();
     this.#renewal = this.#manager!.keepRenewed(() => this.#own!, expiresAt, {
@@ -604,6 +598,27 @@ class Agent {
       this.#peersPublishedAt = performance.now();
       this.#state.publish(this.#peerFields());
     }, Math.max(PEERS_PUBLISH_DELAY_MS, due));
+  }
+
+  /**
+   * /healthz, /readyz and /metrics from the start, so a probe sees why the host is not
+   * ready yet, and an address that cannot be served is a bad flag before anything is made.
+   */
+  #serveHealth(): void {
+    const healthz = this.#options.healthz;
+    if (!healthz || healthz.port === 0) return;
+    try {
+      this.#healthServer = serveHealth(
+        { ...healthz, signal: this.#stop.signal },
+        () => describeState(this.#state.state),
+        () => renderMetrics({ ...this.#state.state, ...(this.#backend ? this.#liveFields() : {}) }),
+      );
+    } catch (error) {
+      throw new UsageError(
+        `--healthz-ip ${healthz.hostname} --healthz-port ${healthz.port}: cannot serve health ` +
+          `there (${(error as Error).message}; pick a free port, or an address of this host)`,
+      );
+    }
   }
 
   #peerFields() {

@@ -132,7 +132,9 @@ function agentFamilies(state: DaemonState, now: number): Family[] {
       name: "overlay_etcd_up",
       type: "gauge",
       help: "1 while etcd answers.",
-      samples: [{ value: state.degraded ? 0 : 1 }],
+      samples: [{
+        value: state.degraded || state.reason?.startsWith("waiting-for-etcd") ? 0 : 1,
+      }],
     },
     {
       name: "overlay_etcd_reconnects_total",

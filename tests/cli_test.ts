@@ -109,11 +109,14 @@ Deno.test({
     const locate = [`--subnet-file=${dir}/subnet.env`, `--state-dir=${dir}/state`];
     // lo, and an address from TEST-NET-1 to publish (a loopback one is refused): it never
     // gets as far as sending anything.
+    const healthPort = freePort();
     const agent = spawnOverlay([
       "run",
       `--etcd-endpoints=${endpoint}`,
       "--iface=lo",
       "--public-ip=192.0.2.1",
+      "--healthz-ip=127.0.0.1",
+      `--healthz-port=${healthPort}`,
       ...locate,
     ]);
     try {
@@ -123,6 +126,16 @@ Deno.test({
       }, { timeoutMs: 10_000, what: "health to say waiting-for-etcd" });
       assert.equal(health.code, 1);
       assert.match(health.stdout, new RegExp(`^not-ready waiting-for-etcd: ${refused}\n$`));
+      // The health server answers from the start, with the same reason.
+      const get = async (path: string) => {
+        const response = await fetch(`http://127.0.0.1:${healthPort}${path}`);
+        return [response.status, await response.text()] as const;
+      };
+      assert.deepEqual(await get("/healthz"), [200, "ok\n"]);
+      const [status, body] = await get("/readyz");
+      assert.equal(status, 503);
+      assert.match(body, new RegExp(`^not-ready waiting-for-etcd: ${refused}\n$`));
+      assert.match((await get("/metrics"))[1], /^overlay_etcd_up 0$/m);
       await new Promise((resolve) => setTimeout(resolve, 2_500)); // a few retries
       const said = agent.log().split("\n").filter((line) => line.includes("waiting-for-etcd"));
       assert.equal(said.length, 1, `the reason is logged once, not per try:\n${agent.log()}`);

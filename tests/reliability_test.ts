@@ -513,6 +513,11 @@ Deno.test({
       ],
       ["loopback iface", ["--iface=lo"], /lo's address 127\.0\.0\.1 is a loopback address/],
       [
+        "health address not on this host",
+        ["--healthz-ip=192.0.2.7", "--healthz-port=9911"],
+        /--healthz-ip 192\.0\.2\.7 --healthz-port 9911: cannot serve health there \(Cannot assign requested address/,
+      ],
+      [
         "state dir is a file",
         ["--state-dir=/etc/hostname"],
         /--state-dir "\/etc\/hostname": cannot make it a folder/,
