@@ -35,6 +35,7 @@ import {
   type MasqTarget,
   masqTarget4,
   masqTarget6,
+  removeMasq,
 } from "./ip_masq.ts";
 import { type Inventory, inventoryPath, readInventory, writeInventory } from "./inventory.ts";
 import { describeSubnets, type Lease, leaseKey } from "./lease.ts";
@@ -355,10 +356,14 @@ class Agent {
         ? { publicIpv6: formatIp6(this.#underlay!.publicIpv6) }
         : {}),
       ...backend.owned(),
-      ...(previous?.bridge && previous.bridge.name === options.bridge
+      // What an earlier run made stays on record until it is gone: a restart without
+      // --bridge leaves the bridge to its containers (cleanup takes it), and one without
+      // --ip-masq takes the rules away below.
+      ...(previous?.bridge &&
+          (options.bridge === undefined || previous.bridge.name === options.bridge)
         ? { bridge: previous.bridge }
         : {}),
-      ...(previous?.masq && options.ipMasq ? { masq: previous.masq } : {}),
+      ...(previous?.masq ? { masq: previous.masq } : {}),
     };
     await writeInventory(made, inventory);
     if (!previous) this.#newInventory = made;
@@ -408,6 +413,26 @@ class Agent {
   async #ensureIptables(made: string, inventory: Inventory): Promise<void> {
     const options = this.#options;
     const choice = { masq: options.ipMasq, forward: options.forwardRules };
+    if (inventory.masq) {
+      // Rules an earlier run was asked for and this one is not (started without --ip-masq,
+      // or with --iptables-forward-rules=false) go, rather than act behind its back.
+      const unwanted = [
+        ...(choice.masq ? [] : ["nat" as const]),
+        ...(choice.forward ? [] : ["filter" as const]),
+      ];
+      if (unwanted.length > 0) {
+        await removeMasq(inventory.masq, unwanted);
+        log.info("removed iptables rules an earlier run made that this one is not asked for", {
+          rules: unwanted.map((t) => (t === "nat" ? "masquerading (--ip-masq)" : "FORWARD accept"))
+            .join(", "),
+        });
+      }
+      if (!choice.masq && !choice.forward) {
+        const { masq: _gone, ...rest } = inventory;
+        await writeInventory(made, rest);
+        return;
+      }
+    }
     if (!choice.masq && !choice.forward) return;
     if (!choice.masq && !await iptablesInstalled()) {
       log.warn(

@@ -200,9 +200,16 @@ export async function applyMasq(
   return changed;
 }
 
-/** Removes our jumps and chains, IPv4 and IPv6; absent ones (or ip6tables) are fine. */
-export async function removeMasq(chains: MasqChains): Promise<void> {
-  const pairs = [["nat", "POSTROUTING", chains.nat], ["filter", "FORWARD", chains.filter]];
+/**
+ * Removes our jumps and chains, IPv4 and IPv6; absent ones (or ip6tables) are fine.
+ * `tables` picks the masquerading (nat) or the FORWARD rules (filter) alone.
+ */
+export async function removeMasq(
+  chains: MasqChains,
+  tables: readonly ("nat" | "filter")[] = ["nat", "filter"],
+): Promise<void> {
+  const pairs = [["nat", "POSTROUTING", chains.nat], ["filter", "FORWARD", chains.filter]]
+    .filter(([table]) => (tables as readonly string[]).includes(table));
   for (const tool of ["iptables", "ip6tables"]) {
     if (tool === "ip6tables" && !await iptablesInstalled(tool)) continue;
     for (const [table, from, chain] of pairs) {

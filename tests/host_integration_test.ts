@@ -142,6 +142,34 @@ Deno.test({
     });
 
     await t.step(
+      "restarted without --ip-masq and --bridge: its masquerading goes, the bridge stays on record for cleanup",
+      async () => {
+        const rules = async () => (await lab.exec(h1.ns, ["iptables-save"])).stdout;
+        assert.equal(await lab.agent(h1)!.stop(), 0);
+        lab.startAgent(h1);
+        await lab.waitReady(h1);
+        const after = await rules();
+        assert.doesNotMatch(after, /MASQUERADE|OVERLAY-POST-/);
+        assert.match(
+          after,
+          /^-A FORWARD -j OVERLAY-FWD-/m,
+          "FORWARD accept rules stay (flannel's default)",
+        );
+        assert.match(await Deno.readTextFile(h1.subnetFile), /^FLANNEL_IPMASQ=false$/m);
+        assert.equal((await lab.exec(h1.ns, ["ip", "link", "show", "lxcbr0"])).code, 0);
+        assert.equal(await lab.agent(h1)!.stop(), 0);
+        const cleanup = await lab.overlay(h1.ns, ["cleanup", ...lab.agentFlags(h1)]);
+        assert.equal(cleanup.code, 0, cleanup.stderr);
+        assert.doesNotMatch(await rules(), /OVERLAY-/);
+        assert.equal(
+          (await lab.exec(h1.ns, ["ip", "link", "show", "lxcbr0"])).code,
+          1,
+          "the bridge it made is gone",
+        );
+      },
+    );
+
+    await t.step(
       "overlay cleanup removes the rules, bridge, subnet file and lease, and nothing else",
       async () => {
         const subnet = await lab.subnetOf(h2);
