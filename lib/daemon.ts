@@ -420,14 +420,21 @@ class Agent {
         ...(choice.masq ? [] : ["nat" as const]),
         ...(choice.forward ? [] : ["filter" as const]),
       ];
-      if (unwanted.length > 0) {
-        await removeMasq(inventory.masq, unwanted);
+      const results = unwanted.length > 0 ? await removeMasq(inventory.masq, unwanted) : [];
+      const removed = results.filter((r) => r.outcome === "removed");
+      if (removed.length > 0) {
         log.info("removed iptables rules an earlier run made that this one is not asked for", {
-          rules: unwanted.map((t) => (t === "nat" ? "masquerading (--ip-masq)" : "FORWARD accept"))
-            .join(", "),
+          chains: removed.map((r) => `${r.tool} ${r.table} ${r.chain}`).join(", "),
         });
       }
-      if (!choice.masq && !choice.forward) {
+      const failed = results.filter((r) => r.outcome === "failed");
+      for (const { tool, table, chain, error } of failed) {
+        log.warn("cannot remove an iptables chain an earlier run made; overlay cleanup retries", {
+          chain: `${tool} ${table} ${chain}`,
+          error,
+        });
+      }
+      if (!choice.masq && !choice.forward && failed.length === 0) {
         const { masq: _gone, ...rest } = inventory;
         await writeInventory(made, rest);
         return;

@@ -200,26 +200,58 @@ export async function applyMasq(
   return changed;
 }
 
+/** What removeMasq did with one chain of one family. */
+export interface ChainRemoval {
+  readonly tool: "iptables" | "ip6tables";
+  readonly table: string;
+  readonly chain: string;
+  /** "absent": there was no such chain; "failed": it is still there, `error` says why. */
+  readonly outcome: "removed" | "absent" | "failed";
+  readonly error?: string;
+}
+
+/** What iptables says when a chain does not exist (nf_tables and legacy alike). */
+const NO_SUCH_CHAIN = /No chain\/target\/match by that name|does not exist/i;
+
 /**
- * Removes our jumps and chains, IPv4 and IPv6; absent ones (or ip6tables) are fine.
- * `tables` picks the masquerading (nat) or the FORWARD rules (filter) alone.
+ * Removes our jumps and chains, IPv4 and IPv6 (ip6tables only when installed), and says
+ * for each chain whether it was there and went, was not there, or stayed (a rule of
+ * someone else's still jumps to it). Throws when iptables is not installed. `tables`
+ * picks the masquerading (nat) or the FORWARD rules (filter) alone.
  */
 export async function removeMasq(
   chains: MasqChains,
   tables: readonly ("nat" | "filter")[] = ["nat", "filter"],
-): Promise<void> {
+): Promise<ChainRemoval[]> {
   const pairs = [["nat", "POSTROUTING", chains.nat], ["filter", "FORWARD", chains.filter]]
     .filter(([table]) => (tables as readonly string[]).includes(table));
-  for (const tool of ["iptables", "ip6tables"]) {
+  const results: ChainRemoval[] = [];
+  for (const tool of ["iptables", "ip6tables"] as const) {
     if (tool === "ip6tables" && !await iptablesInstalled(tool)) continue;
     for (const [table, from, chain] of pairs) {
       while ((await run(tool, ["-w", "5", "-t", table, "-D", from, "-j", chain])).code === 0) {
         // a duplicate jump someone added by hand goes too
       }
-      await run(tool, ["-w", "5", "-t", table, "-F", chain]);
-      await run(tool, ["-w", "5", "-t", table, "-X", chain]);
+      const flush = await run(tool, ["-w", "5", "-t", table, "-F", chain]);
+      if (flush.code !== 0 && NO_SUCH_CHAIN.test(flush.stderr)) {
+        results.push({ tool, table, chain, outcome: "absent" });
+        continue;
+      }
+      const remove = flush.code === 0
+        ? await run(tool, ["-w", "5", "-t", table, "-X", chain])
+        : flush;
+      results.push(
+        remove.code === 0 ? { tool, table, chain, outcome: "removed" } : {
+          tool,
+          table,
+          chain,
+          outcome: "failed",
+          error: remove.stderr || `exit ${remove.code}`,
+        },
+      );
     }
   }
+  return results;
 }
 
 /** iptables -S quotes comments and may print options in its own order of spaces. */

@@ -201,6 +201,163 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "overlay cleanup says what it did: with etcd down the lease is NOT released (exit 1) until a run once etcd is back",
+  ...INTEGRATION,
+  async fn(t) {
+    await using lab = await Lab.create({ prefix: "cst" });
+    await lab.setConfig({ Network: "10.10.0.0/16", Backend: { Type: "udp" } });
+    const host = await lab.addHost();
+    const flags = [...lab.agentFlags(host), "--bridge=lxcbr0", "--ip-masq"];
+    lab.startAgent(host, ["--bridge=lxcbr0", "--ip-masq"]);
+    await lab.waitReady(host);
+    const subnet = await lab.subnetOf(host);
+    const key = `/coreos.com/network/subnets/${subnet.replace("/", "-")}`;
+    const made = [...Deno.readDirSync(host.stateDir)].find((e) => e.name.endsWith(".made.json"))!;
+    const inventory = `${host.stateDir}/${made.name}`;
+    // What the agent left, to play the operator's case of a record that outlived its things.
+    const saved = {
+      inventory: await Deno.readTextFile(inventory),
+      subnetFile: await Deno.readTextFile(host.subnetFile),
+    };
+    const restore = async () => {
+      await Deno.writeTextFile(inventory, saved.inventory);
+      await Deno.writeTextFile(host.subnetFile, saved.subnetFile);
+    };
+    const cleanup = () => lab.overlay(host.ns, ["cleanup", ...flags]);
+    const leaseValue = async () => (await lab.etcdctl("get", "--print-value-only", key)).stdout;
+    assert.equal(await lab.agent(host)!.stop(), 0);
+
+    await t.step("etcd down: the host is cleaned, the lease is NOT released, exit 1", async () => {
+      await lab.stopEtcdMember(0);
+      const result = await cleanup();
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      const lines = result.stdout.trimEnd().split("\n");
+      assert.match(
+        lines[0],
+        /^removed: iptables chains OVERLAY-POST-\w+ and OVERLAY-FWD-\w+, device flannel0, bridge lxcbr0$/,
+      );
+      assert.equal(
+        lines[1],
+        `subnet ${subnet} NOT released: etcd at http://${UNDERLAY_PREFIX}.1:2379: connection refused ` +
+          "(is etcd running? see --etcd-endpoints) (the lease stays until its TTL runs out; " +
+          "run cleanup again when etcd is back)",
+      );
+      assert.equal(lines[2], `kept for the next cleanup: ${host.subnetFile}, ${inventory}`);
+      assert.equal(lines.length, 3, result.stdout);
+      assert.doesNotMatch((await lab.exec(host.ns, ["iptables-save"])).stdout, /OVERLAY-/);
+      assert.equal((await lab.exec(host.ns, ["ip", "link", "show", "lxcbr0"])).code, 1);
+      await Deno.stat(host.subnetFile);
+    });
+
+    await t.step("etcd back: the next run releases the lease, exit 0", async () => {
+      lab.startEtcdMember(0);
+      await waitFor(async () => (await lab.etcdctl("endpoint", "health")).code === 0, {
+        what: "etcd back",
+      });
+      assert.notEqual(await leaseValue(), "", "the lease outlived the first cleanup");
+      const result = await cleanup();
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(
+        result.stdout,
+        `removed: ${host.subnetFile}, ${inventory}\nsubnet ${subnet} released\n`,
+      );
+      assert.equal(await leaseValue(), "");
+      await assert.rejects(Deno.stat(host.subnetFile), Deno.errors.NotFound);
+      await assert.rejects(Deno.stat(inventory), Deno.errors.NotFound);
+    });
+
+    await t.step("a run after that finds nothing left, exit 0", async () => {
+      const result = await cleanup();
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(result.stdout, "nothing left to remove\n");
+      assert.match(result.stderr, /no record of what overlay made/);
+    });
+
+    await t.step(
+      "a record that outlived what it names: all already gone, nothing claimed removed, exit 0",
+      async () => {
+        await restore();
+        const result = await cleanup();
+        assert.equal(result.code, 0, result.stdout + result.stderr);
+        assert.equal(
+          result.stdout,
+          `removed: ${host.subnetFile}, ${inventory}\n` +
+            `already gone: iptables chains ${/OVERLAY-POST-\w+/.exec(saved.inventory)![0]} and ` +
+            `${/OVERLAY-FWD-\w+/.exec(saved.inventory)![0]}, device flannel0, bridge lxcbr0\n` +
+            `subnet ${subnet} already gone (no lease at ${key})\n`,
+        );
+      },
+    );
+
+    await t.step(
+      "a lease another host holds now, or a reservation, is left alone, exit 0",
+      async () => {
+        const other = `{"PublicIP":"${UNDERLAY_PREFIX}.99","BackendType":"udp"}`;
+        const grant = await lab.etcdctl("lease", "grant", "600");
+        const id = /lease (\w+) granted/.exec(grant.stdout)![1];
+        await lab.etcdctl("put", `--lease=${id}`, key, other);
+        await restore();
+        const taken = await cleanup();
+        assert.equal(taken.code, 0, taken.stdout + taken.stderr);
+        assert.match(
+          taken.stdout,
+          new RegExp(
+            `^subnet ${subnet} left alone: now held by another host \\(${UNDERLAY_PREFIX}\\.99\\)$`,
+            "m",
+          ),
+        );
+        assert.equal(await leaseValue(), `${other}\n`);
+        const mine = `{"PublicIP":"${host.ip}","BackendType":"udp"}`;
+        await lab.etcdctl("put", key, mine); // no etcd lease: a reservation
+        await restore();
+        const reserved = await cleanup();
+        assert.equal(reserved.code, 0, reserved.stdout + reserved.stderr);
+        assert.match(
+          reserved.stdout,
+          new RegExp(`^subnet ${subnet} left alone: it is a reservation$`, "m"),
+        );
+        assert.equal(await leaseValue(), `${mine}\n`);
+      },
+    );
+
+    await t.step(
+      "a chain someone else's rule still jumps to is NOT removed (exit 1) and stays recorded",
+      async () => {
+        const chain = /OVERLAY-POST-\w+/.exec(saved.inventory)![0];
+        await lab.sh(
+          host.ns,
+          `iptables -t nat -N ${chain} && iptables -t nat -N SOMEONE-ELSES && ` +
+            `iptables -t nat -A SOMEONE-ELSES -j ${chain}`,
+        );
+        await restore();
+        const result = await cleanup();
+        assert.equal(result.code, 1, result.stdout + result.stderr);
+        assert.match(
+          result.stdout,
+          new RegExp(
+            `^NOT removed: iptables chain ${chain} \\(iptables -t nat -X ${chain}: .+\\)$`,
+            "m",
+          ),
+        );
+        assert.match(result.stdout, new RegExp(`^kept for the next cleanup: ${inventory}$`, "m"));
+        await lab.sh(
+          host.ns,
+          "iptables -t nat -F SOMEONE-ELSES && iptables -t nat -X SOMEONE-ELSES",
+        );
+        const again = await cleanup();
+        assert.equal(again.code, 0, again.stdout + again.stderr);
+        assert.match(
+          again.stdout,
+          new RegExp(`^removed: iptables chain ${chain}, ${inventory}$`, "m"),
+        );
+        assert.doesNotMatch((await lab.exec(host.ns, ["iptables-save"])).stdout, /OVERLAY-/);
+      },
+    );
+  },
+});
+
+Deno.test({
   name: "the agent tells systemd READY=1 over $NOTIFY_SOCKET once it is ready",
   ...INTEGRATION,
   async fn() {

@@ -1,7 +1,7 @@
 /** `overlay status`: this host's overlay as the daemon last reported it, with health. */
 import { formatDuration } from "../duration.ts";
 import { defineCommand, type FlagName, LOCATOR_FLAGS, stringFlag } from "../flags.ts";
-import { type DaemonState, evaluateHealth, statePath } from "../health.ts";
+import { type DaemonState, evaluateHealth, processStartTime, statePath } from "../health.ts";
 import { printable, printableDeep } from "../printable.ts";
 
 const FLAGS: FlagName[] = [...LOCATOR_FLAGS, "json"];
@@ -40,7 +40,8 @@ path last heard from them: green within 30 s) and the packet and drop counters.`
     const paint: Paint = (code, text) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
     console.log(`health     ${paint(verdict.ready ? 32 : 31, printable(verdict.line))}`);
     if (state) {
-      printSummary(state, paint);
+      const running = processStartTime(state.pid) === state.pidStart;
+      for (const line of summaryLines(state, { paint, running })) console.log(line);
       printPeerTable(state, paint);
       printLists(state, paint);
     }
@@ -48,13 +49,21 @@ path last heard from them: green within 30 s) and the packet and drop counters.`
   },
 });
 
-type Paint = (code: number, text: string) => string;
+/** Colours `text` with the ANSI code (31 red, 32 green, 33 yellow) on a terminal. */
+export type Paint = (code: number, text: string) => string;
 
-/** Subnet, backend, data path, device, MTU, lease expiry, etcd and the peer count. */
-function printSummary(state: DaemonState, paint: Paint): void {
-  const expires = state.leaseExpiresAt == null
-    ? "never (reservation)"
-    : `in ${formatDuration(state.leaseExpiresAt - Date.now())}`;
+/**
+ * The summary under the health line: subnet, backend, data path, device, MTU, lease, etcd
+ * and the peer count, each only as far as the state tells. An agent waiting at boot has
+ * no lease yet (`lease none yet`) and says whether etcd answers only through its reason
+ * (`waiting-for-etcd: …`); what the state does not tell is not printed. `running` false
+ * (the agent that wrote the state has exited): no etcd line, the connection is gone.
+ */
+export function summaryLines(
+  state: DaemonState,
+  options: { now?: number; paint?: Paint; running?: boolean } = {},
+): string[] {
+  const { now = Date.now(), paint = (_code, text) => text, running = true } = options;
   const rows: [string, string | number | undefined][] = [
     ["subnet", state.subnet],
     ["subnet6", state.ipv6Subnet],
@@ -62,14 +71,47 @@ function printSummary(state: DaemonState, paint: Paint): void {
     ["data path", state.dataPath],
     ["device", state.device],
     ["mtu", state.mtu],
-    ["lease", expires],
-    ["etcd", state.degraded ? paint(33, state.degraded) : "connected"],
+    ["lease", describeLease(state, now, paint)],
+    ["etcd", running ? describeEtcd(state, paint) : undefined],
     ["peers", state.peers],
   ];
-  for (const [key, value] of rows) {
-    if (value !== undefined) console.log(`${key.padEnd(10)} ${value}`);
-  }
+  return rows.filter(([, value]) => value !== undefined).map(([key, value]) =>
+    `${key.padEnd(10)} ${value}`
+  );
 }
+
+/** `leaseExpiresAt`: absent while no lease is held, null for a reservation. */
+function describeLease(state: DaemonState, now: number, paint: Paint): string {
+  if (!state.ready && state.reason === LEASE_LOST) return paint(31, "lost");
+  const at = state.leaseExpiresAt;
+  if (at === undefined) return "none yet";
+  if (at === null) return "never (reservation)";
+  return at > now
+    ? `in ${formatDuration(at - now)}`
+    : paint(31, `expired ${formatDuration(now - at)} ago`);
+}
+
+/**
+ * An agent that serves (it has published its lease) follows its connection to etcd in
+ * `degraded`; one waiting at boot tells by its reason: waiting for etcd, or waiting for
+ * something etcd answered with (a config missing, invalid or not runnable here). While
+ * it starts, nothing is known yet.
+ */
+function describeEtcd(state: DaemonState, paint: Paint): string | undefined {
+  if (!state.ready && state.reason?.startsWith(WAITING_FOR_ETCD)) {
+    return paint(31, `unreachable: ${state.reason.slice(WAITING_FOR_ETCD.length)}`);
+  }
+  if (state.ready || state.leaseExpiresAt !== undefined) {
+    return state.degraded ? paint(33, state.degraded) : "connected";
+  }
+  if (ETCD_ANSWERED.some((reason) => state.reason?.startsWith(reason))) return "connected";
+  return undefined;
+}
+
+/** The reasons (lib/boot.ts, lib/daemon.ts) that tell about etcd. */
+const WAITING_FOR_ETCD = "waiting-for-etcd: ";
+const ETCD_ANSWERED = ["waiting-for-config", "invalid-config", "backend-unavailable"];
+const LEASE_LOST = "lease lost";
 
 /** One row per peer; green when the data path heard from it lately, yellow when not. */
 function printPeerTable(state: DaemonState, paint: Paint): void {
