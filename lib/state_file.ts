@@ -57,12 +57,12 @@ export class StateFile {
         `--state-dir ${JSON.stringify(dir)}: cannot make it a folder (${(error as Error).message})`,
       );
     }
-    const lockPath = statePath(dir, subnetFile).replace(/\.json$/, ".lock");
+    const lockPath = stateLockPath(dir, subnetFile);
     const lock = FileLock.tryAcquire(lockPath);
     if (!lock) {
-      const pid = (await Deno.readTextFile(lockPath).catch(() => "")).trim();
+      const pid = await lockHolder(lockPath);
       throw new Error(
-        `another overlay agent${/^\d+$/.test(pid) ? ` (pid ${pid})` : ""} runs for ` +
+        `another overlay agent${pid ? ` (pid ${pid})` : ""} runs for ` +
           `--subnet-file=${subnetFile} with --state-dir=${dir}: stop it first, or give this ` +
           `one a --subnet-file and --state-dir of its own`,
       );
@@ -91,8 +91,12 @@ export class StateFile {
     return this.#queued;
   }
 
-  /** Publishes what `collect` returns every HEARTBEAT_MS until stopHeartbeat(). */
+  /**
+   * Publishes what `collect` returns every HEARTBEAT_MS until stopHeartbeat(); a second
+   * call replaces the first's collector (the agent beats while it waits at boot too).
+   */
   startHeartbeat(collect: () => Partial<DaemonState>): void {
+    this.stopHeartbeat();
     this.#heartbeat = setInterval(() => this.publish(collect()), HEARTBEAT_MS);
   }
 
@@ -115,4 +119,15 @@ export class StateFile {
     this.#lock.release();
     await Deno.remove(this.#dir).catch(() => {});
   }
+}
+
+/** The lock an agent holds while it runs for `subnetFile` with state in `dir`. */
+export function stateLockPath(dir: string, subnetFile: string): string {
+  return statePath(dir, subnetFile).replace(/\.json$/, ".lock");
+}
+
+/** The pid the lock's holder wrote into it, if it did. */
+export async function lockHolder(lockPath: string): Promise<string | undefined> {
+  const text = (await Deno.readTextFile(lockPath).catch(() => "")).trim();
+  return /^\d+$/.test(text) ? text : undefined;
 }

@@ -412,10 +412,26 @@ for (const backend of ["udp", "vxlan"] as const) {
       assert.deepEqual(await files(), filesBefore);
       assert.equal(await rules(), rulesBefore);
       assert.notEqual(await lab.ping(c1, c2.ip, { count: 2 }), undefined);
-      // Once the first has stopped, the lock is free again.
+      // cleanup is refused while the agent runs, even with its state file gone.
+      const state = filesBefore.names.find((name) => /\.env\.json$/.test(name))!;
+      await Deno.remove(`${h1.stateDir}/${state}`);
+      const cleanup = await lab.overlay(h1.ns, ["cleanup", ...lab.agentFlags(h1)]);
+      assert.equal(cleanup.code, 2, cleanup.stderr);
+      assert.match(
+        cleanup.stderr,
+        new RegExp(`overlay run is still running \\(pid ${lab.agent(h1)!.child.pid}\\)`),
+      );
+      // Once the first has stopped, the lock is free again; cleanup takes the lock file too.
       assert.equal(await lab.agent(h1)!.stop(), 0);
       lab.startAgent(h1, ["--ip-masq"]);
       await lab.waitReady(h1);
+      assert.equal(await lab.agent(h1)!.stop(), 0);
+      const cleaned = await lab.overlay(h1.ns, ["cleanup", ...lab.agentFlags(h1)]);
+      assert.equal(cleaned.code, 0, cleaned.stderr);
+      assert.deepEqual(
+        [...Deno.readDirSync(h1.stateDir)].filter((e) => !e.name.endsWith("vtep-mac")),
+        [],
+      );
     },
   });
 }

@@ -10,18 +10,28 @@
  * of the lease, and exits 1 when something it was to remove stays; what stays stays in
  * the inventory (and the subnet file, while the lease stays), so a later run finishes.
  */
+import { FileLock } from "../../ffi/file_lock.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { etcdFailure, type EtcdOptions, EtcdUnavailableError } from "../etcd.ts";
 import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { EtcdClient } from "../etcd_client.ts";
 import { UsageError } from "../errors.ts";
-import { defineCommand, type FlagName, ipFlag, listFlag, RUN_FLAGS, stringFlag } from "../flags.ts";
+import {
+  defineCommand,
+  type FlagName,
+  type FlagValues,
+  ipFlag,
+  listFlag,
+  RUN_FLAGS,
+  stringFlag,
+} from "../flags.ts";
 import { processStartTime, statePath } from "../health.ts";
 import { type Inventory, inventoryPath, readInventory, writeInventory } from "../inventory.ts";
 import { netContains, parseIp4, parseIp4Net } from "../ip.ts";
 import { type ChainRemoval, type MasqChains, removeMasq } from "../ip_masq.ts";
 import { OVERLAY_PROTOCOL } from "../ownership.ts";
 import { SubnetRegistry } from "../registry.ts";
+import { lockHolder, stateLockPath } from "../state_file.ts";
 import { type PreviousSubnets, readPreviousSubnets } from "../subnet_file.ts";
 import { net6Contains, parseIp6, parseIp6Net } from "../ip6.ts";
 import { describePublicIps, describeSubnets, leaseKey, type LeaseSubnets } from "../lease.ts";
@@ -52,62 +62,91 @@ unreachable, the lease: the subnet file and the record stay, run it again later)
         `overlay run is still running (pid ${running.pid}); stop it before cleanup`,
       );
     }
-    const made = inventoryPath(stateDir, subnetFile);
-    const inventory = await readInventory(made);
-    const report: Report = { removed: [], gone: [], leftAlone: [], failed: [] };
-    let remaining: Inventory | undefined;
-    if (inventory) {
-      remaining = await removeMade(inventory, report);
-    } else {
-      console.error(
-        `no record of what overlay made for ${subnetFile} (${made}): nothing on the host is removed`,
+    // The agent's lock, held while one runs (its state file may not say so yet).
+    const lockPath = stateLockPath(stateDir, subnetFile);
+    const lock = await exists(lockPath) ? FileLock.tryAcquire(lockPath) : undefined;
+    if (!lock && await exists(lockPath)) {
+      const pid = await lockHolder(lockPath);
+      throw new UsageError(
+        `overlay run is still running${pid ? ` (pid ${pid})` : ""}; stop it before cleanup`,
       );
     }
-    const subnet = inventory
-      ? inventorySubnets(inventory)
-      : subnetsOf(await readPreviousSubnets(subnetFile));
-    let release: LeaseRelease | undefined;
-    if (!values["keep-lease"] && subnet) {
-      // The lease is released only if it still names this host (a stale subnet file may
-      // name a subnet another host holds now).
-      const publicIp = inventory ? parseIp4(inventory.publicIp) : detectUnderlay({
-        ifaces: listFlag(values, "iface"),
-        ifaceRegexes: listFlag(values, "iface-regex"),
-        ifaceCanReach: ipFlag(values, "iface-can-reach"),
-        publicIp: ipFlag(values, "public-ip"),
-      }).publicIp;
-      const publicIpv6 = inventory?.publicIpv6 !== undefined
-        ? parseIp6(inventory.publicIpv6)
-        : undefined;
-      release = await releaseLease(etcd, subnet, { publicIp, publicIpv6 });
+    try {
+      const made = inventoryPath(stateDir, subnetFile);
+      return await cleanUp(values, { etcd, subnetFile, stateFile, made });
+    } finally {
+      if (lock) {
+        await Deno.remove(lockPath).catch(() => {});
+        lock.release();
+      }
     }
-    // The subnet file names the lease: it stays while the lease does, with --keep-lease
-    // (flanneld, started next, reads it to ask for the same subnet) or when the lease
-    // could not be released (the next cleanup finds it there).
-    const leaseStays = release?.outcome === "failed";
-    if (!values["keep-lease"] && !leaseStays) {
-      await removeFile(subnetFile, report, { quiet: true });
-    }
-    await removeFile(stateFile, report, { quiet: true });
-    // What could not be removed stays recorded, so that cleanup can be run again.
-    const kept: string[] = leaseStays && await exists(subnetFile) ? [subnetFile] : [];
-    if (inventory && remaining && (leaseStays || report.failed.length > 0)) {
-      await writeInventory(made, remaining);
-      kept.push(made);
-    } else if (inventory) {
-      await removeFile(made, report, { quiet: true });
-    }
-    printReport(report);
-    if (subnet) {
-      const text = values["keep-lease"] ? "kept" : describeRelease(release!, etcd.prefix, subnet);
-      console.log(`subnet ${describeSubnets(subnet)} ${text}`);
-    }
-    if (kept.length > 0) {
-      console.log(`kept for the next cleanup: ${kept.join(", ")}`);
-    }
-    return report.failed.length > 0 || leaseStays ? 1 : 0;
   },
 });
+
+/** Removes what the record lists, the files and the lease; 1 when something stays. */
+async function cleanUp(
+  values: FlagValues,
+  { etcd, subnetFile, stateFile, made }: {
+    etcd: EtcdOptions;
+    subnetFile: string;
+    stateFile: string;
+    made: string;
+  },
+): Promise<number> {
+  const inventory = await readInventory(made);
+  const report: Report = { removed: [], gone: [], leftAlone: [], failed: [] };
+  let remaining: Inventory | undefined;
+  if (inventory) {
+    remaining = await removeMade(inventory, report);
+  } else {
+    console.error(
+      `no record of what overlay made for ${subnetFile} (${made}): nothing on the host is removed`,
+    );
+  }
+  const subnet = inventory
+    ? inventorySubnets(inventory)
+    : subnetsOf(await readPreviousSubnets(subnetFile));
+  let release: LeaseRelease | undefined;
+  if (!values["keep-lease"] && subnet) {
+    // The lease is released only if it still names this host (a stale subnet file may
+    // name a subnet another host holds now).
+    const publicIp = inventory ? parseIp4(inventory.publicIp) : detectUnderlay({
+      ifaces: listFlag(values, "iface"),
+      ifaceRegexes: listFlag(values, "iface-regex"),
+      ifaceCanReach: ipFlag(values, "iface-can-reach"),
+      publicIp: ipFlag(values, "public-ip"),
+    }).publicIp;
+    const publicIpv6 = inventory?.publicIpv6 !== undefined
+      ? parseIp6(inventory.publicIpv6)
+      : undefined;
+    release = await releaseLease(etcd, subnet, { publicIp, publicIpv6 });
+  }
+  // The subnet file names the lease: it stays while the lease does, with --keep-lease
+  // (flanneld, started next, reads it to ask for the same subnet) or when the lease
+  // could not be released (the next cleanup finds it there).
+  const leaseStays = release?.outcome === "failed";
+  if (!values["keep-lease"] && !leaseStays) {
+    await removeFile(subnetFile, report, { quiet: true });
+  }
+  await removeFile(stateFile, report, { quiet: true });
+  // What could not be removed stays recorded, so that cleanup can be run again.
+  const kept: string[] = leaseStays && await exists(subnetFile) ? [subnetFile] : [];
+  if (inventory && remaining && (leaseStays || report.failed.length > 0)) {
+    await writeInventory(made, remaining);
+    kept.push(made);
+  } else if (inventory) {
+    await removeFile(made, report, { quiet: true });
+  }
+  printReport(report);
+  if (subnet) {
+    const text = values["keep-lease"] ? "kept" : describeRelease(release!, etcd.prefix, subnet);
+    console.log(`subnet ${describeSubnets(subnet)} ${text}`);
+  }
+  if (kept.length > 0) {
+    console.log(`kept for the next cleanup: ${kept.join(", ")}`);
+  }
+  return report.failed.length > 0 || leaseStays ? 1 : 0;
+}
 
 /** What cleanup did, thing by thing; each list is one line of its output. */
 interface Report {
