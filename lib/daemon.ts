@@ -178,6 +178,9 @@ class Agent {
       }
     }
     this.#serveHealth();
+    // Waiting at boot can take long: the beat tells --health the agent is alive meanwhile,
+    // so it says why it waits rather than "not responding".
+    this.#state.startHeartbeat(() => ({}));
     if (options.flagSources && Object.keys(options.flagSources).length > 0) {
       log.info("configuration", options.flagSources);
     }

@@ -12,6 +12,7 @@ import {
   tempDir,
   waitFor,
 } from "./helpers.ts";
+import { HEARTBEAT_STALE_MS } from "../lib/health.ts";
 
 let prefixCounter = 0;
 
@@ -139,6 +140,11 @@ Deno.test({
       await new Promise((resolve) => setTimeout(resolve, 2_500)); // a few retries
       const said = agent.log().split("\n").filter((line) => line.includes("waiting-for-etcd"));
       assert.equal(said.length, 1, `the reason is logged once, not per try:\n${agent.log()}`);
+      // Past the heartbeat's staleness bound, health still gives the reason: the agent
+      // beats while it waits.
+      await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_STALE_MS + 1_000));
+      const later = await overlay(["--health", ...locate]);
+      assert.match(later.stdout, new RegExp(`^not-ready waiting-for-etcd: ${refused}\n$`));
     } finally {
       assert.equal(await agent.stop("SIGTERM"), 0);
     }
