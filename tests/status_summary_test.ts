@@ -77,7 +77,7 @@ Deno.test("status of a ready agent: lease expiry or reservation, etcd connected 
   const reservation = summaryLines(serving({ leaseExpiresAt: null }), { now: NOW });
   assert.ok(reservation.includes("lease      never (reservation)"), reservation.join("\n"));
   const degraded = summaryLines(serving({ degraded: "etcd unreachable" }), { now: NOW });
-  assert.ok(degraded.includes("etcd       etcd unreachable"), degraded.join("\n"));
+  assert.ok(degraded.includes("etcd       unreachable"), degraded.join("\n"));
 });
 
 Deno.test("status of an agent that lost or outlived its lease says so", () => {

@@ -102,7 +102,8 @@ function describeEtcd(state: DaemonState, paint: Paint): string | undefined {
     return paint(31, `unreachable: ${state.reason.slice(WAITING_FOR_ETCD.length)}`);
   }
   if (state.ready || state.leaseExpiresAt !== undefined) {
-    return state.degraded ? paint(33, state.degraded) : "connected";
+    // `degraded` names what is wrong ("etcd unreachable"); the row already says "etcd".
+    return state.degraded ? paint(33, state.degraded.replace(/^etcd /, "")) : "connected";
   }
   if (ETCD_ANSWERED.some((reason) => state.reason?.startsWith(reason))) return "connected";
   return undefined;
