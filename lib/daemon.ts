@@ -52,6 +52,7 @@ import { notifySystemd } from "./systemd.ts";
 import {
   describeUnderlay,
   detectUnderlay,
+  interfaceExists,
   networkProblemOnHost,
   type Underlay,
   type UnderlayChoice,
@@ -133,6 +134,8 @@ class Agent {
   #renewing = false;
   /** An inventory this start wrote where there was none: taken back if the start fails. */
   #newInventory: string | undefined;
+  /** The backend's devices that were not there before this start: removed if it fails. */
+  #newDevices: string[] = [];
   #tracker: PeerTracker | undefined;
   #watch: LeaseWatch | undefined;
   #renewal: Renewal | undefined;
@@ -370,6 +373,10 @@ class Agent {
     };
     await writeInventory(made, inventory);
     if (!previous) this.#newInventory = made;
+    const owned = backend.owned();
+    this.#newDevices = [owned.device, ...(owned.moreDevices ?? [])]
+      .filter((device) => device !== undefined && !interfaceExists(device.name))
+      .map((device) => device!.name);
     await backend.start(own);
     this.#ensureForwarding();
     if (options.bridge) {
@@ -510,6 +517,7 @@ class Agent {
     });
     this.#claimed = undefined; // started: the lease is ours to keep
     this.#newInventory = undefined; // and what was made is cleanup's to remove
+    this.#newDevices = [];
     this.#notifyWhenReady();
     this.#state.startHeartbeat(() => this.#heartbeat());
     if (backend.hearsPeers) this.#watchFirstContacts();
@@ -565,9 +573,33 @@ class Agent {
         subnet: describeSubnets(claimed),
       });
     }
+    this.#removeNewDevices();
     if (this.#newInventory) await Deno.remove(this.#newInventory).catch(() => {});
     await this.#state.discard();
     return 0;
+  }
+
+  /** A failed start leaves no device of its making (a TUN it made persists otherwise). */
+  #removeNewDevices(): void {
+    if (this.#newDevices.length === 0) return;
+    const netlink = new Netlink();
+    try {
+      for (const name of this.#newDevices) {
+        const link = netlink.link(name);
+        if (!link) continue;
+        try {
+          netlink.linkDelete(link.index);
+          log.info("removed the device this failed start made", { device: name });
+        } catch (error) {
+          log.warn("cannot remove the device this failed start made", {
+            device: name,
+            error: (error as Error).message,
+          });
+        }
+      }
+    } finally {
+      netlink.close();
+    }
   }
 
   close(): void {

@@ -566,6 +566,20 @@ Deno.test({
       (await lab.etcdctl("get", "--prefix", "/coreos.com/network/subnets/", "--print-value-only"))
         .stdout;
     assert.doesNotMatch(leases, /172\.31\.254\.77/);
+    // One that fails after making its device (the UDP port is the first agent's) takes the
+    // device back too: a persistent TUN would outlive it, on no record.
+    const third = await lab.overlay(host.ns, [
+      "run",
+      "--etcd-endpoints=" + lab.etcdEndpoint,
+      "--device=fresh0",
+      "--public-ip=172.31.254.78",
+      `--subnet-file=${host.stateDir}/third.env`,
+      `--state-dir=${host.stateDir}`,
+    ]);
+    assert.equal(third.code, 1);
+    assert.match(third.stderr, /EADDRINUSE/);
+    assert.match(third.stderr, /removed the device this failed start made device=fresh0/);
+    assert.equal((await lab.exec(host.ns, ["ip", "link", "show", "fresh0"])).code, 1);
   },
 });
 
