@@ -76,8 +76,12 @@ export function describeEtcdError(error: unknown, options: EtcdOptions): string 
     } (check --etcd-cafile, --etcd-certfile, --etcd-keyfile)`;
   }
   if (/^404 page not found/i.test(text)) {
+    // 2380 is etcd's peer port by convention: it answers HTTP with 404 too.
+    const fix = options.endpoints.some((endpoint) => /:2380\/?$/.test(endpoint))
+      ? "2380 is etcd's peer port: give its client port, 2379, in --etcd-endpoints"
+      : "start etcd with --enable-grpc-gateway=true, its default";
     return `${where}: 404 page not found: the agent talks to etcd through its JSON gateway, ` +
-      `which is turned off there (start etcd with --enable-grpc-gateway=true, its default)`;
+      `which does not answer there (${fix})`;
   }
   if (/user name is empty/i.test(text)) {
     return `${where}: etcd requires authentication (give --etcd-username and --etcd-password)`;

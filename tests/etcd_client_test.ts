@@ -5,7 +5,12 @@
  * members matter); the partition of a member in a namespace lab is in reliability_test.ts.
  */
 import assert from "node:assert/strict";
-import { type EtcdOptions, EtcdResponseError, EtcdUnavailableError } from "../lib/etcd.ts";
+import {
+  describeEtcdError,
+  type EtcdOptions,
+  EtcdResponseError,
+  EtcdUnavailableError,
+} from "../lib/etcd.ts";
 import { cancelCode, gatewayError, GRPC, parseWatchLine } from "../lib/etcd_gateway.ts";
 import { EtcdClient, WATCH_PROGRESS_MS, WATCH_SILENCE_MS } from "../lib/etcd_client.ts";
 import { freePort, INTEGRATION, overlay, startEtcd, waitFor } from "./helpers.ts";
@@ -233,9 +238,22 @@ Deno.test({
     assert.equal(result.code, 1);
     assert.match(
       result.stderr,
-      /^overlay: etcd at http:\/\/127\.0\.0\.1:\d+: 404 page not found: the agent talks to etcd through its JSON gateway, which is turned off there \(start etcd with --enable-grpc-gateway=true, its default\)\n$/,
+      /^overlay: etcd at http:\/\/127\.0\.0\.1:\d+: 404 page not found: the agent talks to etcd through its JSON gateway, which does not answer there \(start etcd with --enable-grpc-gateway=true, its default\)\n$/,
     );
   },
+});
+
+Deno.test("a 404 from etcd's peer port (2380) names the client port instead", () => {
+  const options: EtcdOptions = {
+    endpoints: ["http://10.0.0.5:2380"],
+    prefix: "/coreos.com/network",
+  };
+  assert.equal(
+    describeEtcdError(new Error("404 page not found"), options),
+    "etcd at http://10.0.0.5:2380: 404 page not found: the agent talks to etcd through its " +
+      "JSON gateway, which does not answer there (2380 is etcd's peer port: give its client " +
+      "port, 2379, in --etcd-endpoints)",
+  );
 });
 
 /** A TCP relay to `target` that can be frozen: connections stay open, no byte moves. */
