@@ -534,6 +534,11 @@ Deno.test({
         /--healthz-ip 192\.0\.2\.7 --healthz-port 9911: cannot serve health there \(Cannot assign requested address/,
       ],
       [
+        "subnet file is a folder",
+        ["--subnet-file=/etc"],
+        /--subnet-file "\/etc" is a folder: give the path of the file/,
+      ],
+      [
         "state dir is a file",
         ["--state-dir=/etc/hostname"],
         /--state-dir "\/etc\/hostname": cannot make it a folder/,

@@ -103,6 +103,20 @@ function daemonOptions(parsed: ParsedFlags): DaemonOptions {
       throw new UsageError(`--public-ipv6 ${JSON.stringify(publicIpv6Text)} ${problem}`);
     }
   }
+  const subnetFile = stringFlag(values, "subnet-file");
+  const isFolder = (() => {
+    try {
+      return Deno.statSync(subnetFile).isDirectory;
+    } catch {
+      return false; // not there yet: run writes it
+    }
+  })();
+  if (isFolder) {
+    throw new UsageError(
+      `--subnet-file ${JSON.stringify(subnetFile)} is a folder: give the path of the file ` +
+        `(flannel's is /run/flannel/subnet.env)`,
+    );
+  }
   return {
     etcd: etcdOptionsFrom(values),
     underlay: {
@@ -113,7 +127,7 @@ function daemonOptions(parsed: ParsedFlags): DaemonOptions {
       ...(publicIpv6 !== undefined ? { publicIpv6 } : {}),
     },
     device: optionalFlag(values, "device"),
-    subnetFile: stringFlag(values, "subnet-file"),
+    subnetFile,
     stateDir: stringFlag(values, "state-dir"),
     ipMasq: values["ip-masq"] === true,
     forwardRules: values["iptables-forward-rules"] !== false,
