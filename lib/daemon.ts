@@ -331,8 +331,12 @@ class Agent {
     const recorded = await readInventory(inventoryPath(options.stateDir, options.subnetFile));
     const subnetFile = await Deno.stat(options.subnetFile).then(() => true, () => false);
     if (chains.length === 0 && (recorded || !subnetFile)) return false;
+    // A subnet file on no record is flanneld's, or one `overlay cleanup --keep-lease` kept:
+    // either way its lease and what it names become this agent's.
     log.info(
-      "taking over from flanneld: its lease, subnet file, device and routes become overlay's",
+      chains.length > 0
+        ? "taking over from flanneld: its lease, subnet file, device and routes become overlay's"
+        : "taking over a subnet file overlay has no record of (flanneld's, or kept by cleanup --keep-lease): its lease, device and routes become this agent's",
       {
         found: [...(subnetFile && !recorded ? [options.subnetFile] : []), ...chains].join(", "),
       },
