@@ -16,7 +16,7 @@ import { log } from "./log.ts";
 
 /**
  * Creates or adopts the bridge and gives it the subnet's gateway address and the MTU.
- * Returns true when it created the bridge (false: an existing one was adopted).
+ * Says whether it created the bridge, and an adopted one's MTU before (cleanup gives it back).
  */
 export function ensureBridge(
   netlink: Netlink,
@@ -27,7 +27,7 @@ export function ensureBridge(
     ipv6?: { subnet: Ip6Net; network: Ip6Net };
     mtu: number;
   },
-): boolean {
+): { created: boolean; previousMtu?: number } {
   const existing = netlink.link(options.name);
   if (existing && existing.kind !== "bridge") {
     throw new OverlayError(
@@ -67,7 +67,7 @@ export function ensureBridge(
     address: given.join(" "),
     mtu: options.mtu,
   });
-  return !existing;
+  return existing ? { created: false, previousMtu: existing.mtu } : { created: true };
 }
 
 function removeStale(

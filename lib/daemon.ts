@@ -389,14 +389,17 @@ class Agent {
         const ipv6 = config.ipv6 && own.ipv6Subnet
           ? { subnet: own.ipv6Subnet, network: config.ipv6.network }
           : undefined;
-        const created = ensureBridge(netlink, {
+        const { created, previousMtu } = ensureBridge(netlink, {
           name: options.bridge,
           ...(config.enableIPv4 ? { ipv4: { subnet: own.subnet, network } } : {}),
           ...(ipv6 ? { ipv6 } : {}),
           mtu: backend.mtu,
         });
         // A bridge this agent made in an earlier run is still its own when adopted now.
-        const ours = created || inventory.bridge?.created === true;
+        const earlier = inventory.bridge?.name === options.bridge ? inventory.bridge : undefined;
+        const ours = created || earlier?.created === true;
+        // The operator's MTU from before the first run that adopted the bridge.
+        const mtu = ours ? undefined : earlier?.mtu ?? previousMtu;
         const { subnet: address, ipv6Subnet: address6 } = this.#subnetFields(own);
         inventory = {
           ...inventory,
@@ -405,6 +408,7 @@ class Agent {
             created: ours,
             address: address ?? "",
             ...(address6 ? { address6 } : {}),
+            ...(mtu !== undefined ? { mtu } : {}),
           },
         };
         await writeInventory(made, inventory);

@@ -30,6 +30,8 @@ export interface Inventory {
     /** The IPv4 gateway address it was given ("" in an IPv6-only network), and the IPv6 one. */
     readonly address: string;
     readonly address6?: string;
+    /** An operator's bridge's MTU before the agent set the overlay's: cleanup restores it. */
+    readonly mtu?: number;
   };
   readonly masq?: MasqChains;
   /** Files of the backend's own (vxlan's VtepMAC). */

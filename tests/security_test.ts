@@ -258,6 +258,12 @@ Deno.test({
     assert.ok(after.files.some((f) => f.includes("blue.env")), "blue's state stays");
     const bridge = (await lab.exec(h1.ns, ["ip", "-o", "-4", "addr", "show", "lxcbr0"])).stdout;
     assert.equal(bridge, "", "the operator's bridge stays, without the agent's address");
+    assert.match(
+      (await lab.exec(h1.ns, ["ip", "-o", "link", "show", "lxcbr0"])).stdout,
+      / mtu 1500 /,
+      "and with its own MTU back (the agent had set the overlay's, 1472)",
+    );
+    assert.match(cleanup.stdout, /MTU 1472 of lxcbr0 \(back to 1500\)/);
     const health = await lab.overlay(h1.ns, ["--health", ...blue(h1).slice(1)]);
     assert.equal(health.code, 0, `blue still up: ${health.stdout}`);
   },

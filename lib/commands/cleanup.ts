@@ -300,6 +300,10 @@ function removeBridge(
       report.removed.push(`address ${bridge.address6} from ${bridge.name}`);
     } else report.gone.push(`address ${bridge.address6} on ${bridge.name}`);
   }
+  if (bridge.mtu !== undefined && link.mtu !== bridge.mtu) {
+    netlink.linkSetMtu(link.index, bridge.mtu);
+    report.removed.push(`MTU ${link.mtu} of ${bridge.name} (back to ${bridge.mtu})`);
+  }
 }
 
 /**
