@@ -379,8 +379,24 @@ export function defineCommand(spec: CommandSpec): (args: string[]) => Promise<nu
       console.log(helpText(spec.usage, spec.description, spec.flags));
       return 0;
     }
-    return await spec.run(parsed);
+    try {
+      return await spec.run(parsed);
+    } catch (error) {
+      throw namingTheVariable(error, parsed);
+    }
   };
+}
+
+/**
+ * A UsageError about a flag whose value came from an environment variable says so: the
+ * operator looks for OVERLAY_HEALTHZ_PORT in the unit's environment file, not for a flag.
+ */
+function namingTheVariable(error: unknown, parsed: ParsedFlags): unknown {
+  if (!(error instanceof UsageError)) return error;
+  const flag = /^--([a-z0-9-]+)/.exec(error.message)?.[1];
+  const source = flag ? parsed.sources[flag as FlagName] : undefined;
+  if (!source || source === "command line" || source === "default") return error;
+  return new UsageError(`${error.message} (from ${source})`);
 }
 
 /** A flag's string value, or a UsageError naming the flag when it is required and absent. */

@@ -91,6 +91,13 @@ Deno.test("bad flags are one-line errors with exit code 2", async () => {
     assert.match(result.stderr, message);
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
   }
+  // A bad value from an environment variable names the variable too.
+  const fromEnv = await overlay(["run"], { env: { OVERLAY_HEALTHZ_PORT: "abc" } });
+  assert.equal(fromEnv.code, 2, fromEnv.stderr);
+  assert.match(
+    fromEnv.stderr,
+    /^overlay: --healthz-port "abc" is not a port \(use 1\.\.65535\) \(from OVERLAY_HEALTHZ_PORT\)\n$/,
+  );
 });
 
 Deno.test({
