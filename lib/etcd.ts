@@ -95,7 +95,9 @@ export function describeEtcdError(error: unknown, options: EtcdOptions): string 
   if (/DEADLINE_EXCEEDED|timed out|timeout/i.test(text)) {
     return `${where}: timed out (is the endpoint reachable? see --etcd-endpoints)`;
   }
-  return `${where}: ${firstLine(text)}`;
+  // The client's own errors already name the endpoints.
+  const line = firstLine(text);
+  return line.startsWith("etcd at ") ? line : `${where}: ${line}`;
 }
 
 /** Wraps an etcd failure as an OverlayError with the one-line description. */

@@ -243,6 +243,18 @@ Deno.test({
   },
 });
 
+Deno.test("an error that already names etcd's endpoints is not prefixed twice", () => {
+  const options: EtcdOptions = {
+    endpoints: ["http://10.0.0.5:2379"],
+    prefix: "/coreos.com/network",
+  };
+  const error = new EtcdUnavailableError("etcd at http://10.0.0.5:2379: no member answered");
+  assert.equal(
+    describeEtcdError(error, options),
+    "etcd at http://10.0.0.5:2379: no member answered",
+  );
+});
+
 Deno.test("a 404 from etcd's peer port (2380) names the client port instead", () => {
   const options: EtcdOptions = {
     endpoints: ["http://10.0.0.5:2380"],
