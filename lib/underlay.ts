@@ -98,9 +98,10 @@ function detectUnderlay4(choice: UnderlayChoice): Underlay {
         ? [`--iface-can-reach ${formatIp4(choice.ifaceCanReach)}`]
         : []),
     ].join(", ");
-    throw new UsageError(
-      `${asked}: no such IPv4 interface here (have: ${known || "none"})`,
-    );
+    const what = ifaces.length === 0 && regexes.length === 0
+      ? "no route toward it here"
+      : "no such IPv4 interface here";
+    throw new UsageError(`${asked}: ${what} (have: ${known || "none"})`);
   }
   if (!found && choice.publicIp !== undefined) {
     found = byNameOrIp(addresses, formatIp4(choice.publicIp));

@@ -70,6 +70,12 @@ Deno.test({
       none.error,
       /--iface "nope0", --iface-regex "\^zz": no such IPv4 interface here \(have: .*eth1 \(172\.31\.253\.11\)/,
     );
+    // With no route toward it (this host's network has no default route now), says so.
+    await lab.ip(host.ns, "route", "del", "default");
+    assert.match(
+      (await choose({ ifaceCanReach: "198.51.100.9" })).error,
+      /--iface-can-reach 198\.51\.100\.9: no route toward it here \(have: /,
+    );
   },
 });
 
