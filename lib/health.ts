@@ -87,13 +87,20 @@ export async function writeState(path: string, state: DaemonState): Promise<void
 /** Start time of a process (field 22 of /proc/<pid>/stat); undefined when it is gone. */
 export function processStartTime(pid: number): string | undefined {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // The command name (field 2) may hold spaces and parentheses: split after the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[19];
+    return startTimeOfLiving(Deno.readTextFileSync(`/proc/${pid}/stat`));
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Field 22 of a /proc/<pid>/stat line; undefined for a process that has exited and waits
+ * to be reaped (state Z or X): a killed agent is not running, reaped or not.
+ */
+export function startTimeOfLiving(stat: string): string | undefined {
+  // The command name (field 2) may hold spaces and parentheses: split after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return fields[0] === "Z" || fields[0] === "X" ? undefined : fields[19];
 }
 
 export interface HealthVerdict {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { summaryLines } from "../lib/commands/status.ts";
-import type { DaemonState } from "../lib/health.ts";
+import { type DaemonState, startTimeOfLiving } from "../lib/health.ts";
 
 const NOW = 1_800_000_000_000;
 const REFUSED =
@@ -102,4 +102,14 @@ Deno.test("status paints only through the given paint", () => {
     "lease      none yet",
     `etcd       <31>unreachable: ${REFUSED}</>`,
   ]);
+});
+
+Deno.test("a process that has exited but is not reaped yet (a zombie) is not running", () => {
+  const line = (state: string) =>
+    `4242 (overlay (main)) ${state} 1 4242 4242 0 -1 4194560 900 0 0 0 10 5 0 0 20 0 9 0 ` +
+    `984630 1000000 5000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n`;
+  assert.equal(startTimeOfLiving(line("S")), "984630");
+  assert.equal(startTimeOfLiving(line("R")), "984630");
+  assert.equal(startTimeOfLiving(line("Z")), undefined);
+  assert.equal(startTimeOfLiving(line("X")), undefined);
 });
