@@ -428,11 +428,12 @@ export function durationFlag(
 ): number {
   const text = stringFlag(values, name);
   const ms = parseDuration(text, bareUnit);
-  if (ms === undefined || ms <= 0) {
+  if (ms === undefined) {
     throw new UsageError(
       `--${name} ${JSON.stringify(text)} is not a duration (use e.g. 30s, 10m, 24h)`,
     );
   }
+  if (ms <= 0) throw new UsageError(`--${name} ${JSON.stringify(text)} must be more than 0`);
   return ms;
 }
 

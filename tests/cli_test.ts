@@ -81,7 +81,11 @@ Deno.test("bad flags are one-line errors with exit code 2", async () => {
     [["run", "--log-level", "loud"], /--log-level "loud" is not a level/],
     [["run", "--etcd-certfile", "/x.pem"], /--etcd-certfile and --etcd-keyfile go together/],
     [["run", "--etcd-prefix", "coreos"], /--etcd-prefix "coreos" must start with "\/"/],
-    [["wait", "--timeout", "0s"], /--timeout "0s" is not a duration/],
+    [["wait", "--timeout", "0s"], /--timeout "0s" must be more than 0/],
+    [
+      ["run", "--subnet-lease-renew-margin", "0"],
+      /--subnet-lease-renew-margin "0" must be more than 0/,
+    ],
     [["config", "frob"], /unknown action "frob"/],
     [["leases", "extra"], /unexpected argument "extra"/],
   ];
