@@ -241,3 +241,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "cleanup of an IPv6-only network leaves another network's IPv4 routes on the same host alone",
+  ...INTEGRATION,
+  async fn() {
+    await using lab = await Lab.create({ prefix: "ds", ipv6: true });
+    await lab.setConfig({ ...DUAL, Backend: { Type: "vxlan" } });
+    const v6Only = ["--etcd-prefix=/six/network"];
+    const set = await lab.overlay(lab.underlayNs, [
+      "config",
+      "set",
+      `--etcd-endpoints=${lab.etcdEndpoint}`,
+      ...v6Only,
+      JSON.stringify({
+        ...V6_ONLY,
+        IPv6Network: "fd30::/48",
+        Backend: { Type: "vxlan", VNI: 5, Port: 4790 },
+      }),
+    ]);
+    assert.equal(set.code, 0, set.stderr);
+    const [h1, h2] = [await lab.addHost(), await lab.addHost()];
+    const six = (host: LabHost) => [
+      ...v6Only,
+      `--subnet-file=${host.stateDir}/six.env`,
+      `--state-dir=${host.stateDir}`,
+    ];
+    for (const host of [h1, h2]) {
+      lab.startAgent(host);
+      lab.startAgent(host, six(host), { name: `${host.name}-six` });
+    }
+    for (const host of [h1, h2]) {
+      await lab.waitReady(host);
+      const wait = await lab.overlay(host.ns, ["wait", "--timeout=20s", ...six(host).slice(1)]);
+      assert.equal(wait.code, 0, wait.stderr);
+    }
+    const marked4 = async () =>
+      (await lab.exec(h1.ns, ["ip", "-4", "route", "show", "proto", "111"])).stdout;
+    await waitFor(async () => (await marked4()).includes("10.10."), {
+      what: "h1's IPv4 peer route",
+    });
+    const before = await marked4();
+    assert.equal(await lab.agent(`${h1.name}-six`)!.stop(), 0);
+    const cleanup = await lab.overlay(h1.ns, [
+      "cleanup",
+      `--etcd-endpoints=${lab.etcdEndpoint}`,
+      ...six(h1),
+    ]);
+    assert.equal(cleanup.code, 0, cleanup.stderr);
+    assert.equal(await marked4(), before, "the dual-stack network's IPv4 routes stay");
+    assert.equal((await lab.health(h1)).code, 0);
+  },
+});

@@ -214,8 +214,10 @@ async function removeMade(inventory: Inventory, report: Report): Promise<Invento
       }
     }
     if (inventory.bridge) removeBridge(netlink, inventory.bridge, report);
+    // An IPv6-only network records its IPv4 Network as 0.0.0.0/0, which holds every
+    // other network's routes: it has none of its own.
     const network = parseIp4Net(inventory.network);
-    if (network) {
+    if (network && network.prefixLen > 0) {
       // Only routes that carry the agent's mark: someone else's route in the Network stays.
       const ours = netlink.routes().filter((r) =>
         r.protocol === OVERLAY_PROTOCOL && netContains(network, r.dst)
@@ -225,7 +227,7 @@ async function removeMade(inventory: Inventory, report: Report): Promise<Invento
       if (deleted > 0) report.removed.push(`${deleted} routes in ${inventory.network}`);
     }
     const network6 = inventory.ipv6Network ? parseIp6Net(inventory.ipv6Network) : undefined;
-    if (network6) {
+    if (network6 && network6.prefixLen > 0) {
       const ours = netlink.routes6().filter((r) =>
         r.protocol === OVERLAY_PROTOCOL && net6Contains(network6, r.dst)
       );
