@@ -268,6 +268,18 @@ export function parseFlags(
     } else given[flag] = value!;
   }
 
+  // flanneld's environment file may turn Kubernetes mode on as well as its flag can.
+  if (names.has("etcd-endpoints")) {
+    for (const variable of ["FLANNELD_KUBE_SUBNET_MGR", "OVERLAY_KUBE_SUBNET_MGR"]) {
+      const value = Deno.env.get(variable);
+      if (value && /^(1|t|true|yes|on)$/i.test(value)) {
+        fail(
+          `${variable}=${value} is flanneld's Kubernetes mode, which overlay does not implement ` +
+            `(it leases subnets in etcd; see --etcd-endpoints)`,
+        );
+      }
+    }
+  }
   const values: FlagValues = {};
   const sources: Partial<Record<FlagName, string>> = {};
   for (const name of names) {

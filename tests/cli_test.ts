@@ -95,6 +95,12 @@ Deno.test("bad flags are one-line errors with exit code 2", async () => {
     assert.match(result.stderr, message);
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
   }
+  const kube = await overlay(["run"], { env: { FLANNELD_KUBE_SUBNET_MGR: "true" } });
+  assert.equal(kube.code, 2, kube.stderr);
+  assert.match(
+    kube.stderr,
+    /FLANNELD_KUBE_SUBNET_MGR=true is flanneld's Kubernetes mode, which overlay does not implement/,
+  );
   // A bad value from an environment variable names the variable too.
   const fromEnv = await overlay(["run"], { env: { OVERLAY_HEALTHZ_PORT: "abc" } });
   assert.equal(fromEnv.code, 2, fromEnv.stderr);
