@@ -470,6 +470,36 @@ export function ipFlag(values: FlagValues, name: FlagName): number | undefined {
   return ip;
 }
 
+/** A device name flag (--device, --bridge): what the kernel takes, or a UsageError. */
+export function deviceNameFlag(values: FlagValues, name: FlagName): string | undefined {
+  const device = optionalFlag(values, name);
+  if (device !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) {
+    throw new UsageError(
+      `--${name} ${
+        JSON.stringify(device)
+      } is not a device name (1..15 letters, digits, "_", "-" or ".")`,
+    );
+  }
+  return device;
+}
+
+/** A repeatable regular-expression flag (--iface-regex), each one checked. */
+export function regexListFlag(values: FlagValues, name: FlagName): string[] {
+  const patterns = listFlag(values, name);
+  for (const pattern of patterns) {
+    try {
+      new RegExp(pattern);
+    } catch (error) {
+      throw new UsageError(
+        `--${name} ${JSON.stringify(pattern)} is not a regular expression (${
+          (error as Error).message
+        })`,
+      );
+    }
+  }
+  return patterns;
+}
+
 /** The flags that differ from their defaults, with where each came from (secrets hidden). */
 export function describeSources(parsed: ParsedFlags): Record<string, string> {
   const described: Record<string, string> = {};

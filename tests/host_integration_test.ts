@@ -398,9 +398,18 @@ Deno.test("systemd-unit prints a notify unit with only the capabilities the agen
       "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW",
       "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
       "EnvironmentFile=-/etc/overlay/overlay.env",
+      "TimeoutStartSec=infinity", // READY=1 may come long after boot, when etcd does
     ]
   ) {
     assert.ok(result.stdout.split("\n").includes(line), line);
+  }
+  // A path with a space is quoted, % doubled; a relative or multi-line one is refused.
+  const spaced = await overlay(["systemd-unit", "--binary=/opt/my tools/overlay%1"]);
+  assert.match(spaced.stdout, /^ExecStart="\/opt\/my tools\/overlay%%1" run$/m);
+  for (const binary of ["overlay", "/x\nExecStartPre=/bin/rm -rf /"]) {
+    const refused = await overlay(["systemd-unit", `--binary=${binary}`]);
+    assert.equal(refused.code, 2, refused.stdout);
+    assert.match(refused.stderr, /--binary .*: give an absolute path on one line/);
   }
 });
 
@@ -528,11 +537,42 @@ Deno.test("cloud-init user-data passes cloud-init's own schema check", async () 
     OVERLAY_BRIDGE: "lxcbr0",
     OVERLAY_IP_MASQ: "true",
   });
+  assert.deepEqual(config.runcmd[2], [
+    "systemctl",
+    "enable",
+    "--now",
+    "--no-block",
+    "overlay.service",
+  ]);
   assert.deepEqual(config.runcmd[3], ["/usr/local/bin/overlay", "wait", "--timeout", "120s"]);
+  assert.match(config.write_files[0].content, /^TimeoutStartSec=infinity$/m);
   assert.match(config.write_files[0].content, /^ExecStart=\/usr\/local\/bin\/overlay run$/m);
   const bad = await overlay(["cloud-init", "--binary-url=https://x/overlay", "--sha256=123"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--sha256 must be 64 hex digits/);
+  // What `overlay run` would refuse at every boot is refused here.
+  const base = ["cloud-init", "--binary-url=https://x/overlay", `--sha256=${sha}`];
+  for (
+    const [extra, message] of [
+      [[], /--etcd-endpoints is required/],
+      [["--etcd-endpoints=https://e:2379", "--public-ip=999.1.1.1"], /is not an IPv4 address/],
+      [["--etcd-endpoints=https://e:2379", "--public-ip=127.0.0.1"], /is a loopback address/],
+      [["--etcd-endpoints=https://e:2379", "--iface-regex=(["], /is not a regular expression/],
+      [["--etcd-endpoints=https://e:2379", "--bridge=far-too-long-a-name"], /is not a device name/],
+      [["--etcd-endpoints=https://e:2379", "--binary=relative/overlay"], /give an absolute path/],
+    ] as [string[], RegExp][]
+  ) {
+    const refused = await overlay([...base, ...extra]);
+    assert.equal(refused.code, 2, `${extra}: ${refused.stdout}`);
+    assert.match(refused.stderr, message);
+  }
+  // The shell's own OVERLAY_* variables (a password perhaps) are not copied in.
+  const shell = await overlay([...base, "--etcd-endpoints=https://e:2379"], {
+    env: { OVERLAY_ETCD_PASSWORD: "from-my-shell", OVERLAY_ETCD_USERNAME: "me" },
+  });
+  assert.equal(shell.code, 0, shell.stderr);
+  assert.doesNotMatch(shell.stdout, /from-my-shell|OVERLAY_ETCD_USERNAME/);
+  assert.match(shell.stderr, /not copied into the user-data .*OVERLAY_ETCD_USERNAME/);
 });
 
 Deno.test("cloud-init user-data keeps hostile values intact: quotes, colon-space, #, $ and backslashes", async () => {
@@ -562,7 +602,8 @@ Deno.test("cloud-init user-data keeps hostile values intact: quotes, colon-space
   const echo = await new Deno.Command("sh", {
     args: [
       "-c",
-      config.runcmd[0][2].replace(/^curl .*? -o '[^']*' /, "printf %s ").split(" && ")[0],
+      config.runcmd[0][2].split(" && ").find((c: string) => c.startsWith("curl "))!
+        .replace(/^curl .*? -o '[^']*' /, "printf %s "),
     ],
     stdout: "piped",
   }).output();

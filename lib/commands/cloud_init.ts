@@ -7,12 +7,16 @@ import { etcdOptionsFrom } from "../etcd_flags.ts";
 import { UsageError } from "../errors.ts";
 import {
   defineCommand,
+  deviceNameFlag,
   envName,
   ETCD_FLAGS,
   type FlagName,
   type FlagValues,
+  ipFlag,
+  regexListFlag,
   stringFlag,
 } from "../flags.ts";
+import { formatIp4, ip4AddressProblem } from "../ip.ts";
 import { systemdUnit } from "../systemd.ts";
 
 const PASSED_ON: FlagName[] = [
@@ -38,8 +42,26 @@ export const cloudInitCommand = defineCommand({
 SHA-256, installs the systemd unit and an environment file with the given flags, starts
 the service and waits until the overlay is ready.`,
   flags: FLAGS,
-  run({ values }) {
-    console.log(cloudInitConfig(values));
+  run({ values, sources }) {
+    // Only what is given here goes into the user-data (readable from the metadata service):
+    // not the OVERLAY_*/FLANNELD_* variables of the shell it runs in, a password perhaps.
+    const given: FlagValues = { ...values };
+    const ignored: string[] = [];
+    for (const name of PASSED_ON) {
+      const source = sources[name];
+      if (source && source !== "command line" && source !== "default") {
+        delete given[name];
+        ignored.push(source);
+      }
+    }
+    if (ignored.length > 0) {
+      console.error(
+        `overlay cloud-init: not copied into the user-data from this shell's environment: ` +
+          `${ignored.join(", ")} (give them as flags to pass them on)`,
+      );
+    }
+    const endpointsGiven = sources["etcd-endpoints"] === "command line";
+    console.log(cloudInitConfig(given, { endpointsGiven }));
     return Promise.resolve(0);
   },
 });
@@ -51,7 +73,10 @@ the service and waits until the overlay is ready.`,
  * Throws UsageError for a missing or malformed URL or checksum, or a value an environment
  * file cannot hold (a newline, a control character).
  */
-export function cloudInitConfig(values: FlagValues): string {
+export function cloudInitConfig(
+  values: FlagValues,
+  options: { endpointsGiven?: boolean } = {},
+): string {
   const url = stringFlag(values, "binary-url");
   let parsed: URL | undefined;
   try {
@@ -66,7 +91,19 @@ export function cloudInitConfig(values: FlagValues): string {
   if (!/^[0-9a-f]{64}$/.test(sha256)) {
     throw new UsageError(`--sha256 must be 64 hex digits (the output of: sha256sum overlay)`);
   }
-  etcdOptionsFrom(values); // checks the endpoints now rather than on the host at boot
+  if (options.endpointsGiven === false) {
+    throw new UsageError(
+      "--etcd-endpoints is required: the new host's etcd is not on its own loopback",
+    );
+  }
+  // What `overlay run` would refuse is refused now, rather than on the host at every boot.
+  etcdOptionsFrom(values);
+  const publicIp = ipFlag(values, "public-ip");
+  const problem = publicIp === undefined ? undefined : ip4AddressProblem(publicIp);
+  if (problem) throw new UsageError(`--public-ip ${formatIp4(publicIp!)} ${problem}`);
+  ipFlag(values, "iface-can-reach");
+  regexListFlag(values, "iface-regex");
+  for (const name of ["device", "bridge"] as const) deviceNameFlag(values, name);
   const binary = stringFlag(values, "binary");
   const envFile = stringFlag(values, "env-file");
   const env: string[] = [];
@@ -91,6 +128,7 @@ export function cloudInitConfig(values: FlagValues): string {
   }
   const download = `${binary}.download`;
   const install = [
+    `mkdir -p ${q(binary.slice(0, binary.lastIndexOf("/")) || "/")}`,
     `curl -fsSL --retry 5 --retry-delay 2 -o ${q(download)} ${q(url)}`,
     `echo ${q(`${sha256}  ${download}`)} | sha256sum -c -`,
     `chmod 0755 ${q(download)}`,
@@ -110,7 +148,8 @@ export function cloudInitConfig(values: FlagValues): string {
     "runcmd:",
     `  - ${JSON.stringify(["sh", "-c", install])}`,
     `  - ${JSON.stringify(["systemctl", "daemon-reload"])}`,
-    `  - ${JSON.stringify(["systemctl", "enable", "--now", "overlay.service"])}`,
+    // --no-block: the unit starts when etcd answers, which `wait` below bounds.
+    `  - ${JSON.stringify(["systemctl", "enable", "--now", "--no-block", "overlay.service"])}`,
     `  - ${JSON.stringify([binary, "wait", "--timeout", "120s"])}`,
     "",
   ].join("\n");

@@ -6,6 +6,7 @@ import { UsageError } from "../errors.ts";
 import {
   defineCommand,
   describeSources,
+  deviceNameFlag,
   durationFlag,
   type FlagName,
   type FlagValues,
@@ -14,6 +15,7 @@ import {
   optionalFlag,
   type ParsedFlags,
   portFlag,
+  regexListFlag,
   RUN_FLAGS,
   stringFlag,
 } from "../flags.ts";
@@ -71,28 +73,8 @@ function daemonOptions(parsed: ParsedFlags): DaemonOptions {
     throw new UsageError(`--iptables-resync ${JSON.stringify(resync)} is not a number of seconds`);
   }
   const healthzPort = portFlag(values, "healthz-port", true);
-  for (const name of ["device", "bridge"] as const) {
-    const device = optionalFlag(values, name);
-    if (device !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(device)) {
-      throw new UsageError(
-        `--${name} ${
-          JSON.stringify(device)
-        } is not a device name (1..15 letters, digits, "_", "-" or ".")`,
-      );
-    }
-  }
-  const ifaceRegexes = listFlag(values, "iface-regex");
-  for (const pattern of ifaceRegexes) {
-    try {
-      new RegExp(pattern);
-    } catch (error) {
-      throw new UsageError(
-        `--iface-regex ${JSON.stringify(pattern)} is not a regular expression (${
-          (error as Error).message
-        })`,
-      );
-    }
-  }
+  for (const name of ["device", "bridge"] as const) deviceNameFlag(values, name);
+  const ifaceRegexes = regexListFlag(values, "iface-regex");
   const publicIpv6Text = optionalFlag(values, "public-ipv6");
   const publicIpv6 = publicIpv6Text === undefined ? undefined : parseIp6(publicIpv6Text.trim());
   if (publicIpv6Text !== undefined) {
