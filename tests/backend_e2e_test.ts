@@ -405,6 +405,25 @@ for (const backend of ["udp", "vxlan", "host-gw", "ipip"] as const) {
         });
       }
 
+      if (backend === "udp") {
+        await t.step("the Network route deleted by hand comes back within 10 s", async () => {
+          const h1 = hosts[0];
+          await lab.sh(h1.ns, "ip route del 10.10.0.0/16 dev flannel0");
+          await waitFor(
+            async () =>
+              (await lab.exec(h1.ns, ["ip", "route", "show", "10.10.0.0/16"])).stdout.includes(
+                "dev flannel0",
+              ),
+            { timeoutMs: 10_000, what: "route restored" },
+          );
+          assert.match(lab.agent(h1)!.log(), /put back a route someone deleted/);
+          assert.notEqual(
+            await reachableWithin(lab, containers[0], containers[4].ip, 2000),
+            undefined,
+          );
+        });
+      }
+
       if (backend === "host-gw") {
         await t.step("peers are routed via their public IPs on the underlay", async () => {
           const route = await lab.exec(hosts[0].ns, [

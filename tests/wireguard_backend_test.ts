@@ -207,6 +207,22 @@ Deno.test({
       console.log(`  first answer after the restart in ${ms!.toFixed(0)} ms`);
     });
 
+    await t.step("the Network route deleted by hand comes back within 10 s", async () => {
+      const h1 = hosts[0];
+      await lab.sh(h1.ns, "ip route del 10.10.0.0/16 dev flannel-wg");
+      await waitFor(
+        async () =>
+          (await lab.exec(h1.ns, ["ip", "route", "show", "10.10.0.0/16"])).stdout.includes(
+            "dev flannel-wg",
+          ),
+        { timeoutMs: 10_000, what: "route restored" },
+      );
+      assert.notEqual(
+        await reachableWithin(lab, containers[0], containers[2].ip, 5_000),
+        undefined,
+      );
+    });
+
     await t.step("overlay cleanup removes the device and the key file", async () => {
       const host = hosts[2];
       assert.equal(await lab.agent(host)!.stop(), 0);

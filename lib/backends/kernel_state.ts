@@ -18,7 +18,7 @@ import {
   type Address,
   describeRoute,
   formatAddress,
-  type Netlink,
+  Netlink,
   type Request,
   type Route,
 } from "../../ffi/netlink.ts";
@@ -443,4 +443,35 @@ export function ensureOwnRoute(netlink: Netlink, route: Route<Address>): void {
     );
   }
   netlink.routeReplace(ours);
+}
+
+/**
+ * Puts the routes through a backend's own device back (udp's and wireguard's Network
+ * route) when someone deletes them, every RECONCILE_MS, as the reconcile does for the
+ * kernel backends' peer routes: without it the host stayed ready and reached no one.
+ */
+export function keepOwnRoutes(what: string, routes: Route<Address>[]): { stop(): void } {
+  const timer = setInterval(() => {
+    const netlink = new Netlink();
+    try {
+      for (const route of routes) {
+        const table: Route<Address>[] = typeof route.dst === "bigint"
+          ? netlink.routes6()
+          : netlink.routes();
+        const there = table.some((r) =>
+          r.dst === route.dst && r.prefixLen === route.prefixLen && r.linkIndex === route.linkIndex
+        );
+        if (there) continue;
+        ensureOwnRoute(netlink, route);
+        log.warn(`${what}: put back a route someone deleted`, { route: describeRoute(route) });
+      }
+    } catch (error) {
+      log.warn(`${what}: cannot put its route back; retrying`, {
+        error: (error as Error).message,
+      });
+    } finally {
+      netlink.close();
+    }
+  }, RECONCILE_MS);
+  return { stop: () => clearInterval(timer) };
 }

@@ -18,7 +18,7 @@
 import type { Backend, BackendContext, BackendObservation, BackendOwned } from "../backend.ts";
 import { deviceMtu } from "../backend.ts";
 import { closeFd, interfaceIndex, setNonBlocking } from "../../ffi/libc.ts";
-import { Netlink } from "../../ffi/netlink.ts";
+import { type Address, Netlink, type Route } from "../../ffi/netlink.ts";
 import {
   openUdpSocket,
   probeUdpOffloads,
@@ -42,7 +42,7 @@ import {
 import { busyPollWindowMs } from "../udp/busy_poll.ts";
 import { stopWorkers } from "../udp/worker_control.ts";
 import { PeerTable } from "../udp/peer_table.ts";
-import { ensureOwnRoute } from "./kernel_state.ts";
+import { ensureOwnRoute, keepOwnRoutes } from "./kernel_state.ts";
 
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for the Worker (it checks its stop flag at least every 200 ms). */
@@ -80,6 +80,8 @@ export class UdpBackend implements Backend {
   #workers: Worker[] = [];
   #workersDone: Promise<void>[] = [];
   #tunFds: number[] = [];
+  /** Puts the Network route back when someone deletes it. */
+  #routeKeeper: { stop(): void } | undefined;
   #udpFds: number[] = [];
 
   constructor(context: BackendContext) {
@@ -147,16 +149,17 @@ export class UdpBackend implements Backend {
       netlink.linkSetTxQueueLength(index, TUN_TX_QUEUE_LENGTH);
       netlink.addressReplace(index, own.subnet.ip, 32);
       netlink.linkSetUp(index);
-      ensureOwnRoute(netlink, { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
+      const routes: Route<Address>[] = [
+        { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index },
+      ];
+      ensureOwnRoute(netlink, routes[0]);
       const network6 = this.#config.ipv6?.network;
       if (ownIpv6 && network6) {
         netlink.addressReplace(index, ownIpv6.ip, 128);
-        ensureOwnRoute(netlink, {
-          dst: network6.ip,
-          prefixLen: network6.prefixLen,
-          linkIndex: index,
-        });
+        routes.push({ dst: network6.ip, prefixLen: network6.prefixLen, linkIndex: index });
+        ensureOwnRoute(netlink, routes[1]);
       }
+      this.#routeKeeper = keepOwnRoutes(`udp ${tun.name}`, routes);
       let buffers = { rcvbuf: 0, sndbuf: 0 };
       for (const fd of this.#udpFds) buffers = raiseSocketBuffers(fd, SOCKET_BUFFER_BYTES);
       log.info("udp backend device up", {
@@ -347,6 +350,7 @@ export class UdpBackend implements Backend {
    * Worker's next write would land there.
    */
   async stop(): Promise<void> {
+    this.#routeKeeper?.stop();
     const stopped = await stopWorkers("udp", {
       controls: this.#controls,
       workers: this.#workers,

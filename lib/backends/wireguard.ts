@@ -41,7 +41,7 @@ import type {
 } from "../wireguard/device_path.ts";
 import { keyFilePath, loadOrCreateKey, type WireguardKeys } from "../wireguard/key_file.ts";
 import { TUN_TX_QUEUE_LENGTH, UserspaceWireguard } from "../wireguard/userspace_path.ts";
-import { ensureOwnRoute } from "./kernel_state.ts";
+import { ensureOwnRoute, keepOwnRoutes } from "./kernel_state.ts";
 
 export interface WireguardBackendOptions {
   /** Makes the kernel path when the module is there; default: none (userspace). */
@@ -61,6 +61,8 @@ export class WireguardBackend implements Backend {
   /** Peers by lease subnet ("10.10.1.0/24"): what was configured for each. */
   readonly #peers = new Map<string, PeerConfig>();
   #started = false;
+  /** Puts the Network route back when someone deletes it. */
+  #routeKeeper: { stop(): void } | undefined;
 
   constructor(context: BackendContext, options: WireguardBackendOptions = {}) {
     const config = context.config;
@@ -133,7 +135,9 @@ export class WireguardBackend implements Backend {
       if (this.#path.kind === "tun") netlink.linkSetTxQueueLength(index, TUN_TX_QUEUE_LENGTH);
       netlink.addressReplace(index, own.subnet.ip, 32);
       netlink.linkSetUp(index);
-      ensureOwnRoute(netlink, { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index });
+      const route = { dst: network.ip, prefixLen: network.prefixLen, linkIndex: index };
+      ensureOwnRoute(netlink, route);
+      this.#routeKeeper = keepOwnRoutes(`wireguard ${this.device}`, [route]);
     } catch (error) {
       await this.stop();
       throw new OverlayError(`wireguard backend: ${(error as Error).message}`, { cause: error });
@@ -270,6 +274,7 @@ export class WireguardBackend implements Backend {
   }
 
   async stop(): Promise<void> {
+    this.#routeKeeper?.stop();
     await this.#path.stop();
   }
 }
