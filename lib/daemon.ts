@@ -111,6 +111,11 @@ const PEERS_PUBLISH_GAP_MS_PER_PEER = 0.2;
 const PEERS_PUBLISH_MAX_GAP_MS = 1_000;
 /** Skipped leases shown in status (all of them are counted in /metrics). */
 const SKIPPED_SHOWN = 20;
+/**
+ * How long the data path may stay failed (its device deleted, its Worker dead) before the
+ * agent exits 1 so that its supervisor restarts it, which makes the device again.
+ */
+const DATA_PATH_FAILED_EXIT_MS = 5_000;
 /** How soon status shows a peer as heard after the first datagram from it. */
 const FIRST_CONTACT_CHECK_MS = 250;
 
@@ -131,6 +136,9 @@ class Agent {
   #claimed: Lease | undefined;
   #own: Lease | undefined;
   #lost = false;
+  /** Since when (performance.now()) the data path has been failing; why the agent exits. */
+  #failingSince: number | undefined;
+  #failed: string | undefined;
   #renewing = false;
   /** An inventory this start wrote where there was none: taken back if the start fails. */
   #newInventory: string | undefined;
@@ -565,6 +573,14 @@ class Agent {
       await this.#state.publish({ ready: false, reason: "lease lost" });
       return 1;
     }
+    if (this.#failed) {
+      log.error(
+        `${this.#failed}: exiting so a supervisor restarts it (a start makes the device again; the lease is kept)`,
+        { subnet },
+      );
+      await this.#state.publish({ ready: false, reason: this.#failed });
+      return 1;
+    }
     log.info("stopped; the lease is kept so a restart reuses the subnet", { subnet });
     await this.#state.remove();
     return 0;
@@ -648,6 +664,22 @@ class Agent {
     return leaseKey(this.#registry.prefix, this.#own!);
   }
 
+  /** Waiting does not mend a deleted device or a dead Worker; a restart does. */
+  #exitIfDataPathStaysFailed(healthy: boolean): void {
+    if (healthy) {
+      this.#failingSince = undefined;
+      return;
+    }
+    const now = performance.now();
+    this.#failingSince ??= now;
+    if (now - this.#failingSince < DATA_PATH_FAILED_EXIT_MS || this.#failed) return;
+    const owned = this.#backend!.owned();
+    const missing = [owned.device, ...(owned.moreDevices ?? [])]
+      .find((device) => device && !interfaceExists(device.name));
+    this.#failed = missing ? `device ${missing.name} is gone` : "the data path failed";
+    this.#stop.abort();
+  }
+
   #loseLease(): void {
     this.#lost = true;
     this.#stop.abort();
@@ -721,6 +753,7 @@ class Agent {
 
   #heartbeat() {
     const { healthy, ...live } = this.#liveFields();
+    this.#exitIfDataPathStaysFailed(healthy);
     if (live.counters) this.#drops.report(live.counters);
     this.#watchForwarding();
     this.#notifyWhenReady();

@@ -422,6 +422,27 @@ for (const backend of ["udp", "vxlan", "host-gw", "ipip"] as const) {
             undefined,
           );
         });
+
+        await t.step(
+          "the device deleted by hand: the agent exits 1 for its supervisor, a start makes it again",
+          async () => {
+            const h1 = hosts[0];
+            const agent = lab.agent(h1)!;
+            await lab.sh(h1.ns, "ip link del flannel0");
+            const code = await Promise.race([
+              agent.child.status.then((status) => status.code),
+              new Promise<number>((resolve) => setTimeout(() => resolve(-1), 15_000)),
+            ]);
+            assert.equal(code, 1, "exits 1 by itself");
+            assert.match(agent.log(), /exiting so a supervisor restarts it/);
+            lab.startAgent(h1);
+            await lab.waitReady(h1);
+            assert.notEqual(
+              await reachableWithin(lab, containers[0], containers[4].ip, 3000),
+              undefined,
+            );
+          },
+        );
       }
 
       if (backend === "host-gw") {
