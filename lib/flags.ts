@@ -101,6 +101,21 @@ const FLAG_SPECS = {
   "file": { type: "string", help: "read the value from this file (- for stdin)", noEnv: true },
   "json": { type: "boolean", help: "print JSON", noEnv: true },
   "format": { type: "string", default: "opts", help: "opts, env or json", noEnv: true },
+  // mk-docker-opts.sh's options, for units that call it (docker-opts only).
+  "f": { type: "string", help: "mk-docker-opts.sh -f: the subnet file to read", noEnv: true },
+  "d": {
+    type: "string",
+    help: "mk-docker-opts.sh -d: write the options to this file (default /run/docker_opts.env)",
+    noEnv: true,
+  },
+  "i": { type: "boolean", help: "mk-docker-opts.sh -i: each option as DOCKER_OPT_*", noEnv: true },
+  "c": { type: "boolean", help: "mk-docker-opts.sh -c: the options combined in one", noEnv: true },
+  "k": {
+    type: "string",
+    help: "mk-docker-opts.sh -k: the combined options' name (default DOCKER_OPTS)",
+    noEnv: true,
+  },
+  "m": { type: "boolean", help: "mk-docker-opts.sh -m: leave --ip-masq out", noEnv: true },
   "binary-url": { type: "string", help: "where hosts download the overlay binary", noEnv: true },
   "sha256": {
     type: "string",
@@ -359,7 +374,8 @@ export function helpText(usage: string, description: string, allowed: FlagName[]
   if (flags.length > 0) lines.push("Flags:");
   for (const name of flags) {
     const spec: FlagSpec = FLAG_SPECS[name];
-    const left = `  --${name}${spec.type === "boolean" ? "" : " VALUE"}`;
+    const dashes = name.length === 1 ? "-" : "--";
+    const left = `  ${dashes}${name}${spec.type === "boolean" ? "" : " VALUE"}`;
     const extra = [
       spec.default !== undefined && spec.default !== false ? `default ${spec.default}` : "",
       spec.type === "strings" ? "repeatable" : "",

@@ -422,11 +422,28 @@ Deno.test("docker-opts reads the subnet file as flannel's mk-docker-opts does", 
   );
   const opts = await overlay(["docker-opts", `--subnet-file=${file}`]);
   assert.equal(opts.stdout, "--bip=10.10.16.1/24 --ip-masq=false --mtu=1472\n");
+  // What mk-docker-opts.sh writes (checked byte for byte against the script's output).
+  const mkDockerOpts =
+    'DOCKER_OPT_BIP="--bip=10.10.16.1/24"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1472"\nDOCKER_OPTS=" --bip=10.10.16.1/24 --ip-masq=false --mtu=1472 "\n';
   const env = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=env"]);
-  assert.equal(
-    env.stdout,
-    'DOCKER_OPT_BIP="--bip=10.10.16.1/24"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1472"\nDOCKER_OPTS=" --bip=10.10.16.1/24 --ip-masq=false --mtu=1472"\n',
-  );
+  assert.equal(env.stdout, mkDockerOpts);
+  // The script's own options, as a flannel unit calls it: it writes the file.
+  const written = `${dir}/docker`;
+  for (
+    const [options, expected] of [
+      [[], mkDockerOpts],
+      [
+        ["-k", "DOCKER_NETWORK_OPTIONS"],
+        mkDockerOpts.replace("DOCKER_OPTS=", "DOCKER_NETWORK_OPTIONS="),
+      ],
+      [["-c", "-m"], 'DOCKER_OPTS=" --bip=10.10.16.1/24 --mtu=1472 "\n'],
+      [["-i"], mkDockerOpts.split("\n").slice(0, 3).join("\n") + "\n"],
+    ] as [string[], string][]
+  ) {
+    const result = await overlay(["docker-opts", "-f", file, "-d", written, ...options]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await Deno.readTextFile(written), expected, options.join(" "));
+  }
   const json = await overlay(["docker-opts", `--subnet-file=${file}`, "--format=json"]);
   assert.deepEqual(JSON.parse(json.stdout), { bip: "10.10.16.1/24", "ip-masq": false, mtu: 1472 });
   // Dual stack: Docker gets its IPv6 options too (mk-docker-opts.sh has none: names are ours).
