@@ -83,6 +83,10 @@ export function describeEtcdError(error: unknown, options: EtcdOptions): string 
     return `${where}: 404 page not found: the agent talks to etcd through its JSON gateway, ` +
       `which does not answer there (${fix})`;
   }
+  if (/CommonName of client sending a request against gateway/i.test(text)) {
+    return `${where}: with auth on, etcd's JSON gateway refuses a client certificate that ` +
+      `has a CommonName (give --etcd-certfile one without a CN, and the user with --etcd-username)`;
+  }
   if (/user name is empty/i.test(text)) {
     return `${where}: etcd requires authentication (give --etcd-username and --etcd-password)`;
   }

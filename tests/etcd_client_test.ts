@@ -243,6 +243,24 @@ Deno.test({
   },
 });
 
+Deno.test("etcd's gateway refusing a client certificate with a CommonName names the fix", () => {
+  const options: EtcdOptions = {
+    endpoints: ["https://10.0.0.5:2379"],
+    prefix: "/coreos.com/network",
+  };
+  const said = describeEtcdError(
+    new Error(
+      "CommonName of client sending a request against gateway will be ignored and not used as expected",
+    ),
+    options,
+  );
+  assert.match(
+    said,
+    /^etcd at https:\/\/10\.0\.0\.5:2379: with auth on, etcd's JSON gateway refuses/,
+  );
+  assert.match(said, /give --etcd-certfile one without a CN/);
+});
+
 Deno.test("an error that already names etcd's endpoints is not prefixed twice", () => {
   const options: EtcdOptions = {
     endpoints: ["http://10.0.0.5:2379"],
