@@ -9,6 +9,20 @@
 // deno-lint-ignore no-control-regex
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
+// What JSON.stringify leaves raw in a string (it escapes C0 controls itself).
+const RAW_IN_JSON = /[\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `value` as indented JSON in which no character can act on a terminal: what JSON.stringify
+ * leaves raw is \u-escaped too, so the text still reads back as exactly `value`.
+ */
+export function printableJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(
+    RAW_IN_JSON,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** `text` with every control character shown as a \u escape. */
 export function printable(text: string): string {
   return text.replace(

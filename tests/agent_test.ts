@@ -65,6 +65,26 @@ Deno.test({
           table.stdout,
           new RegExp(`${subnet.replace(".1/", ".0/")}\\s+${h1.ip}\\s+udp\\s+23h59m\\s+no`),
         );
+        // Sorted as addresses; a lease no agent routes to is named with why.
+        for (const key of ["10.10.9.0-24", "10.10.100.0-24", "10.99.0.0-24"]) {
+          await lab.etcdctl(
+            "put",
+            `/coreos.com/network/subnets/${key}`,
+            `{"PublicIP":"172.31.254.90","BackendType":"udp"}`,
+          );
+        }
+        const sorted = await lab.overlay(lab.underlayNs, [
+          "leases",
+          `--etcd-endpoints=${lab.etcdEndpoint}`,
+        ]);
+        const order = sorted.stdout.split("\n").map((line) => line.split(/\s+/)[0])
+          .filter((cell) => ["10.10.9.0/24", "10.10.100.0/24", "10.99.0.0/24"].includes(cell));
+        assert.deepEqual(order, ["10.10.9.0/24", "10.10.100.0/24", "10.99.0.0/24"]);
+        assert.match(sorted.stderr, /agents do not route to 10\.99\.0\.0\/24: /);
+        assert.doesNotMatch(sorted.stderr, /10\.10\.9\.0/);
+        for (const key of ["10.10.9.0-24", "10.10.100.0-24", "10.99.0.0-24"]) {
+          await lab.etcdctl("del", `/coreos.com/network/subnets/${key}`);
+        }
       },
     );
 

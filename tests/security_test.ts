@@ -146,6 +146,11 @@ Deno.test({
     }
     assert.match(leases.stdout, /\\u001b\]0;pwned/, "shown, escaped");
     assert.match(status.stdout, /skipped leases/);
+    // The JSON is escaped once, as JSON: read back, it is the value in etcd exactly.
+    const listed = JSON.parse(leasesJson.stdout).leases as { subnet: string; backend: string }[];
+    assert.equal(listed.find((l) => l.subnet === "10.10.0.0/24")?.backend, evil);
+    // And leases says the agents pass it over, as they do.
+    assert.match(leases.stderr, /agents do not route to 10\.10\.0\.0\/24: backend type/);
   },
 });
 

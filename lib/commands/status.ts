@@ -2,7 +2,7 @@
 import { formatDuration } from "../duration.ts";
 import { defineCommand, type FlagName, LOCATOR_FLAGS, stringFlag } from "../flags.ts";
 import { type DaemonState, evaluateHealth, processStartTime, statePath } from "../health.ts";
-import { printable, printableDeep } from "../printable.ts";
+import { printable, printableDeep, printableJson } from "../printable.ts";
 
 const FLAGS: FlagName[] = [...LOCATOR_FLAGS, "json"];
 /** A peer heard from within this long counts as alive on the data path. */
@@ -19,23 +19,20 @@ path last heard from them: green within 30 s) and the packet and drop counters.`
   async run({ values }) {
     const path = statePath(stringFlag(values, "state-dir"), stringFlag(values, "subnet-file"));
     const verdict = await evaluateHealth(path);
-    let state: DaemonState | undefined;
+    let raw: DaemonState | undefined;
     try {
-      // The state quotes etcd (peers' backend types, skipped keys): shown escaped, never raw.
-      state = printableDeep(JSON.parse(await Deno.readTextFile(path)));
+      raw = JSON.parse(await Deno.readTextFile(path));
     } catch {
-      state = undefined;
+      raw = undefined;
     }
     if (values.json) {
       console.log(
-        JSON.stringify(
-          { health: verdict.line, ready: verdict.ready, state: state ?? null },
-          null,
-          2,
-        ),
+        printableJson({ health: verdict.line, ready: verdict.ready, state: raw ?? null }),
       );
       return verdict.ready ? 0 : 1;
     }
+    // The state quotes etcd (peers' backend types, skipped keys): shown escaped, never raw.
+    const state = raw && printableDeep(raw);
     const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
     const paint: Paint = (code, text) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
     console.log(`health     ${paint(verdict.ready ? 32 : 31, printable(verdict.line))}`);
