@@ -237,6 +237,12 @@ for (const backend of ["host-gw", "vxlan"] as const) {
             "bad_backend_data",
           ],
           ["10.10.213.0-24", value("172.31.254.99", { BackendData: null }), "bad_backend_data"],
+          // Another VNI: a host on an earlier config, whose packets our device would drop.
+          [
+            "10.10.215.0-24",
+            value("172.31.254.99", { BackendData: { VNI: 2, VtepMAC: "02:42:00:00:00:98" } }),
+            "bad_backend_data",
+          ],
           // A copy of h2's VtepMAC with another PublicIP: h2's FDB entry must not move.
           [
             "10.10.214.0-24",

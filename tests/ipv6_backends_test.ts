@@ -403,6 +403,13 @@ Deno.test("vxlan asks each peer for what its families need: BackendV6Data and Pu
     dual.checkPeer(peer({ backendData: { vtepMac: "01:00:5e:00:00:01" } })),
     `BackendData.VtepMAC "01:00:5e:00:00:01" is a multicast or broadcast MAC`,
   );
+  // A peer on another VNI (it runs an earlier config) would be unreachable: skipped, and why.
+  assert.equal(
+    dual.checkPeer(
+      peer({ backendData: { ...data, VNI: 2 }, backendV6Data: data6, publicIpv6: 2n }),
+    ),
+    "BackendData.VNI 2 is not this network's 7 (one of the two hosts runs an earlier config: restart it)",
+  );
   assert.deepEqual(Object.keys(dual.backendV6Data!), ["VNI", "VtepMAC"]);
   const only6 = make(false);
   assert.equal(only6.device, "flannel-v6.7");

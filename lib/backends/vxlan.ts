@@ -287,11 +287,15 @@ export class VxlanBackend implements Backend {
    */
   checkPeer(peer: Lease): string | undefined {
     if (this.#v4 && peer.subnet.prefixLen > 0) {
-      const problem = vtepProblem(peer.attrs.backendData, "BackendData");
+      const problem = vtepProblem(peer.attrs.backendData, "BackendData", this.#config.backend.vni);
       if (problem) return problem;
     }
     if (this.#v6 && peer.ipv6Subnet) {
-      const problem = vtepProblem(peer.attrs.backendV6Data, "BackendV6Data");
+      const problem = vtepProblem(
+        peer.attrs.backendV6Data,
+        "BackendV6Data",
+        this.#config.backend.vni,
+      );
       if (problem) return problem;
       if (peer.attrs.publicIpv6 === undefined) return "PublicIPv6 is missing";
     }
@@ -581,7 +585,11 @@ function ipv6Local(underlay: Underlay): bigint {
 }
 
 /** Why a lease's BackendData (or BackendV6Data) cannot name a VTEP, or undefined. */
-function vtepProblem(data: Record<string, unknown> | undefined, field: string): string | undefined {
+function vtepProblem(
+  data: Record<string, unknown> | undefined,
+  field: string,
+  ownVni: number,
+): string | undefined {
   const mac = vtepMac(data);
   if (typeof mac !== "string") return `${field}.VtepMAC is missing`;
   const problem = macProblem(mac);
@@ -589,6 +597,12 @@ function vtepProblem(data: Record<string, unknown> | undefined, field: string): 
   const vni = data && goField(data, "VNI");
   if (vni !== undefined && (typeof vni !== "number" || !Number.isInteger(vni))) {
     return `${field}.VNI ${JSON.stringify(vni)} is not a number`;
+  }
+  // Its packets would carry another VNI, which our device drops: an agent that still runs
+  // an earlier config (VNI changed in etcd) is skipped and shown, not silently unreachable.
+  if (vni !== undefined && vni !== ownVni) {
+    return `${field}.VNI ${vni} is not this network's ${ownVni} (one of the two hosts runs an ` +
+      `earlier config: restart it)`;
   }
   return undefined;
 }
