@@ -493,6 +493,7 @@ class Agent {
       config: this.#booted!.config,
       ownPublicIp: this.#underlay!.publicIp,
       ownPublicIpv6: this.#underlay!.publicIpv6,
+      ownAddresses: this.#underlay!.addresses,
       backendType: backend.type,
       checkBackendData: (peer) => backend.checkPeer(peer),
     }, this.#registry.prefix);

@@ -35,6 +35,11 @@ export interface PeerPolicy {
   readonly config: NetworkConfig;
   readonly ownPublicIp: number;
   readonly ownPublicIpv6?: bigint;
+  /**
+   * The underlay interface's IPv4 addresses: a lease naming one is this host's from
+   * before (started since with another --public-ip), never a peer to send to.
+   */
+  readonly ownAddresses?: readonly number[];
   readonly backendType: string;
   /** The backend's own check of a peer's BackendData; undefined when usable. */
   readonly checkBackendData: (peer: Lease) => string | undefined;
@@ -88,7 +93,7 @@ function ipv4Problem(lease: Lease, policy: PeerPolicy): LeaseProblem | undefined
       text: `PublicIP ${formatIp4(ip)} is inside Network ${formatIp4Net(network)}`,
     };
   }
-  if (ip === policy.ownPublicIp) {
+  if (ip === policy.ownPublicIp || policy.ownAddresses?.includes(ip)) {
     return {
       reason: "bad_public_ip",
       text: `PublicIP ${formatIp4(ip)} is this host's own, but the lease is not this host's`,

@@ -112,6 +112,11 @@ Deno.test("the policy refuses leases that would route outside the Network or to 
   for (const [candidate, reason] of cases) {
     assert.equal(leaseProblem(candidate, policy)?.reason, reason, JSON.stringify(candidate));
   }
+  // This host's old lease, from before it was started with another --public-ip: another
+  // address of its underlay interface is not a peer.
+  const moved = { ...policy, ownPublicIp: parseIp4("192.0.2.50")!, ownAddresses: [OWN_IP] };
+  assert.equal(leaseProblem(lease("10.10.5.0/24", "192.0.2.1"), moved)?.reason, "bad_public_ip");
+  assert.equal(leaseProblem(lease("10.10.5.0/24", "192.0.2.7"), moved), undefined);
 });
 
 Deno.test("VTEP MACs must be unicast and non-zero", () => {
