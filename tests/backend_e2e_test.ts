@@ -621,7 +621,7 @@ for (const backend of ["vxlan", "host-gw", "ipip"] as const) {
         count: 1000,
         network: "10.100.0.0",
         backend,
-        vni: 1,
+        vni: 42, // the network's: a peer on another VNI is skipped
         ips,
       };
       const wrote = await lab.exec(lab.underlayNs, [
