@@ -4,7 +4,7 @@
  * /healthz and /readyz, and config changes while hosts hold leases.
  */
 import assert from "node:assert/strict";
-import { INTEGRATION, waitFor } from "./helpers.ts";
+import { exitCodeWithin, INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab } from "../lab/lab.ts";
 
 Deno.test({
@@ -149,10 +149,7 @@ Deno.test({
         const subnet = /FLANNEL_SUBNET=(\S+)/.exec(await Deno.readTextFile(h1.subnetFile))![1];
         await lab.etcdctl("del", `/coreos.com/network/subnets/${subnet.replace(".1/", ".0-")}`);
         const agent = lab.agent(h1)!;
-        const code = await Promise.race([
-          agent.child.status.then((s) => s.code),
-          new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000)),
-        ]);
+        const code = await exitCodeWithin(agent.child, 5000);
         assert.equal(code, 1, agent.log());
         assert.match(agent.log(), /lease lost: this host no longer owns its subnet/);
         assert.equal((await lab.health(h1)).code, 1);

@@ -9,7 +9,7 @@
  * test of what the agent does on such a kernel runs instead.
  */
 import assert from "node:assert/strict";
-import { INTEGRATION, waitFor } from "./helpers.ts";
+import { exitCodeWithin, INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab, type LabContainer, type LabHost, UNDERLAY_PREFIX } from "../lab/lab.ts";
 import { ipipMissing } from "../lab/kernel_probe.ts";
 
@@ -332,10 +332,7 @@ for (const backend of ["udp", "vxlan", "host-gw", "ipip"] as const) {
           ]);
           await new Promise((resolve) => setTimeout(resolve, 500));
           await lab.ping(containers[0], containers[2].ip, { count: 2 });
-          const code = await Promise.race([
-            capture.child.status.then((s) => s.code),
-            new Promise<number>((r) => setTimeout(() => r(-1), 5000)),
-          ]);
+          const code = await exitCodeWithin(capture.child, 5000);
           await capture.stop("SIGKILL");
           assert.equal(code, 0, capture.log());
           const hex = [...capture.log().matchAll(/^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{4}\s?)+)/gm)].map(
@@ -429,10 +426,7 @@ for (const backend of ["udp", "vxlan", "host-gw", "ipip"] as const) {
             const h1 = hosts[0];
             const agent = lab.agent(h1)!;
             await lab.sh(h1.ns, "ip link del flannel0");
-            const code = await Promise.race([
-              agent.child.status.then((status) => status.code),
-              new Promise<number>((resolve) => setTimeout(() => resolve(-1), 15_000)),
-            ]);
+            const code = await exitCodeWithin(agent.child, 15_000);
             assert.equal(code, 1, "exits 1 by itself");
             assert.match(agent.log(), /exiting so a supervisor restarts it/);
             lab.startAgent(h1);
@@ -548,10 +542,7 @@ for (const backend of ["udp", "vxlan", "host-gw", "ipip"] as const) {
             ]);
             await new Promise((resolve) => setTimeout(resolve, 500));
             await lab.ping(from, to.ip, { count: 2 });
-            const code = await Promise.race([
-              capture.child.status.then((s) => s.code),
-              new Promise<number>((r) => setTimeout(() => r(-1), 5000)),
-            ]);
+            const code = await exitCodeWithin(capture.child, 5000);
             await capture.stop("SIGKILL");
             assert.equal(code, 0, capture.log());
             const hex = [...capture.log().matchAll(/^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{4}\s?)+)/gm)]

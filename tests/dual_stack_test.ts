@@ -8,7 +8,7 @@
  * skipped and counted.
  */
 import assert from "node:assert/strict";
-import { INTEGRATION, waitFor } from "./helpers.ts";
+import { exitCodeWithin, INTEGRATION, waitFor } from "./helpers.ts";
 import { Lab, type LabContainer, type LabHost } from "../lab/lab.ts";
 
 type BackendName = "udp" | "vxlan" | "host-gw";
@@ -205,10 +205,7 @@ for (const backend of ["udp", "vxlan", "host-gw"] as const satisfies BackendName
               // Waiting does not mend it: the agent exits 1 for its supervisor to restart
               // it, and the start makes the device again.
               const agent = lab.agent(h2)!;
-              const code = await Promise.race([
-                agent.child.status.then((status) => status.code),
-                new Promise<number>((resolve) => setTimeout(() => resolve(-1), 15_000)),
-              ]);
+              const code = await exitCodeWithin(agent.child, 15_000);
               assert.equal(code, 1, "exits 1 by itself");
               assert.match(
                 agent.log(),

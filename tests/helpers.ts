@@ -10,6 +10,19 @@ export { type EtcdServer, freePort, startEtcd } from "../lab/etcd.ts";
 export { waitFor } from "../lab/wait.ts";
 
 /** Options for Deno.test on tests that talk to etcd (grpc keeps timers of its own). */
+/** `child`'s exit code once it exits, or -1 while it still runs after `ms`. */
+export async function exitCodeWithin(child: Deno.ChildProcess, ms: number): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      child.status.then((status) => status.code),
+      new Promise<number>((resolve) => timer = setTimeout(() => resolve(-1), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false } as const;
 
 /** Runs `overlay ARGS…` to completion. */
